@@ -1,0 +1,23 @@
+// Package cache is fgimg's local content-addressed store: blobs by
+// digest, a record per stage digest, locking and verification.
+//
+// Layout under the store's root directory:
+//
+//	blobs/sha256/<hex>            immutable blobs (layers, artifacts, logs)
+//	records/sha256/<hex>.json     one Record per stage or target digest
+//	locks/<hex>                   flock(2) files, one per stage digest
+//	locks/snapshots/<hex>         flock(2) files guarding snapshot unpacking
+//	snapshots/<first 16 hex>      unpacked layers, usable as overlayfs lower dirs
+//	tmp/<id>/                     one directory per open Store, flock(2)ed for its lifetime
+//
+// Crash safety rests on three rules. Every file is written in the opening
+// Store's tmp directory, fsynced, renamed into place and its directory
+// fsynced, so a blob, record or snapshot is either absent or complete. A
+// record is written only after every blob it names has been committed,
+// and Has also checks that those blobs exist, so a record never claims a
+// result that is not there. A tmp directory whose lock is free belongs to
+// a dead process, and Open removes it.
+//
+// Several processes may share one store. Lock serialises work on one stage
+// digest; blobs need no lock because equal digests mean equal content.
+package cache

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/planner"
+	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/term"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitUnformatted = 3
+)
+
+const usage = `fgimg builds OS images for clouds and bare metal from declarative templates.
+
+Usage: fgimg <command> [flags] [PATH]
+
+Commands:
+  validate   check templates and report every problem
+  plan       show the stage graph, with digests and cache status
+  inspect    show one image: pedigree, metadata, stages
+  fmt        rewrite templates in canonical format
+  version    print the version
+
+PATH is a directory of *.fg.hcl / *.fg.json files, or template files;
+default ".". Run 'fgimg <command> -h' for a command's flags.
+`
+
+// usageError is a mistake in the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type command struct {
+	name string
+	run  func(args []string, out, errw io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"validate", cmdValidate},
+		{"plan", cmdPlan},
+		{"inspect", cmdInspect},
+		{"fmt", cmdFmt},
+		{"version", cmdVersion},
+	}
+}
+
+func run(args []string, out, errw io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(errw, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(out, usage)
+		return exitOK
+	case "-v", "-version", "--version":
+		return cmdVersion(nil, out, errw)
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], out, errw)
+		}
+	}
+	fmt.Fprintf(errw, "fgimg: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// configFlags are the flags every command that reads a configuration takes.
+type configFlags struct {
+	vars         []lang.VarArg
+	only, except []string
+}
+
+func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
+	fs.Func("var", "set a variable: -var name=value (repeatable)", func(s string) error {
+		name, value, ok := strings.Cut(s, "=")
+		if !ok || name == "" {
+			return fmt.Errorf("want name=value, got %q", s)
+		}
+		c.vars = append(c.vars, lang.VarArg{Name: name, Value: value})
+		return nil
+	})
+	fs.Func("var-file", "read variable values from an HCL or JSON `file` (repeatable)", func(s string) error {
+		c.vars = append(c.vars, lang.VarArg{File: s})
+		return nil
+	})
+	if selection {
+		fs.Func("only", "only these comma-separated image or target `names` (globs allowed)", func(s string) error {
+			c.only = append(c.only, splitNames(s)...)
+			return nil
+		})
+		fs.Func("except", "all but these comma-separated image or target `names` (globs allowed)", func(s string) error {
+			c.except = append(c.except, splitNames(s)...)
+			return nil
+		})
+	}
+}
+
+func splitNames(s string) []string {
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// parseFlags parses flags and positional arguments in any order.
+func parseFlags(fs *flag.FlagSet, args []string, errw io.Writer) ([]string, error) {
+	fs.SetOutput(errw)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// flagResult turns a parse error into an exit code.
+func flagResult(err error, errw io.Writer) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(errw, "fgimg: %s\n", err)
+	return exitUsage
+}
+
+// load reads and plans a configuration, printing diagnostics; it returns
+// nil when there were errors.
+func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *planner.Plan) {
+	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars})
+	if diags.HasErrors() {
+		printDiags(errw, cfg.Files, diags)
+		return nil, nil
+	}
+	plan, pdiags := planner.New(cfg, planner.Options{Store: openStore(), Only: c.only, Except: c.except})
+	diags = append(diags, pdiags...)
+	printDiags(errw, cfg.Files, diags)
+	if diags.HasErrors() {
+		return nil, nil
+	}
+	return cfg, plan
+}
+
+// openStore is the cache the planner asks about stage results. Until
+// the build engine lands, nothing is ever stored.
+func openStore() planner.Store { return planner.EmptyStore{} }
+
+func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
+	if len(diags) == 0 {
+		return
+	}
+	width, color := uint(0), false
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		color = os.Getenv("NO_COLOR") == ""
+		if wd, _, err := term.GetSize(int(f.Fd())); err == nil {
+			width = uint(wd)
+		}
+	}
+	tw := hcl.NewDiagnosticTextWriter(w, files, width, color)
+	tw.WriteDiagnostics(diags)
+	errs := 0
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			errs++
+		}
+	}
+	if errs > 1 {
+		fmt.Fprintf(w, "%d errors.\n", errs)
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/planner"
+	"github.com/opencontainers/go-digest"
+)
+
+func cmdInspect(args []string, out, errw io.Writer) int {
+	fs := flag.NewFlagSet("fgimg inspect", flag.ContinueOnError)
+	var cf configFlags
+	cf.register(fs, false)
+	asJSON := fs.Bool("json", false, "print the image as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(errw, "Usage: fgimg inspect [flags] IMAGE [PATH]\n\nShows an image as resolved: pedigree, metadata after inheritance, stages.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args, errw)
+	if err != nil {
+		return flagResult(err, errw)
+	}
+	if len(pos) == 0 {
+		return flagResult(usageError{"inspect needs an image name: fgimg inspect IMAGE [PATH]"}, errw)
+	}
+	name := pos[0]
+	cfg, plan := cf.load(pos[1:], errw)
+	if plan == nil {
+		return exitFailed
+	}
+	im := plan.Image(name)
+	if im == nil {
+		var names []string
+		for _, i := range cfg.Images {
+			names = append(names, i.Name)
+		}
+		fmt.Fprintf(errw, "fgimg: there is no image %q in %s; the images are %s.\n", name, cfg.Dir, strings.Join(names, ", "))
+		return exitFailed
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(inspectJSON(im), "", "  ")
+		fmt.Fprintf(out, "%s\n", b)
+		return exitOK
+	}
+	writeInspect(out, im)
+	return exitOK
+}
+
+type inspected struct {
+	Name     string          `json:"name"`
+	Parent   *string         `json:"parent"`
+	Pedigree []string        `json:"pedigree"`
+	ID       digest.Digest   `json:"id"`
+	Stages   []digest.Digest `json:"stages"`
+	lang.Metadata
+}
+
+func inspectJSON(im *planner.Image) inspected {
+	r := inspected{Name: im.Image.Name, ID: im.ID(), Metadata: im.Image.Meta}
+	if p := im.Image.Parent; p != nil {
+		r.Parent = &p.Name
+	}
+	for _, a := range im.Image.Pedigree() {
+		r.Pedigree = append(r.Pedigree, a.Name)
+	}
+	for _, s := range im.Stages {
+		r.Stages = append(r.Stages, s.Digest)
+	}
+	return r
+}
+
+func writeInspect(w io.Writer, im *planner.Image) {
+	m := im.Image.Meta
+	var ped []string
+	for _, a := range im.Image.Pedigree() {
+		ped = append(ped, a.Name)
+	}
+	var labels []string
+	for k, v := range m.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	fmt.Fprintf(w, "image %s\n", im.Image.Name)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "  %-12s %s\n", k, v)
+		}
+	}
+	row("id", im.ID().String())
+	row("pedigree", strings.Join(ped, " → "))
+	row("description", m.Description)
+	row("os", m.OS)
+	row("arch", m.Arch)
+	row("owner", m.Owner)
+	row("permission", m.Permission)
+	row("tags", strings.Join(m.Tags, ", "))
+	row("labels", strings.Join(labels, ", "))
+	fmt.Fprintf(w, "  stages\n")
+	for _, s := range im.Stages {
+		from := ""
+		if s.Image != nil && s.Image != im.Image {
+			from = "  (" + s.Image.Name + ")"
+		}
+		fmt.Fprintf(w, "    %-6s  %s  %-9s  %s%s\n", s.Status, planner.Short(s.Digest), s.Kind(), planner.Describe(s.Spec), from)
+	}
+}

@@ -1,0 +1,135 @@
+package lang
+
+import (
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Config is one evaluated configuration: every template file of a
+// directory (or the files named on the command line) read together.
+type Config struct {
+	// Dir is the configuration's directory (of the first file when
+	// files were named).
+	Dir string
+	// Files holds every parsed file, templates and variable files alike,
+	// for printing diagnostics with source snippets.
+	Files map[string]*hcl.File
+
+	Variables []*Variable
+	Images    []*Image // in declaration order
+	Targets   []*Target
+
+	images map[string]*Image
+}
+
+// Image returns the image named name, or nil.
+func (c *Config) Image(name string) *Image { return c.images[name] }
+
+// Variable is a declared input value and the value it ended with.
+type Variable struct {
+	Name        string
+	Description string
+	Type        cty.Type
+	Value       cty.Value
+	DeclRange   hcl.Range
+}
+
+// Image is one evaluated image block. Exactly one of Parent, From and
+// Bootstrap is set.
+type Image struct {
+	Name      string
+	DeclRange hcl.Range
+	// Dir is the directory of the file that declares the image.
+	Dir string
+
+	Parent    *Image
+	From      string // a containers/image reference; local paths made absolute
+	Bootstrap *Bootstrap
+
+	Meta Metadata // after inheritance
+
+	Packages []string
+	Files    []*File
+	Users    []*User
+	Services []*Service
+	Run      []string
+}
+
+// Pedigree returns the image's ancestors and itself, root first.
+func (im *Image) Pedigree() []*Image {
+	var chain []*Image
+	for p := im; p != nil; p = p.Parent {
+		chain = append(chain, p)
+	}
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain
+}
+
+// Metadata is an image's catalog metadata. None of it changes a stage
+// digest except Arch, which selects what a bootstrap or pull fetches.
+type Metadata struct {
+	Description string            `json:"description"`
+	OS          string            `json:"os"`
+	Arch        string            `json:"arch"`
+	Tags        []string          `json:"tags"`
+	Owner       string            `json:"owner"`
+	Permission  string            `json:"permission"`
+	Labels      map[string]string `json:"labels"`
+}
+
+// Bootstrap builds a root filesystem from scratch.
+type Bootstrap struct {
+	Tool       string // debootstrap, mmdebstrap or tar
+	Suite      string
+	Mirror     string
+	Variant    string
+	Components []string
+	Include    []string
+	Source     string // tar: absolute path of the rootfs tarball
+	DeclRange  hcl.Range
+}
+
+// File is a file or directory placed into the image.
+type File struct {
+	Path      string  // absolute path in the image
+	Content   *string // exactly one of Content and Source
+	Source    string  // absolute path on the build host
+	Mode      *uint32 // nil: 0644 for files, 0755 for directories
+	Owner     string  // name or number, resolved in the image; "" is root
+	Group     string
+	DeclRange hcl.Range
+}
+
+// User is an account created in the image.
+type User struct {
+	Name              string
+	UID               *int64
+	Groups            []string
+	Shell             string
+	Home              string
+	SSHAuthorizedKeys []string
+	DeclRange         hcl.Range
+}
+
+// Service is a systemd unit enabled or disabled at boot.
+type Service struct {
+	Unit      string // with its suffix: "ssh" becomes "ssh.service"
+	Enabled   bool
+	DeclRange hcl.Range
+}
+
+// Target is an artifact built from an image.
+type Target struct {
+	Kind      string
+	Name      string
+	Image     *Image
+	DeclRange hcl.Range
+
+	Compression string   // netboot, tar: gzip | zstd | none
+	Size        int64    // raw, qcow2: bytes; 0 means content plus headroom
+	Boot        string   // raw, qcow2: bios | uefi | hybrid | none
+	Compress    bool     // qcow2
+	KernelArgs  []string // netboot, raw, qcow2
+}

@@ -1,0 +1,215 @@
+package lang
+
+import (
+	"path/filepath"
+	"regexp"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Phase 1: decode structure against schemas, keeping expressions.
+
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+
+var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "variable", LabelNames: []string{"name"}},
+	{Type: "locals"},
+	{Type: "image", LabelNames: []string{"name"}},
+	{Type: "target", LabelNames: []string{"kind", "name"}},
+}}
+
+var variableSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "type"}, {Name: "default"}, {Name: "description"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "validation"}},
+}
+
+var validationSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "condition", Required: true}, {Name: "error_message", Required: true},
+}}
+
+var imageSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "parent"}, {Name: "from"},
+		{Name: "description"}, {Name: "os"}, {Name: "arch"}, {Name: "tags"},
+		{Name: "owner"}, {Name: "permission"}, {Name: "labels"},
+		{Name: "packages"}, {Name: "run"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "bootstrap", LabelNames: []string{"tool"}},
+		{Type: "file", LabelNames: []string{"path"}},
+		{Type: "user", LabelNames: []string{"name"}},
+		{Type: "service", LabelNames: []string{"name"}},
+	},
+}
+
+// targetAttrs lists the attributes each target kind takes besides image.
+var targetAttrs = map[string][]string{
+	"netboot": {"compression", "kernel_args"},
+	"raw":     {"size", "boot", "kernel_args"},
+	"qcow2":   {"size", "boot", "compress", "kernel_args"},
+	"oci":     {},
+	"tar":     {"compression"},
+}
+
+// infraKinds are specified by the language but not built yet.
+var infraKinds = []string{"openstack", "opennebula", "eucalyptus", "nimbus", "ec2", "xcat"}
+
+type rawVariable struct {
+	Name        string
+	DeclRange   hcl.Range
+	Type        cty.Type
+	Default     *hcl.Attribute
+	Description *hcl.Attribute
+	Validations []*hcl.BodyContent
+}
+
+type rawImage struct {
+	Name      string
+	DeclRange hcl.Range
+	Dir       string
+	Content   *hcl.BodyContent
+}
+
+type rawTarget struct {
+	Kind, Name string
+	DeclRange  hcl.Range
+	Dir        string
+	Content    *hcl.BodyContent
+}
+
+func (l *loader) decodeFile(f *hcl.File) {
+	content, diags := f.Body.Content(fileSchema)
+	l.diags = append(l.diags, diags...)
+	dir := filepath.Dir(f.Body.MissingItemRange().Filename)
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "variable":
+			l.decodeVariable(b)
+		case "locals":
+			attrs, diags := b.Body.JustAttributes()
+			l.diags = append(l.diags, diags...)
+			for _, a := range sortedAttrs(attrs) {
+				l.locals = append(l.locals, a)
+			}
+		case "image":
+			c, diags := b.Body.Content(imageSchema)
+			l.diags = append(l.diags, diags...)
+			l.checkName("image", b.Labels[0], b.LabelRanges[0])
+			l.images = append(l.images, &rawImage{Name: b.Labels[0], DeclRange: b.DefRange, Dir: dir, Content: c})
+		case "target":
+			l.decodeTarget(b, dir)
+		}
+	}
+}
+
+func (l *loader) decodeVariable(b *hcl.Block) {
+	c, diags := b.Body.Content(variableSchema)
+	l.diags = append(l.diags, diags...)
+	l.checkName("variable", b.Labels[0], b.LabelRanges[0])
+	v := &rawVariable{Name: b.Labels[0], DeclRange: b.DefRange, Type: cty.DynamicPseudoType,
+		Default: c.Attributes["default"], Description: c.Attributes["description"]}
+	if a, ok := c.Attributes["type"]; ok {
+		ty, diags := typeexpr.TypeConstraint(a.Expr)
+		l.diags = append(l.diags, diags...)
+		if !diags.HasErrors() {
+			v.Type = ty
+		}
+	}
+	for _, vb := range c.Blocks {
+		vc, diags := vb.Body.Content(validationSchema)
+		l.diags = append(l.diags, diags...)
+		if !diags.HasErrors() {
+			v.Validations = append(v.Validations, vc)
+		}
+	}
+	l.variables = append(l.variables, v)
+}
+
+func (l *loader) decodeTarget(b *hcl.Block, dir string) {
+	kind, name := b.Labels[0], b.Labels[1]
+	attrs, known := targetAttrs[kind]
+	if !known {
+		for _, k := range infraKinds {
+			if k == kind {
+				l.errorf(b.LabelRanges[0].Ptr(), "Target kind not available yet",
+					"The %q target kind is part of the language but fgimg cannot build it yet; build a raw, qcow2, netboot, oci or tar target and register it by hand for now.", kind)
+				return
+			}
+		}
+		l.errorf(b.LabelRanges[0].Ptr(), "Unknown target kind",
+			"There is no target kind %q.%s", kind, didYouMean(kind, targetKinds()))
+		return
+	}
+	schema := &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "image", Required: true}}}
+	for _, a := range attrs {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a})
+	}
+	c, diags := b.Body.Content(schema)
+	l.diags = append(l.diags, diags...)
+	l.checkName("target", name, b.LabelRanges[1])
+	l.targets = append(l.targets, &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c})
+}
+
+func (l *loader) checkName(what, name string, rng hcl.Range) {
+	if !nameRe.MatchString(name) {
+		l.errorf(rng.Ptr(), "Invalid "+what+" name",
+			"The name %q is not valid: names start with a lowercase letter and contain only lowercase letters, digits, underscores and dashes.", name)
+	}
+}
+
+// checkNames reports names declared twice.
+func (l *loader) checkNames() {
+	dup := func(what string, seen map[string]hcl.Range, name string, rng hcl.Range) {
+		if prev, ok := seen[name]; ok {
+			l.errorf(rng.Ptr(), "Duplicate "+what+" name",
+				"A %s named %q was already declared at %s; names must be unique.", what, name, prev)
+			return
+		}
+		seen[name] = rng
+	}
+	seen := map[string]hcl.Range{}
+	for _, v := range l.variables {
+		dup("variable", seen, v.Name, v.DeclRange)
+	}
+	seen = map[string]hcl.Range{}
+	for _, im := range l.images {
+		dup("image", seen, im.Name, im.DeclRange)
+	}
+	seen = map[string]hcl.Range{}
+	for _, t := range l.targets {
+		dup("target", seen, t.Name, t.DeclRange)
+	}
+	seen = map[string]hcl.Range{}
+	for _, a := range l.locals {
+		dup("local value", seen, a.Name, a.NameRange)
+	}
+}
+
+func targetKinds() []string {
+	kinds := append([]string(nil), infraKinds...)
+	for k := range targetAttrs {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	return kinds
+}
+
+// sortedAttrs returns attributes in source order, so diagnostics come
+// out in the order a reader meets them.
+func sortedAttrs(attrs hcl.Attributes) []*hcl.Attribute {
+	list := make([]*hcl.Attribute, 0, len(attrs))
+	for _, a := range attrs {
+		list = append(list, a)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		a, b := list[i].Range, list[j].Range
+		if a.Filename != b.Filename {
+			return a.Filename < b.Filename
+		}
+		return a.Start.Byte < b.Start.Byte
+	})
+	return list
+}

@@ -1,0 +1,182 @@
+package lang
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Template file suffixes: native and JSON syntax.
+const (
+	SuffixHCL  = ".fg.hcl"
+	SuffixJSON = ".fg.json"
+)
+
+// LoadOptions says what to read and which values to give variables.
+type LoadOptions struct {
+	// Paths is one directory or any number of template files; empty
+	// means the current directory.
+	Paths []string
+	// Vars are the -var and -var-file flags, in command-line order.
+	Vars []VarArg
+	// Environ is searched for FGIMG_VAR_<name>; nil means os.Environ().
+	Environ []string
+	// User is the default image owner; empty means the user running fgimg.
+	User string
+}
+
+// VarArg is one -var name=value (Name set) or -var-file FILE (File set).
+type VarArg struct {
+	Name, Value string
+	File        string
+}
+
+// Load reads, evaluates and checks a configuration. It always returns a
+// Config whose Files can print the diagnostics; the Config is usable
+// only when the diagnostics hold no error.
+func Load(opts LoadOptions) (*Config, hcl.Diagnostics) {
+	l := &loader{
+		parser: hclparse.NewParser(),
+		opts:   opts,
+		cfg:    &Config{images: map[string]*Image{}},
+	}
+	if l.opts.Environ == nil {
+		l.opts.Environ = os.Environ()
+	}
+	if l.opts.User == "" {
+		l.opts.User = currentUser()
+	}
+	l.load()
+	l.cfg.Files = l.parser.Files()
+	sortDiagnostics(l.diags)
+	return l.cfg, l.diags
+}
+
+// sortDiagnostics orders diagnostics by file and position, those with no
+// source first, so they read top to bottom.
+func sortDiagnostics(diags hcl.Diagnostics) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		switch {
+		case a == nil || b == nil:
+			return a == nil && b != nil
+		case a.Filename != b.Filename:
+			return a.Filename < b.Filename
+		default:
+			return a.Start.Byte < b.Start.Byte
+		}
+	})
+}
+
+type loader struct {
+	parser *hclparse.Parser
+	opts   LoadOptions
+	cfg    *Config
+	diags  hcl.Diagnostics
+
+	files []*hcl.File
+	// blocks collected by phase 1
+	variables []*rawVariable
+	locals    []*hcl.Attribute
+	images    []*rawImage
+	targets   []*rawTarget
+}
+
+func (l *loader) errorf(rng *hcl.Range, summary, detail string, args ...any) {
+	l.diags = append(l.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(detail, args...),
+		Subject:  rng,
+	})
+}
+
+func (l *loader) load() {
+	paths, dir, err := templatePaths(l.opts.Paths)
+	if err != nil {
+		l.errorf(nil, "Cannot read templates", "%s", err)
+		return
+	}
+	l.cfg.Dir = dir
+	for _, p := range paths {
+		var f *hcl.File
+		var diags hcl.Diagnostics
+		if strings.HasSuffix(p, ".json") {
+			f, diags = l.parser.ParseJSONFile(p)
+		} else {
+			f, diags = l.parser.ParseHCLFile(p)
+		}
+		l.diags = append(l.diags, diags...)
+		if f != nil && !diags.HasErrors() {
+			l.files = append(l.files, f)
+		}
+	}
+	for _, f := range l.files {
+		l.decodeFile(f)
+	}
+	l.checkNames()
+	vars := l.evalVariables(dir)
+	if l.diags.HasErrors() && vars == nil {
+		return
+	}
+	l.evaluate(vars)
+}
+
+// templatePaths expands the command-line paths into template files and
+// the configuration directory.
+func templatePaths(args []string) (files []string, dir string, err error) {
+	if len(args) == 0 {
+		args = []string{"."}
+	}
+	if len(args) == 1 {
+		st, err := os.Stat(args[0])
+		if err != nil {
+			return nil, "", err
+		}
+		if st.IsDir() {
+			dir = args[0]
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return nil, "", err
+			}
+			for _, e := range entries {
+				n := e.Name()
+				if !e.IsDir() && (strings.HasSuffix(n, SuffixHCL) || strings.HasSuffix(n, SuffixJSON)) {
+					files = append(files, filepath.Join(dir, n))
+				}
+			}
+			if len(files) == 0 {
+				return nil, "", fmt.Errorf("no *%s or *%s files in %s", SuffixHCL, SuffixJSON, dir)
+			}
+			return files, dir, nil
+		}
+	}
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, "", err
+		}
+		if st.IsDir() {
+			return nil, "", fmt.Errorf("%s is a directory: give one directory or any number of files", a)
+		}
+		files = append(files, a)
+	}
+	sort.Strings(files)
+	return files, filepath.Dir(files[0]), nil
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}

@@ -1,0 +1,204 @@
+package planner
+
+import (
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
+	"github.com/fgimg/fgimg/targets"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/opencontainers/go-digest"
+)
+
+// Store is what the planner asks of a cache: is a stage's result stored?
+type Store interface {
+	Has(digest.Digest) bool
+}
+
+// EmptyStore is a cache that holds nothing.
+type EmptyStore struct{}
+
+// Has reports false: nothing is stored.
+func (EmptyStore) Has(digest.Digest) bool { return false }
+
+// Status says whether a stage must be built.
+type Status string
+
+const (
+	StatusBuild  Status = "build"
+	StatusCached Status = "cached"
+)
+
+// Stage is one node of the plan: a spec on top of an input stage.
+type Stage struct {
+	Digest digest.Digest
+	Spec   stages.Spec
+	Input  *Stage // nil for an origin
+	Status Status
+	// Image is the first image (in declaration order) whose chain holds
+	// the stage; Target is set for a target's stage. Neither is hashed.
+	Image  *lang.Image
+	Target *lang.Target
+}
+
+// Kind is the stage kind: "bootstrap", "packages", …, or a target kind.
+func (s *Stage) Kind() string { return s.Spec.Kind() }
+
+// Image is a planned image: its whole chain of stages, origin first.
+type Image struct {
+	Image  *lang.Image
+	Stages []*Stage
+}
+
+// ID is the digest of the image's last stage.
+func (im *Image) ID() digest.Digest { return im.Stages[len(im.Stages)-1].Digest }
+
+// Target is a planned target: its own stage, on top of its image's last stage.
+type Target struct {
+	Target *lang.Target
+	Image  *Image
+	Stage  *Stage
+}
+
+// Plan is the stage graph of a configuration.
+type Plan struct {
+	// Stages holds every stage once, inputs before the stages above them.
+	Stages  []*Stage
+	Images  []*Image
+	Targets []*Target
+}
+
+// Options selects what to plan and where to look for cached stages.
+type Options struct {
+	Store Store // nil: EmptyStore
+	// Only and Except hold image or target names, globs allowed; see Select.
+	Only, Except []string
+}
+
+// New compiles cfg into a plan. Images and targets are planned in
+// declaration order; identical stages become one node.
+func New(cfg *lang.Config, opts Options) (*Plan, hcl.Diagnostics) {
+	if opts.Store == nil {
+		opts.Store = EmptyStore{}
+	}
+	images, tgts, diags := Select(cfg, opts.Only, opts.Except)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	c := &compiler{
+		store:  opts.Store,
+		nodes:  map[digest.Digest]*Stage{},
+		images: map[*lang.Image]*Image{},
+		hashes: map[string]digest.Digest{},
+		plan:   &Plan{},
+	}
+	for _, im := range images {
+		c.image(im)
+	}
+	for _, t := range tgts {
+		c.target(t)
+	}
+	return c.plan, c.diags
+}
+
+type compiler struct {
+	store  Store
+	nodes  map[digest.Digest]*Stage
+	images map[*lang.Image]*Image
+	hashes map[string]digest.Digest // file content digests by host path
+	plan   *Plan
+	diags  hcl.Diagnostics
+}
+
+// add returns the node for spec on top of input, creating it once.
+func (c *compiler) add(spec stages.Spec, input *Stage, im *lang.Image, t *lang.Target) *Stage {
+	var in digest.Digest
+	if input != nil {
+		in = input.Digest
+	}
+	d := stages.Digest(spec, in)
+	if s, ok := c.nodes[d]; ok {
+		return s
+	}
+	s := &Stage{Digest: d, Spec: spec, Input: input, Status: StatusBuild, Image: im, Target: t}
+	if c.store.Has(d) {
+		s.Status = StatusCached
+	}
+	c.nodes[d] = s
+	c.plan.Stages = append(c.plan.Stages, s)
+	return s
+}
+
+// image plans an image after its parent; it returns nil when the image
+// cannot be planned (a diagnostic says why).
+func (c *compiler) image(im *lang.Image) *Image {
+	if p, ok := c.images[im]; ok {
+		return p
+	}
+	var chain []*Stage
+	var top *Stage
+	if im.Parent != nil {
+		parent := c.image(im.Parent)
+		if parent == nil {
+			return nil
+		}
+		chain = append(chain, parent.Stages...)
+		top = parent.Stages[len(parent.Stages)-1]
+	} else {
+		origin := c.originSpec(im)
+		if origin == nil {
+			return nil
+		}
+		top = c.add(origin, nil, im, nil)
+		chain = append(chain, top)
+	}
+	phases, ok := c.phaseSpecs(im)
+	if !ok {
+		return nil
+	}
+	for _, spec := range phases {
+		top = c.add(spec, top, im, nil)
+		chain = append(chain, top)
+	}
+	p := &Image{Image: im, Stages: chain}
+	c.images[im] = p
+	c.plan.Images = append(c.plan.Images, p)
+	return p
+}
+
+func (c *compiler) target(t *lang.Target) {
+	im := c.image(t.Image)
+	if im == nil {
+		return
+	}
+	spec := &targets.Spec{
+		TargetKind:  t.Kind,
+		Compression: t.Compression,
+		Size:        t.Size,
+		Boot:        t.Boot,
+		Compress:    t.Compress,
+		KernelArgs:  t.KernelArgs,
+	}
+	s := c.add(spec, im.Stages[len(im.Stages)-1], nil, t)
+	c.plan.Targets = append(c.plan.Targets, &Target{Target: t, Image: im, Stage: s})
+}
+
+// Image returns the planned image named name, or nil.
+func (p *Plan) Image(name string) *Image {
+	for _, im := range p.Images {
+		if im.Image.Name == name {
+			return im
+		}
+	}
+	return nil
+}
+
+// Counts returns how many stages are to be built and how many are cached.
+func (p *Plan) Counts() (build, cached int) {
+	for _, s := range p.Stages {
+		if s.Status == StatusCached {
+			cached++
+		} else {
+			build++
+		}
+	}
+	return build, cached
+}

@@ -1,0 +1,261 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
+	"github.com/fgimg/fgimg/targets"
+	"github.com/opencontainers/go-digest"
+)
+
+// Short is the first 12 hex digits of a digest, as the plan shows it.
+func Short(d digest.Digest) string {
+	h := d.Encoded()
+	if len(h) > 12 {
+		h = h[:12]
+	}
+	return h
+}
+
+// String renders the plan as a tree of images, each with the stages it
+// adds and the targets built from it, ending in a one-line summary.
+// Stages shared through a pedigree appear once, under the image that
+// introduces them.
+func (p *Plan) String() string {
+	var b strings.Builder
+	var roots []*Image
+	for _, im := range p.Images {
+		if p.parentOf(im) == nil {
+			roots = append(roots, im)
+		}
+	}
+	for _, r := range roots {
+		p.writeImage(&b, r, "", "")
+	}
+	build, cached := p.Counts()
+	fmt.Fprintf(&b, "\nPlan: %s, %s, %s: %d to build, %d cached.\n",
+		plural(len(p.Images), "image"), plural(len(p.Targets), "target"), plural(len(p.Stages), "stage"), build, cached)
+	return b.String()
+}
+
+func (p *Plan) parentOf(im *Image) *Image {
+	if im.Image.Parent == nil {
+		return nil
+	}
+	for _, x := range p.Images {
+		if x.Image == im.Image.Parent {
+			return x
+		}
+	}
+	return nil
+}
+
+// writeImage writes one image: head holds the branch drawing for its own
+// line, indent the drawing that continues below it.
+func (p *Plan) writeImage(b *strings.Builder, im *Image, head, indent string) {
+	fmt.Fprintf(b, "%simage %s  %s\n", head, im.Image.Name, Short(im.ID()))
+	var kids []any
+	for _, c := range p.Images {
+		if p.parentOf(c) == im {
+			kids = append(kids, c)
+		}
+	}
+	for _, t := range p.Targets {
+		if t.Image == im {
+			kids = append(kids, t)
+		}
+	}
+	own := im.Stages
+	if parent := p.parentOf(im); parent != nil {
+		own = own[len(parent.Stages):]
+	}
+	bar := "   "
+	if len(kids) > 0 {
+		bar = "│  "
+	}
+	for _, s := range own {
+		note := ""
+		if s.Image != nil && s.Image != im.Image {
+			note = "  (same as image " + s.Image.Name + ")"
+		}
+		fmt.Fprintf(b, "%s%s%-6s  %s  %-9s  %s%s\n", indent, bar, s.Status, Short(s.Digest), s.Kind(), Describe(s.Spec), note)
+	}
+	if len(own) == 0 {
+		fmt.Fprintf(b, "%s%s(no stages of its own: metadata only)\n", indent, bar)
+	}
+	for i, k := range kids {
+		branch, cont := "├─ ", "│  "
+		if i == len(kids)-1 {
+			branch, cont = "└─ ", "   "
+		}
+		switch k := k.(type) {
+		case *Image:
+			p.writeImage(b, k, indent+branch, indent+cont)
+		case *Target:
+			s := k.Stage
+			fmt.Fprintf(b, "%s%starget %s %q  %-6s  %s  %s\n", indent, branch, k.Target.Kind, k.Target.Name, s.Status, Short(s.Digest), Describe(s.Spec))
+		}
+	}
+}
+
+// Describe is a short human summary of a stage's spec.
+func Describe(spec stages.Spec) string {
+	switch s := spec.(type) {
+	case *stages.Bootstrap:
+		if s.Tool == "tar" {
+			return "tar " + Short(s.Source)
+		}
+		out := fmt.Sprintf("%s %s (%s)", s.Tool, s.Suite, s.Variant)
+		if len(s.Include) > 0 {
+			out += fmt.Sprintf(" +%s", plural(len(s.Include), "package"))
+		}
+		return out
+	case *stages.From:
+		return s.Ref
+	case *stages.Packages:
+		return firstFew(s.Names, 4)
+	case *stages.Files:
+		var paths []string
+		for _, e := range s.Entries {
+			paths = append(paths, e.Path)
+		}
+		return firstFew(paths, 3)
+	case *stages.Users:
+		var names []string
+		for _, u := range s.Users {
+			names = append(names, u.Name)
+		}
+		return firstFew(names, 4)
+	case *stages.Services:
+		var on, off []string
+		for _, u := range s.Units {
+			if u.Enabled {
+				on = append(on, u.Name)
+			} else {
+				off = append(off, u.Name)
+			}
+		}
+		var parts []string
+		if len(on) > 0 {
+			parts = append(parts, "enable "+firstFew(on, 3))
+		}
+		if len(off) > 0 {
+			parts = append(parts, "disable "+firstFew(off, 3))
+		}
+		return strings.Join(parts, "; ")
+	case *stages.Run:
+		return plural(len(s.Commands), "command")
+	case *targets.Spec:
+		var parts []string
+		if s.Boot != "" {
+			parts = append(parts, s.Boot+" boot")
+		}
+		if s.Size > 0 {
+			parts = append(parts, humanSize(s.Size))
+		}
+		if s.Compression != "" {
+			parts = append(parts, s.Compression)
+		}
+		if s.Compress {
+			parts = append(parts, "compressed")
+		}
+		return strings.Join(parts, ", ")
+	}
+	return ""
+}
+
+func firstFew(list []string, n int) string {
+	if len(list) <= n {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s, +%d more", strings.Join(list[:n], ", "), len(list)-n)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func humanSize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for n >= 1024 && n%1024 == 0 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	return fmt.Sprintf("%d%s", n, units[i])
+}
+
+// JSON form of a plan: a stable interface that tests and CI tooling read.
+type jsonPlan struct {
+	Images  []jsonImage  `json:"images"`
+	Targets []jsonTarget `json:"targets"`
+	Stages  []jsonStage  `json:"stages"`
+	Summary jsonSummary  `json:"summary"`
+}
+
+type jsonImage struct {
+	Name   string          `json:"name"`
+	Parent *string         `json:"parent"`
+	ID     digest.Digest   `json:"id"`
+	Stages []digest.Digest `json:"stages"`
+}
+
+type jsonTarget struct {
+	Name   string          `json:"name"`
+	Kind   string          `json:"kind"`
+	Image  string          `json:"image"`
+	Stages []digest.Digest `json:"stages"`
+}
+
+type jsonStage struct {
+	Digest digest.Digest   `json:"digest"`
+	Kind   string          `json:"kind"`
+	Inputs []digest.Digest `json:"inputs"`
+	Status Status          `json:"status"`
+}
+
+type jsonSummary struct {
+	Build  int `json:"build"`
+	Cached int `json:"cached"`
+}
+
+// MarshalJSON writes the plan's stable JSON form.
+func (p *Plan) MarshalJSON() ([]byte, error) {
+	out := jsonPlan{Images: []jsonImage{}, Targets: []jsonTarget{}, Stages: []jsonStage{}}
+	for _, im := range p.Images {
+		out.Images = append(out.Images, jsonImage{Name: im.Image.Name, Parent: parentName(im.Image), ID: im.ID(), Stages: digests(im.Stages)})
+	}
+	for _, t := range p.Targets {
+		out.Targets = append(out.Targets, jsonTarget{Name: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, Stages: []digest.Digest{t.Stage.Digest}})
+	}
+	for _, s := range p.Stages {
+		js := jsonStage{Digest: s.Digest, Kind: s.Kind(), Inputs: []digest.Digest{}, Status: s.Status}
+		if s.Input != nil {
+			js.Inputs = append(js.Inputs, s.Input.Digest)
+		}
+		out.Stages = append(out.Stages, js)
+	}
+	out.Summary.Build, out.Summary.Cached = p.Counts()
+	return json.Marshal(out)
+}
+
+func parentName(im *lang.Image) *string {
+	if im.Parent == nil {
+		return nil
+	}
+	return &im.Parent.Name
+}
+
+func digests(list []*Stage) []digest.Digest {
+	out := make([]digest.Digest, len(list))
+	for i, s := range list {
+		out[i] = s.Digest
+	}
+	return out
+}
