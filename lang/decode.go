@@ -64,6 +64,7 @@ type rawVariable struct {
 	Default     *hcl.Attribute
 	Description *hcl.Attribute
 	Validations []*hcl.BodyContent
+	Invalid     bool // its declaration has errors: no value is checked
 }
 
 type rawImage struct {
@@ -114,7 +115,9 @@ func (l *loader) decodeVariable(b *hcl.Block) {
 	if a, ok := c.Attributes["type"]; ok {
 		ty, diags := typeexpr.TypeConstraint(a.Expr)
 		l.diags = append(l.diags, diags...)
-		if !diags.HasErrors() {
+		if diags.HasErrors() {
+			v.Invalid = true
+		} else {
 			v.Type = ty
 		}
 	}

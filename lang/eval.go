@@ -15,33 +15,41 @@ type evaluator struct {
 	locals map[string]cty.Value
 	images map[string]cty.Value
 	funcs  map[string]map[string]function.Function // by directory
-	ctxs   map[string]*hcl.EvalContext             // by directory
-	dirty  bool                                    // images changed since ctxs were made
 }
 
+// ctx is the context for locals: variables, locals and functions.
 func (e *evaluator) ctx(dir string) *hcl.EvalContext {
-	if c, ok := e.ctxs[dir]; ok && !e.dirty {
-		return c
-	}
-	if e.dirty {
-		e.ctxs = map[string]*hcl.EvalContext{}
-		e.dirty = false
-	}
 	fs, ok := e.funcs[dir]
 	if !ok {
 		fs = Functions(dir)
 		e.funcs[dir] = fs
 	}
-	c := &hcl.EvalContext{
-		Variables: map[string]cty.Value{
-			"var":   e.vars,
-			"local": cty.ObjectVal(e.locals),
-			"image": cty.ObjectVal(e.images),
-		},
+	return &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": e.vars, "local": cty.ObjectVal(e.locals)},
 		Functions: fs,
 	}
-	e.ctxs[dir] = c
-	return c
+}
+
+// bodyCtx is the context for an image or target body: the images it
+// refers to are its only image.<name> values, so that evaluating n
+// images costs O(n), not O(n²).
+func (e *evaluator) bodyCtx(dir string, c *hcl.BodyContent) *hcl.EvalContext {
+	ctx := e.ctx(dir)
+	refs := map[string]cty.Value{}
+	forEachExpr(c, func(_ string, expr hcl.Expression) {
+		for _, tr := range expr.Variables() {
+			if tr.RootName() != "image" {
+				continue
+			}
+			if name := stepName(tr); name != "" {
+				if v, ok := e.images[name]; ok {
+					refs[name] = v
+				}
+			}
+		}
+	})
+	ctx.Variables["image"] = cty.ObjectVal(refs)
+	return ctx
 }
 
 func (l *loader) evaluate(vars map[string]cty.Value) {
@@ -50,7 +58,6 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		locals: map[string]cty.Value{},
 		images: map[string]cty.Value{},
 		funcs:  map[string]map[string]function.Function{},
-		ctxs:   map[string]*hcl.EvalContext{},
 	}
 	if vars == nil {
 		e.vars = cty.DynamicVal
@@ -60,12 +67,10 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		im := l.evalImage(raw, e)
 		if im == nil {
 			e.images[raw.Name] = cty.DynamicVal
-			e.dirty = true
 			continue
 		}
 		l.cfg.images[im.Name] = im
 		e.images[im.Name] = imageValue(im)
-		e.dirty = true
 	}
 	// Keep declaration order for images, whatever order they were
 	// evaluated in.
@@ -99,6 +104,7 @@ func (l *loader) evalLocals(e *evaluator) {
 		}
 	}
 	state := map[string]int{} // 1 visiting, 2 done
+	broken := map[string]bool{} // in a cycle or referring to images: not evaluated
 	var stack []string
 	var visit func(a *hcl.Attribute)
 	visit = func(a *hcl.Attribute) {
@@ -108,6 +114,9 @@ func (l *loader) evalLocals(e *evaluator) {
 		case 1:
 			l.errorf(a.NameRange.Ptr(), "Cycle in local values",
 				"The local values refer to each other in a loop: %s.", cycleChain(stack, a.Name, "local."))
+			for _, n := range stack {
+				broken[n] = true
+			}
 			return
 		}
 		state[a.Name] = 1
@@ -117,6 +126,7 @@ func (l *loader) evalLocals(e *evaluator) {
 			case "image":
 				l.errorf(tr.SourceRange().Ptr(), "Image reference in a local value",
 					"Local values are evaluated before images, so they cannot refer to image attributes; move the expression into the image or target that needs it.")
+				broken[a.Name] = true
 			case "local":
 				if name := stepName(tr); name != "" {
 					if dep, ok := byName[name]; ok {
@@ -130,13 +140,16 @@ func (l *loader) evalLocals(e *evaluator) {
 			return
 		}
 		state[a.Name] = 2
+		if broken[a.Name] {
+			e.locals[a.Name] = cty.DynamicVal
+			return
+		}
 		val, diags := a.Expr.Value(e.ctx(dirOf(a.Range)))
 		l.diags = append(l.diags, diags...)
 		if diags.HasErrors() {
 			val = cty.DynamicVal
 		}
 		e.locals[a.Name] = val
-		e.dirty = true
 	}
 	for _, a := range l.locals {
 		visit(a)
@@ -231,7 +244,7 @@ type imageDep struct {
 func (l *loader) imageDeps(im *rawImage) []imageDep {
 	var deps []imageDep
 	if a, ok := im.Content.Attributes["parent"]; ok {
-		if tr, diags := hcl.AbsTraversalForExpr(a.Expr); !diags.HasErrors() && tr.RootName() == "image" {
+		if tr := imageTraversal(a.Expr); tr != nil && tr.RootName() == "image" {
 			if name := stepName(tr); name != "" {
 				deps = append(deps, imageDep{name, true})
 			}

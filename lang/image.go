@@ -44,7 +44,8 @@ var serviceBlockSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name
 
 func (l *loader) evalImage(raw *rawImage, e *evaluator) *Image {
 	before := len(l.diags)
-	s := &scope{l: l, ctx: e.ctx(raw.Dir), attrs: raw.Content.Attributes}
+	ctx := e.bodyCtx(raw.Dir, raw.Content)
+	s := &scope{l: l, ctx: ctx, attrs: raw.Content.Attributes}
 	im := &Image{Name: raw.Name, DeclRange: raw.DeclRange, Dir: raw.Dir}
 
 	l.evalOrigin(raw, s, im)
@@ -67,7 +68,7 @@ func (l *loader) evalImage(raw *rawImage, e *evaluator) *Image {
 	for _, b := range raw.Content.Blocks {
 		switch b.Type {
 		case "file":
-			if f := l.evalFile(b, e, raw.Dir); f != nil {
+			if f := l.evalFile(b, ctx); f != nil {
 				if prev, dup := seenFiles[f.Path]; dup {
 					l.errorf(b.LabelRanges[0].Ptr(), "Duplicate file", "The image already places %s at %s.", f.Path, prev)
 					continue
@@ -76,7 +77,7 @@ func (l *loader) evalImage(raw *rawImage, e *evaluator) *Image {
 				im.Files = append(im.Files, f)
 			}
 		case "user":
-			if u := l.evalUser(b, e, raw.Dir); u != nil {
+			if u := l.evalUser(b, ctx); u != nil {
 				if prev, dup := seenUsers[u.Name]; dup {
 					l.errorf(b.LabelRanges[0].Ptr(), "Duplicate user", "The image already creates user %q at %s.", u.Name, prev)
 					continue
@@ -85,7 +86,7 @@ func (l *loader) evalImage(raw *rawImage, e *evaluator) *Image {
 				im.Users = append(im.Users, u)
 			}
 		case "service":
-			if sv := l.evalService(b, e, raw.Dir); sv != nil {
+			if sv := l.evalService(b, ctx); sv != nil {
 				if prev, dup := seenUnits[sv.Unit]; dup {
 					l.errorf(b.LabelRanges[0].Ptr(), "Duplicate service", "The image already configures %s at %s.", sv.Unit, prev)
 					continue
@@ -140,8 +141,8 @@ func (l *loader) evalOrigin(raw *rawImage, s *scope, im *Image) {
 
 // imageRef resolves an attribute written as image.<name>.
 func (l *loader) imageRef(a *hcl.Attribute, what string) *Image {
-	tr, diags := hcl.AbsTraversalForExpr(a.Expr)
-	if diags.HasErrors() || tr.RootName() != "image" || len(tr) != 2 || stepName(tr) == "" {
+	tr := imageTraversal(a.Expr)
+	if tr == nil || tr.RootName() != "image" || len(tr) != 2 || stepName(tr) == "" {
 		l.errorf(a.Expr.Range().Ptr(), "Invalid "+what+" reference",
 			"The %q argument names an image as a reference, such as %s = image.base.", what, what)
 		return nil
@@ -161,6 +162,21 @@ func (l *loader) imageRef(a *hcl.Attribute, what string) *Image {
 	}
 	l.errorf(a.Expr.Range().Ptr(), "Unknown image",
 		"There is no image named %q in this configuration.%s", name, didYouMean(name, names))
+	return nil
+}
+
+// imageTraversal returns the traversal an attribute such as parent is
+// written as: image.base in native syntax, "image.base" or
+// "${image.base}" in JSON syntax. It returns nil for anything else.
+func imageTraversal(expr hcl.Expression) hcl.Traversal {
+	if tr, diags := hcl.AbsTraversalForExpr(expr); !diags.HasErrors() {
+		return tr
+	}
+	if vars := expr.Variables(); len(vars) == 1 {
+		if _, diags := expr.Value(&hcl.EvalContext{}); diags.HasErrors() {
+			return vars[0] // a template that is nothing but the reference
+		}
+	}
 	return nil
 }
 
@@ -348,10 +364,10 @@ func unionStrings(a, b []string) []string {
 	return out
 }
 
-func (l *loader) evalFile(b *hcl.Block, e *evaluator, dir string) *File {
+func (l *loader) evalFile(b *hcl.Block, ctx *hcl.EvalContext) *File {
 	c, diags := b.Body.Content(fileBlockSchema)
 	l.diags = append(l.diags, diags...)
-	s := &scope{l: l, ctx: e.ctx(dir), attrs: c.Attributes}
+	s := &scope{l: l, ctx: ctx, attrs: c.Attributes}
 	p := b.Labels[0]
 	f := &File{Path: p, DeclRange: b.DefRange}
 	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
@@ -371,7 +387,7 @@ func (l *loader) evalFile(b *hcl.Block, e *evaluator, dir string) *File {
 	case hasContent:
 		f.Content = &content
 	case hasSource:
-		f.Source = l.checkSource(src, sa, dir, true)
+		f.Source = l.checkSource(src, sa, dirOf(b.DefRange), true)
 	}
 	if mode, a, ok := s.str("mode"); ok {
 		m, err := ParseMode(mode)
@@ -399,10 +415,10 @@ func (l *loader) principal(s *scope, name string) string {
 	return v
 }
 
-func (l *loader) evalUser(b *hcl.Block, e *evaluator, dir string) *User {
+func (l *loader) evalUser(b *hcl.Block, ctx *hcl.EvalContext) *User {
 	c, diags := b.Body.Content(userBlockSchema)
 	l.diags = append(l.diags, diags...)
-	s := &scope{l: l, ctx: e.ctx(dir), attrs: c.Attributes}
+	s := &scope{l: l, ctx: ctx, attrs: c.Attributes}
 	u := &User{Name: b.Labels[0], DeclRange: b.DefRange}
 	if !userRe.MatchString(u.Name) {
 		l.errorf(b.LabelRanges[0].Ptr(), "Invalid user name",
@@ -427,10 +443,10 @@ func (l *loader) evalUser(b *hcl.Block, e *evaluator, dir string) *User {
 	return u
 }
 
-func (l *loader) evalService(b *hcl.Block, e *evaluator, dir string) *Service {
+func (l *loader) evalService(b *hcl.Block, ctx *hcl.EvalContext) *Service {
 	c, diags := b.Body.Content(serviceBlockSchema)
 	l.diags = append(l.diags, diags...)
-	s := &scope{l: l, ctx: e.ctx(dir), attrs: c.Attributes}
+	s := &scope{l: l, ctx: ctx, attrs: c.Attributes}
 	unit := b.Labels[0]
 	if unit == "" || strings.ContainsAny(unit, "/ \t") {
 		l.errorf(b.LabelRanges[0].Ptr(), "Invalid service name", "%q is not a systemd unit name.", unit)

@@ -3,7 +3,7 @@ package lang
 // evalTarget evaluates a target block against its kind's attributes.
 func (l *loader) evalTarget(raw *rawTarget, e *evaluator) *Target {
 	before := len(l.diags)
-	s := &scope{l: l, ctx: e.ctx(raw.Dir), attrs: raw.Content.Attributes}
+	s := &scope{l: l, ctx: e.bodyCtx(raw.Dir, raw.Content), attrs: raw.Content.Attributes}
 	t := &Target{Kind: raw.Kind, Name: raw.Name, DeclRange: raw.DeclRange}
 	if a, ok := raw.Content.Attributes["image"]; ok {
 		t.Image = l.imageRef(a, "image")

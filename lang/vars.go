@@ -101,6 +101,9 @@ func (l *loader) evalVariables(dir string) map[string]cty.Value {
 // settle picks a variable's value, converts it to its type and runs its
 // validations.
 func (l *loader) settle(v *rawVariable, given map[string]varValue) (cty.Value, bool) {
+	if v.Invalid {
+		return cty.DynamicVal, true
+	}
 	vv, ok := given[v.Name]
 	if !ok && v.Default != nil {
 		val, diags := v.Default.Expr.Value(nil)

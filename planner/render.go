@@ -25,51 +25,62 @@ func Short(d digest.Digest) string {
 // Stages shared through a pedigree appear once, under the image that
 // introduces them.
 func (p *Plan) String() string {
+	t := p.tree()
 	var b strings.Builder
-	var roots []*Image
-	for _, im := range p.Images {
-		if p.parentOf(im) == nil {
-			roots = append(roots, im)
+	for i, r := range t.roots {
+		if i > 0 {
+			b.WriteString("\n")
 		}
-	}
-	for _, r := range roots {
-		p.writeImage(&b, r, "", "")
+		t.writeImage(&b, r, "", "")
 	}
 	build, cached := p.Counts()
 	fmt.Fprintf(&b, "\nPlan: %s, %s, %s: %d to build, %d cached.\n",
 		plural(len(p.Images), "image"), plural(len(p.Targets), "target"), plural(len(p.Stages), "stage"), build, cached)
-	return b.String()
+	return trimLines(b.String())
 }
 
-func (p *Plan) parentOf(im *Image) *Image {
-	if im.Image.Parent == nil {
-		return nil
+func trimLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
 	}
-	for _, x := range p.Images {
-		if x.Image == im.Image.Parent {
-			return x
+	return strings.Join(lines, "\n")
+}
+
+// tree is the plan's images arranged by pedigree.
+type tree struct {
+	roots  []*Image
+	parent map[*Image]*Image
+	kids   map[*Image][]any // child *Image and *Target, in plan order
+}
+
+func (p *Plan) tree() *tree {
+	t := &tree{parent: map[*Image]*Image{}, kids: map[*Image][]any{}}
+	byLang := map[*lang.Image]*Image{}
+	for _, im := range p.Images {
+		byLang[im.Image] = im
+	}
+	for _, im := range p.Images {
+		if par := byLang[im.Image.Parent]; im.Image.Parent != nil && par != nil {
+			t.parent[im] = par
+			t.kids[par] = append(t.kids[par], im)
+		} else {
+			t.roots = append(t.roots, im)
 		}
 	}
-	return nil
+	for _, tg := range p.Targets {
+		t.kids[tg.Image] = append(t.kids[tg.Image], tg)
+	}
+	return t
 }
 
 // writeImage writes one image: head holds the branch drawing for its own
 // line, indent the drawing that continues below it.
-func (p *Plan) writeImage(b *strings.Builder, im *Image, head, indent string) {
-	fmt.Fprintf(b, "%simage %s  %s\n", head, im.Image.Name, Short(im.ID()))
-	var kids []any
-	for _, c := range p.Images {
-		if p.parentOf(c) == im {
-			kids = append(kids, c)
-		}
-	}
-	for _, t := range p.Targets {
-		if t.Image == im {
-			kids = append(kids, t)
-		}
-	}
+func (t *tree) writeImage(b *strings.Builder, im *Image, head, indent string) {
+	fmt.Fprintf(b, "%simage %s  id %s\n", head, im.Image.Name, Short(im.ID()))
+	kids := t.kids[im]
 	own := im.Stages
-	if parent := p.parentOf(im); parent != nil {
+	if parent := t.parent[im]; parent != nil {
 		own = own[len(parent.Stages):]
 	}
 	bar := "   "
@@ -93,7 +104,7 @@ func (p *Plan) writeImage(b *strings.Builder, im *Image, head, indent string) {
 		}
 		switch k := k.(type) {
 		case *Image:
-			p.writeImage(b, k, indent+branch, indent+cont)
+			t.writeImage(b, k, indent+branch, indent+cont)
 		case *Target:
 			s := k.Stage
 			fmt.Fprintf(b, "%s%starget %s %q  %-6s  %s  %s\n", indent, branch, k.Target.Kind, k.Target.Name, s.Status, Short(s.Digest), Describe(s.Spec))

@@ -1,0 +1,4 @@
+image "base" {
+  bootstrap "debootstrap" { suite = "bookworm" }
+  packages = ["vim"
+} # ERROR: Missing item separator

@@ -1,0 +1,25 @@
+image "base" {
+  bootstrap "debootstrap" { suite = "bookworm" }
+}
+target "netbot" "a" { image = image.base } # ERROR: Unknown target kind
+target "openstack" "b" { image = image.base } # ERROR: Target kind not available yet
+target "qcow2" "c" {
+  image = image.base
+  size  = "4GB" # ERROR: Invalid size
+  boot  = "bois" # ERROR: Invalid value for "boot"
+}
+target "netboot" "d" {
+  image       = image.base
+  compression = "xz" # ERROR: Invalid value for "compression"
+  size        = "1GiB" # ERROR: Unsupported argument
+}
+target "tar" "e" { # ERROR: Missing required argument
+}
+target "raw" "f" {
+  image       = image.nope # ERROR: Unknown image
+  kernel_args = "console=ttyS0" # ERROR: Invalid value for "kernel_args"
+}
+target "qcow2" "g" {
+  image    = image.base
+  compress = "yes please" # ERROR: Invalid value for "compress"
+}

@@ -1,0 +1,134 @@
+package planner
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fgimg/fgimg/lang"
+	"github.com/opencontainers/go-digest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func load(t testing.TB, paths []string, vars ...lang.VarArg) *lang.Config {
+	t.Helper()
+	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: vars, Environ: []string{}, User: "tester"})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	return cfg
+}
+
+func mustPlan(t testing.TB, cfg *lang.Config, opts Options) *Plan {
+	t.Helper()
+	p, diags := New(cfg, opts)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	return p
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%s (run go test ./planner -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs (run go test ./planner -update if the change is intended)\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+// cachedStore holds the given digests.
+type cachedStore map[digest.Digest]bool
+
+func (c cachedStore) Has(d digest.Digest) bool { return c[d] }
+
+func TestGoldenPlan(t *testing.T) {
+	cfg := load(t, []string{"testdata/pedigree"})
+	p := mustPlan(t, cfg, Options{})
+	golden(t, "pedigree.plan.golden", []byte(p.String()))
+	js, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "pedigree.plan.json.golden", append(js, '\n'))
+
+	// With base cached, its whole chain shows as cached.
+	base := p.Image("base")
+	store := cachedStore{}
+	for _, s := range base.Stages {
+		store[s.Digest] = true
+	}
+	golden(t, "pedigree-cached.plan.golden", []byte(mustPlan(t, cfg, Options{Store: store}).String()))
+}
+
+func TestSharedStagesAreOneNode(t *testing.T) {
+	p := mustPlan(t, load(t, []string{"testdata/pedigree"}), Options{})
+	seen := map[digest.Digest]bool{}
+	for _, s := range p.Stages {
+		if seen[s.Digest] {
+			t.Fatalf("stage %s appears twice", s.Digest)
+		}
+		seen[s.Digest] = true
+		if s.Input != nil && !seen[s.Input.Digest] {
+			t.Fatalf("stage %s comes before its input", s.Digest)
+		}
+	}
+	hpc, cp, base := p.Image("hpc"), p.Image("hpc-copy"), p.Image("base")
+	if hpc.ID() != cp.ID() {
+		t.Error("images with the same stages must share them")
+	}
+	for i, s := range base.Stages {
+		if hpc.Stages[i] != s || p.Image("web").Stages[i] != s || p.Image("hadoop").Stages[i] != s {
+			t.Errorf("children must share the parent's stage %d", i)
+		}
+	}
+	// base: bootstrap, packages, files, users, services, run = 6;
+	// hpc: +2; hadoop: +1; web: +3; hpc-copy: +0; alpine: 2; 5 targets.
+	if len(p.Stages) != 6+2+1+3+2+5 {
+		t.Errorf("%d stages", len(p.Stages))
+	}
+}
+
+func TestSelect(t *testing.T) {
+	cfg := load(t, []string{"testdata/pedigree"})
+	names := func(p *Plan) (images, targets []string) {
+		for _, im := range p.Images {
+			images = append(images, im.Image.Name)
+		}
+		for _, tg := range p.Targets {
+			targets = append(targets, tg.Target.Name)
+		}
+		return
+	}
+	p := mustPlan(t, cfg, Options{Only: []string{"hadoop-*"}})
+	ims, tgs := names(p)
+	if len(tgs) != 1 || tgs[0] != "hadoop-cloud" || len(ims) != 3 {
+		t.Errorf("-only hadoop-*: images %v targets %v", ims, tgs)
+	}
+	p = mustPlan(t, cfg, Options{Except: []string{"*-oci", "alpine", "web*"}})
+	ims, tgs = names(p)
+	for _, n := range append(ims, tgs...) {
+		if n == "alpine" || n == "alpine-oci" || n == "web" || n == "web-rootfs" {
+			t.Errorf("-except left %s in", n)
+		}
+	}
+	for _, bad := range [][]string{{"nosuch"}, {"hpc", "[x"}} {
+		if _, diags := New(cfg, Options{Only: bad}); !diags.HasErrors() {
+			t.Errorf("-only %v must be an error", bad)
+		}
+		if _, diags := New(cfg, Options{Except: bad}); !diags.HasErrors() {
+			t.Errorf("-except %v must be an error", bad)
+		}
+	}
+}
