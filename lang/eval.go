@@ -103,7 +103,7 @@ func (l *loader) evalLocals(e *evaluator) {
 			byName[a.Name] = a
 		}
 	}
-	state := map[string]int{} // 1 visiting, 2 done
+	state := map[string]int{}   // 1 visiting, 2 done
 	broken := map[string]bool{} // in a cycle or referring to images: not evaluated
 	var stack []string
 	var visit func(a *hcl.Attribute)

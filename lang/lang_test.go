@@ -83,7 +83,6 @@ func lineSummary(line int, summary string) string {
 	return fmt.Sprintf("line %d: %s", line, summary)
 }
 
-
 // TestValidFiles loads every valid fixture without a diagnostic.
 func TestValidFiles(t *testing.T) {
 	files, _ := filepath.Glob("testdata/valid/*.fg.*")

@@ -180,7 +180,7 @@ func TestDigestsChangeExactlyTheEditedStageAndAbove(t *testing.T) {
 		edit func(*variant)
 		want []string
 	}{
-		"a package": {func(v *variant) { v.hpcPackages = `"openmpi-bin", "hwloc", "numactl"` }, above(4)},
+		"a package":        {func(v *variant) { v.hpcPackages = `"openmpi-bin", "hwloc", "numactl"` }, above(4)},
 		"a file's content": {func(v *variant) { v.hpcConf = "mpi = off\n" }, above(5)},
 		"a variable":       {func(v *variant) { v.vars = []lang.VarArg{{Name: "swappiness", Value: "1"}} }, above(6)},
 	}

@@ -26,7 +26,7 @@ func cmdInspect(args []string, out, errw io.Writer) int {
 	if err != nil {
 		return flagResult(err, errw)
 	}
-	if len(pos) == 0 {
+	if len(pos) == 0 || (len(pos) == 1 && strings.ContainsRune(pos[0], '/')) {
 		return flagResult(usageError{"inspect needs an image name: fgimg inspect IMAGE [PATH]"}, errw)
 	}
 	name := pos[0]
