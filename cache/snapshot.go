@@ -1,0 +1,119 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// snapshotNameLen is how many hex digits of a layer digest name its
+// snapshot. Overlayfs mount options must fit in one page, so with many
+// lower dirs every byte counts; 64 bits keep collisions out of reach.
+const snapshotNameLen = 16
+
+// SnapshotsDir returns the directory holding snapshots. A caller mounting
+// overlayfs can chdir here and pass filepath.Base of each Snapshot dir as
+// a relative lower dir, keeping the mount options short.
+func (s *Store) SnapshotsDir() string { return filepath.Join(s.root, "snapshots") }
+
+// Snapshot returns a directory holding layer blob layer unpacked, for use
+// as an overlayfs lower dir, which callers must not modify. The first
+// call unpacks: unpack is given the blob and an empty directory to fill,
+// and its result is fsynced and renamed into place, so a snapshot is
+// either complete or absent. Concurrent callers, in this process or
+// others, wait for that unpack and reuse it; later calls return at once.
+func (s *Store) Snapshot(layer digest.Digest, unpack func(r io.Reader, dir string) error) (string, error) {
+	if err := checkDigest(layer); err != nil {
+		return "", fmt.Errorf("snapshot: %w", err)
+	}
+	dir := s.snapshotPath(layer)
+	if isDir(dir) {
+		return dir, nil
+	}
+	unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", layer.Encoded()))
+	if err != nil {
+		return "", fmt.Errorf("snapshot of %s: locking: %w", layer, err)
+	}
+	defer unlock()
+	if isDir(dir) {
+		return dir, nil // unpacked by whoever held the lock
+	}
+	if err := s.unpackSnapshot(layer, dir, unpack); err != nil {
+		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
+	}
+	return dir, nil
+}
+
+func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.Reader, string) error) error {
+	f, err := s.OpenBlob(layer)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	scratch, err := s.scratch()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(scratch, "snapshot-")
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			removeAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil { // a root filesystem's mode
+		return err
+	}
+	if err := unpack(f, tmp); err != nil {
+		return fmt.Errorf("unpacking: %w", err)
+	}
+	// Unpacking writes many files; one syncfs is far cheaper than an
+	// fsync each, and a snapshot must not survive a power loss
+	// half-written, since its mere existence marks it complete.
+	if err := syncFS(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	done = true
+	return syncDir(s.SnapshotsDir())
+}
+
+// snapshotPath assumes d has passed checkDigest.
+func (s *Store) snapshotPath(d digest.Digest) string {
+	return filepath.Join(s.SnapshotsDir(), d.Encoded()[:snapshotNameLen])
+}
+
+func isDir(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.IsDir()
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		err = unix.Syncfs(int(f.Fd()))
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return &fs.PathError{Op: "syncfs", Path: dir, Err: err}
+	}
+	return nil
+}
