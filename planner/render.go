@@ -157,7 +157,7 @@ func Describe(spec stages.Spec) string {
 			parts = append(parts, "disable "+firstFew(off, 3))
 		}
 		return strings.Join(parts, "; ")
-	case *stages.Run:
+	case *stages.Script:
 		return plural(len(s.Commands), "command")
 	case *targets.Spec:
 		var parts []string

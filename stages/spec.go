@@ -112,8 +112,8 @@ type Unit struct {
 	Enabled bool   `json:"enabled"`
 }
 
-// Run runs shell commands in order.
-type Run struct {
+// Script runs shell commands in order: the image's run phase.
+type Script struct {
 	Commands []string `json:"commands"`
 }
 
@@ -123,4 +123,4 @@ func (*Packages) Kind() string  { return "packages" }
 func (*Files) Kind() string     { return "files" }
 func (*Users) Kind() string     { return "users" }
 func (*Services) Kind() string  { return "services" }
-func (*Run) Kind() string       { return "run" }
+func (*Script) Kind() string    { return "run" }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,8 +30,10 @@ Usage: fgimg <command> [flags] [PATH]
 Commands:
   validate   check templates and report every problem
   plan       show the stage graph, with digests and cache status
+  build      build images and write targets' artifacts
   inspect    show one image: pedigree, metadata, stages
   fmt        rewrite templates in canonical format
+  cache      list, measure or verify the local cache (ls, du, verify)
   version    print the version
 
 PATH is a directory of *.fg.hcl / *.fg.json files, or template files;
@@ -44,20 +47,22 @@ func (e usageError) Error() string { return e.msg }
 
 type command struct {
 	name string
-	run  func(args []string, out, errw io.Writer) int
+	run  func(ctx context.Context, args []string, out, errw io.Writer) int
 }
 
 func commands() []command {
 	return []command{
 		{"validate", cmdValidate},
+		{"build", cmdBuild},
 		{"plan", cmdPlan},
 		{"inspect", cmdInspect},
 		{"fmt", cmdFmt},
+		{"cache", cmdCache},
 		{"version", cmdVersion},
 	}
 }
 
-func run(args []string, out, errw io.Writer) int {
+func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(errw, usage)
 		return exitUsage
@@ -67,11 +72,11 @@ func run(args []string, out, errw io.Writer) int {
 		fmt.Fprint(out, usage)
 		return exitOK
 	case "-v", "-version", "--version":
-		return cmdVersion(nil, out, errw)
+		return cmdVersion(ctx, nil, out, errw)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(args[1:], out, errw)
+			return c.run(ctx, args[1:], out, errw)
 		}
 	}
 	fmt.Fprintf(errw, "fgimg: unknown command %q\n\n%s", args[0], usage)
@@ -82,6 +87,8 @@ func run(args []string, out, errw io.Writer) int {
 type configFlags struct {
 	vars         []lang.VarArg
 	only, except []string
+	cacheDir     string
+	store        planner.Store // what the planner asks about cached stages; nil: nothing is cached
 }
 
 func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
@@ -98,6 +105,7 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 		return nil
 	})
 	if selection {
+		fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
 		fs.Func("only", "only these comma-separated image or target `names` (globs allowed)", func(s string) error {
 			c.only = append(c.only, splitNames(s)...)
 			return nil
@@ -159,7 +167,7 @@ func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *plann
 		printDiags(errw, cfg.Files, diags)
 		return nil, nil
 	}
-	plan, pdiags := planner.New(cfg, planner.Options{Store: openStore(), Only: c.only, Except: c.except})
+	plan, pdiags := planner.New(cfg, planner.Options{Store: c.store, Only: c.only, Except: c.except})
 	diags = append(diags, pdiags...)
 	printDiags(errw, cfg.Files, diags)
 	if diags.HasErrors() {
@@ -167,10 +175,6 @@ func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *plann
 	}
 	return cfg, plan
 }
-
-// openStore is the cache the planner asks about stage results. Until
-// the build engine lands, nothing is ever stored.
-func openStore() planner.Store { return planner.EmptyStore{} }
 
 func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
 	if len(diags) == 0 {

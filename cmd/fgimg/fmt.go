@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 )
 
-func cmdFmt(args []string, out, errw io.Writer) int {
+func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg fmt", flag.ContinueOnError)
 	check := fs.Bool("check", false, "write nothing; exit 3 if any file needs formatting")
 	diff := fs.Bool("diff", false, "print the changes as a unified diff")

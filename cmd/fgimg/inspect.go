@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -13,7 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-func cmdInspect(args []string, out, errw io.Writer) int {
+func cmdInspect(_ context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg inspect", flag.ContinueOnError)
 	var cf configFlags
 	cf.register(fs, false)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -11,7 +12,7 @@ import (
 	"github.com/fgimg/fgimg/planner"
 )
 
-func cmdValidate(args []string, out, errw io.Writer) int {
+func cmdValidate(_ context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg validate", flag.ContinueOnError)
 	var cf configFlags
 	cf.register(fs, false)
@@ -31,7 +32,7 @@ func cmdValidate(args []string, out, errw io.Writer) int {
 	return exitOK
 }
 
-func cmdPlan(args []string, out, errw io.Writer) int {
+func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg plan", flag.ContinueOnError)
 	var cf configFlags
 	cf.register(fs, true)
@@ -47,6 +48,15 @@ func cmdPlan(args []string, out, errw io.Writer) int {
 	}
 	if *asJSON && *asDot {
 		return flagResult(usageError{"-json and -dot exclude each other"}, errw)
+	}
+	store, err := openCache(cf.cacheDir, false)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	if store != nil {
+		defer store.Close()
+		cf.store = store
 	}
 	_, plan := cf.load(paths, errw)
 	if plan == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime"
@@ -10,7 +11,7 @@ import (
 // version is set at release time with -ldflags "-X main.version=…".
 var version = ""
 
-func cmdVersion(_ []string, out, _ io.Writer) int {
+func cmdVersion(_ context.Context, _ []string, out, _ io.Writer) int {
 	v := version
 	if v == "" {
 		v = "devel"

@@ -1,0 +1,19 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/fgimg/fgimg/stages/sandbox"
+)
+
+// TestMain lets the test binary act as fgimg itself (FGIMG_TEST_AS_MAIN=1),
+// so that build tests run the real command, re-execution into a private
+// mount namespace included, without building a binary first.
+func TestMain(m *testing.M) {
+	sandbox.Init()
+	if os.Getenv("FGIMG_TEST_AS_MAIN") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cheggaaa/pb/v3"
+	"github.com/fgimg/fgimg/internal/engine"
+	"golang.org/x/term"
+)
+
+// progress shows a build: a bar on a terminal, one clean line per stage
+// start and end in a log, or one JSON event per line with --json.
+type progress struct {
+	mu      sync.Mutex
+	w       io.Writer // human output (stderr)
+	jsonOut io.Writer // --json: events go here (stdout)
+	bar     *pb.ProgressBar
+	total   int
+	done    int
+	counts  map[engine.EventKind]int
+	running map[string]time.Time
+	failed  []*engine.StageError
+	start   time.Time
+}
+
+func newProgress(w io.Writer, asJSON bool, stdout io.Writer, total int) *progress {
+	p := &progress{w: w, total: total, counts: map[engine.EventKind]int{}, running: map[string]time.Time{}, start: time.Now()}
+	if asJSON {
+		p.jsonOut = stdout
+		return p
+	}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = pb.New(total).SetTemplateString(`{{counters . }} {{bar . "[" "=" ">" " " "]"}} {{etime . }} {{string . "running"}}`)
+		p.bar.SetWriter(w).SetRefreshRate(200 * time.Millisecond)
+		p.bar.Start()
+	}
+	return p
+}
+
+// line prints a line, above the bar on a terminal.
+func (p *progress) line(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if p.bar != nil {
+		fmt.Fprintf(p.w, "\r\033[K%s\n", msg)
+		p.bar.Write()
+		return
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progress) event(ev engine.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counts[ev.Kind]++
+	if ev.Kind != engine.Start {
+		p.done++
+		delete(p.running, ev.Name)
+	} else {
+		p.running[ev.Name] = time.Now()
+	}
+	var se *engine.StageError
+	if ev.Kind == engine.Failed && errors.As(ev.Err, &se) {
+		p.failed = append(p.failed, se)
+	}
+	if p.jsonOut != nil {
+		p.emitJSON(ev)
+		return
+	}
+	counter := fmt.Sprintf("[%*d/%d]", len(fmt.Sprint(p.total)), p.done, p.total)
+	switch ev.Kind {
+	case engine.Start:
+		p.line("%s start    %s", strings.Repeat(" ", len(counter)), ev.Name)
+	case engine.Cached:
+		p.line("%s cached   %s%s", counter, ev.Name, exported(ev))
+	case engine.Built:
+		p.line("%s built    %s  %s%s%s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond), sizeNote(ev.Bytes), exported(ev))
+	case engine.Failed:
+		p.line("%s FAILED   %s  %s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond))
+	case engine.NotRun:
+		p.line("%s not run  %s (a stage below it failed)", counter, ev.Name)
+	}
+	if p.bar != nil {
+		p.bar.SetCurrent(int64(p.done))
+		names := make([]string, 0, len(p.running))
+		for n := range p.running {
+			names = append(names, n)
+		}
+		p.bar.Set("running", strings.Join(names, ", "))
+	}
+}
+
+func exported(ev engine.Event) string {
+	if ev.Path == "" {
+		return ""
+	}
+	return "  → " + ev.Path
+}
+
+func sizeNote(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return "  " + humanBytes(n)
+}
+
+type jsonEvent struct {
+	Event      string `json:"event"`
+	Name       string `json:"name,omitempty"`
+	Stage      string `json:"stage,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+	Image      string `json:"image,omitempty"`
+	Target     string `json:"target,omitempty"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+	Bytes      int64  `json:"bytes,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Log        string `json:"log,omitempty"`
+}
+
+func (p *progress) emitJSON(ev engine.Event) {
+	j := jsonEvent{Event: string(ev.Kind), Name: ev.Name, DurationMS: ev.Duration.Milliseconds(), Bytes: ev.Bytes, Path: ev.Path}
+	if s := ev.Stage; s != nil {
+		j.Stage, j.Kind = s.Digest.String(), s.Kind()
+		if s.Image != nil {
+			j.Image = s.Image.Name
+		}
+		if s.Target != nil {
+			j.Target = s.Target.Name
+		}
+	}
+	if ev.Err != nil {
+		j.Error = ev.Err.Error()
+		var se *engine.StageError
+		if errors.As(ev.Err, &se) {
+			j.Log = se.Log
+		}
+	}
+	b, _ := json.Marshal(j)
+	fmt.Fprintf(p.jsonOut, "%s\n", b)
+}
+
+// finish prints the failures in full and a summary line.
+func (p *progress) finish(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+	elapsed := time.Since(p.start).Round(100 * time.Millisecond)
+	if p.jsonOut != nil {
+		j := map[string]any{"event": "summary", "built": p.counts[engine.Built], "cached": p.counts[engine.Cached],
+			"failed": p.counts[engine.Failed], "not_run": p.counts[engine.NotRun], "duration_ms": time.Since(p.start).Milliseconds()}
+		if err != nil {
+			j["error"] = err.Error()
+		}
+		b, _ := json.Marshal(j)
+		fmt.Fprintf(p.jsonOut, "%s\n", b)
+	}
+	for _, se := range p.failed {
+		fmt.Fprintf(p.w, "\nError: %s failed\n\n", engine.StageName(se.Stage))
+		where := "stage " + se.Stage.Digest.String()
+		if se.Stage.Image != nil {
+			where = fmt.Sprintf("image %q, %s stage %s", se.Stage.Image.Name, se.Stage.Kind(), se.Stage.Digest)
+		}
+		fmt.Fprintf(p.w, "  %s\n  %v\n", where, se.Err)
+		if len(se.Tail) > 0 {
+			fmt.Fprintf(p.w, "\n  Last %d lines of its output:\n", len(se.Tail))
+			for _, l := range se.Tail {
+				fmt.Fprintf(p.w, "  │ %s\n", l)
+			}
+		}
+		if se.Log != "" {
+			fmt.Fprintf(p.w, "\n  Full log: %s\n", se.Log)
+		}
+	}
+	var f *engine.Failure
+	if errors.As(err, &f) && f.Cancelled {
+		fmt.Fprintf(p.w, "\nInterrupted after %s: the cache keeps every finished stage.\n", elapsed)
+	}
+	fmt.Fprintf(p.w, "\nBuild: %d built, %d cached, %d failed, %d not run in %s.\n",
+		p.counts[engine.Built], p.counts[engine.Cached], p.counts[engine.Failed], p.counts[engine.NotRun], elapsed)
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/fgimg/fgimg/cache"
+)
+
+// cacheDir is --cache-dir, else the default location.
+func cacheDir(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	return cache.DefaultDir()
+}
+
+// openCache opens the cache; with create false a missing cache is not
+// created and (nil, nil) is returned, so that plan never writes.
+func openCache(flag string, create bool) (*cache.Store, error) {
+	dir, err := cacheDir(flag)
+	if err != nil {
+		return nil, err
+	}
+	if !create {
+		if _, err := os.Stat(dir); os.IsNotExist(err) {
+			return nil, nil
+		}
+	}
+	s, err := cache.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the cache: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,241 @@
+package stages
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/fgimg/fgimg/internal/layer"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMirror is the Debian mirror used when a bootstrap names none.
+const DefaultMirror = "http://deb.debian.org/debian"
+
+func runBootstrap(ctx context.Context, s *Bootstrap, env *Env) error {
+	switch s.Tool {
+	case "tar":
+		return bootstrapTar(s, env)
+	case "debootstrap", "mmdebstrap":
+		return bootstrapDebian(ctx, s, env)
+	}
+	return fmt.Errorf("unknown bootstrap tool %q (want debootstrap, mmdebstrap or tar)", s.Tool)
+}
+
+// debootstrapVariants are the variants debootstrap itself knows; the
+// others that mmdebstrap has are refused rather than silently changed.
+var debootstrapVariants = map[string]bool{"minbase": true, "buildd": true, "fakechroot": true}
+
+// debianArgs returns the tool's command line for the spec.
+func debianArgs(s *Bootstrap, arch, root string) ([]string, error) {
+	if s.Suite == "" {
+		return nil, fmt.Errorf("%s needs a suite", s.Tool)
+	}
+	mirror := s.Mirror
+	if mirror == "" {
+		mirror = DefaultMirror
+	}
+	for _, v := range append(append([]string{s.Suite, mirror, s.Variant, arch}, s.Components...), s.Include...) {
+		if strings.HasPrefix(v, "-") && v != "-" {
+			return nil, fmt.Errorf("%s: %q is not a valid argument", s.Tool, v)
+		}
+	}
+	var args []string
+	switch s.Tool {
+	case "debootstrap":
+		switch {
+		case s.Variant == "" || s.Variant == "debootstrap" || s.Variant == "-":
+			// debootstrap's default set
+		case debootstrapVariants[s.Variant]:
+			args = append(args, "--variant="+s.Variant)
+		default:
+			return nil, fmt.Errorf("debootstrap has no variant %q (it knows minbase, buildd and fakechroot; use mmdebstrap for more)", s.Variant)
+		}
+		if arch != "" {
+			args = append(args, "--arch="+arch)
+		}
+	case "mmdebstrap":
+		if s.Variant != "" {
+			args = append(args, "--variant="+s.Variant)
+		}
+		if arch != "" {
+			args = append(args, "--architectures="+arch)
+		}
+	}
+	if len(s.Components) > 0 {
+		args = append(args, "--components="+strings.Join(s.Components, ","))
+	}
+	if len(s.Include) > 0 {
+		args = append(args, "--include="+strings.Join(s.Include, ","))
+	}
+	return append(args, s.Suite, root, mirror), nil
+}
+
+// bootstrapDebian runs debootstrap or mmdebstrap on the host, writing
+// straight into env.Root, then strips what the image should not keep.
+func bootstrapDebian(ctx context.Context, s *Bootstrap, env *Env) error {
+	arch := s.Arch
+	if arch == "" {
+		arch = env.Arch
+	}
+	root, err := filepath.Abs(env.Root)
+	if err != nil {
+		return err
+	}
+	args, err := debianArgs(s, arch, root)
+	if err != nil {
+		return err
+	}
+	tool, err := findHostTool(s.Tool, s.Tool)
+	if err != nil {
+		return err
+	}
+	// A killed tool leaves /proc, /sys and the like mounted in the root.
+	defer unmountBelow(root, env.Log)
+	if err := onHost(ctx, env, s.Tool, linesWithPrefix("E:", "W: Failure"), tool, args...); err != nil {
+		if s.Tool == "debootstrap" && ctx.Err() == nil {
+			logDebootstrapLog(env)
+		}
+		return err
+	}
+	return cleanDebianRoot(env)
+}
+
+// debootstrapLog is where debootstrap keeps the output of the commands it
+// runs in the target, which its own messages only point to.
+const debootstrapLog = "/debootstrap/debootstrap.log"
+
+// logDebootstrapLog copies the end of a failed debootstrap's own log to
+// the stage log, since the root filesystem holding it is thrown away.
+func logDebootstrapLog(env *Env) {
+	r, err := openRoot(env.Root)
+	if err != nil {
+		return
+	}
+	defer r.close()
+	b, err := r.readFile(debootstrapLog)
+	if err != nil || len(b) == 0 {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	fmt.Fprintf(env.Log, "fgimg: the end of debootstrap's log (%s in the root filesystem):\n%s\n", debootstrapLog, strings.Join(lines, "\n"))
+}
+
+// cleanDebianRoot removes downloaded packages and package lists (the
+// image is smaller and no stale lists are kept) and the build host's
+// /etc/resolv.conf and /etc/hostname that debootstrap copies in.
+func cleanDebianRoot(env *Env) error {
+	r, err := openRoot(env.Root)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	isDeb := func(name string) bool { return strings.HasSuffix(name, ".deb") }
+	if err := r.clearDir("/var/cache/apt/archives", func(name string) bool { return !isDeb(name) }); err != nil {
+		return fmt.Errorf("removing downloaded packages: %w", err)
+	}
+	if err := r.clearDir("/var/lib/apt/lists", nil); err != nil {
+		return fmt.Errorf("removing package lists: %w", err)
+	}
+	for _, p := range []string{"/etc/resolv.conf", "/etc/hostname"} {
+		if err := r.remove(p); err != nil {
+			return fmt.Errorf("removing the build host's %s: %w", p, err)
+		}
+	}
+	fmt.Fprintln(env.Log, "fgimg: removed downloaded packages, package lists and the build host's /etc/resolv.conf and /etc/hostname")
+	return nil
+}
+
+// bootstrapTar extracts a root filesystem tarball (plain, gzip or zstd)
+// into env.Root, checking that it is still the one planned.
+func bootstrapTar(s *Bootstrap, env *Env) error {
+	if s.SourcePath == "" {
+		return fmt.Errorf("tar bootstrap: no tarball given")
+	}
+	f, err := os.Open(s.SourcePath)
+	if err != nil {
+		return fmt.Errorf("tar bootstrap: %w", err)
+	}
+	defer f.Close()
+	fmt.Fprintf(env.Log, "fgimg: extracting %s\n", s.SourcePath)
+	var r io.Reader = f
+	verify := s.Source != "" && s.Source.Validate() == nil
+	var v interface {
+		io.Writer
+		Verified() bool
+	}
+	if verify {
+		v = s.Source.Verifier()
+		r = io.TeeReader(f, v)
+	}
+	if err := layer.Apply(r, env.Root, layer.ApplyOptions{}); err != nil {
+		return fmt.Errorf("tar bootstrap: %w", err)
+	}
+	if verify {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return fmt.Errorf("tar bootstrap: reading %s: %w", s.SourcePath, err)
+		}
+		if !v.Verified() {
+			return fmt.Errorf("tar bootstrap: %s changed since the plan was made (its digest is no longer %s); plan again", s.SourcePath, s.Source)
+		}
+	}
+	return nil
+}
+
+// unmountBelow detaches whatever is mounted at or below dir in this
+// mount namespace, deepest first, noting it in the log.
+func unmountBelow(dir string, log io.Writer) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		p := unescapeMountinfo(fields[4])
+		if strings.HasPrefix(p, dir+"/") {
+			points = append(points, p)
+		}
+	}
+	f.Close()
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
+			fmt.Fprintf(log, "fgimg: unmounted %s, left mounted by the bootstrap tool\n", p)
+		}
+	}
+}
+
+// unescapeMountinfo decodes the octal escapes (\040 for a space) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

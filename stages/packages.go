@@ -1,0 +1,154 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// packageManagers are looked for in the image, in this order.
+var packageManagers = []string{"apt-get", "dnf", "yum", "apk"}
+
+func runPackages(ctx context.Context, s *Packages, env *Env) error {
+	if len(s.Names) == 0 {
+		return nil
+	}
+	for _, n := range s.Names {
+		if n == "" || strings.HasPrefix(n, "-") || strings.ContainsAny(n, " \t\n") {
+			return fmt.Errorf("%q is not a package name", n)
+		}
+	}
+	r, err := openRoot(env.Root)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	var pm, pmPath string
+	for _, name := range packageManagers {
+		if p := r.lookPath(name); p != "" {
+			pm, pmPath = name, p
+			break
+		}
+	}
+	switch pm {
+	case "apt-get":
+		return installApt(ctx, r, env, pmPath, s.Names)
+	case "dnf", "yum":
+		return installDnf(ctx, env, pm, pmPath, s.Names)
+	case "apk":
+		return installApk(ctx, env, pmPath, s.Names)
+	}
+	return fmt.Errorf("the image has no package manager to install %s with (looked for %s in %s)",
+		strings.Join(s.Names, ", "), strings.Join(packageManagers, ", "), standardPath)
+}
+
+// aptErrors are apt's own error lines and dpkg's.
+var aptErrors = linesWithPrefix("E:", "dpkg: error", "dpkg: dependency problems")
+
+// aptEnv keeps apt and debconf from asking anything.
+var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive", "DEBCONF_NONINTERACTIVE_SEEN=true", "APT_LISTCHANGES_FRONTEND=none"}
+
+const policyRcD = "/usr/sbin/policy-rc.d"
+
+// policyRcDScript tells invoke-rc.d that no service may be started or
+// stopped (exit 101: action forbidden).
+const policyRcDScript = "#!/bin/sh\n# Written by fgimg while installing packages: no service starts in an image build.\nexit 101\n"
+
+func installApt(ctx context.Context, r *root, env *Env, aptGet string, names []string) (err error) {
+	restore, err := holdServices(r)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", policyRcD, err)
+	}
+	defer func() {
+		if rerr := restore(); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	if err := runInImage(ctx, env, "apt-get update", aptErrors, aptEnv, aptGet, "update"); err != nil {
+		return err
+	}
+	args := append([]string{aptGet, "install", "-y", "-o", "Dpkg::Options::=--force-confold"}, names...)
+	if err := runInImage(ctx, env, "apt-get install", aptErrors, aptEnv, args...); err != nil {
+		return err
+	}
+	if err := runInImage(ctx, env, "apt-get clean", aptErrors, aptEnv, aptGet, "clean"); err != nil {
+		return err
+	}
+	if err := r.clearDir("/var/lib/apt/lists", nil); err != nil {
+		return fmt.Errorf("removing package lists: %w", err)
+	}
+	return nil
+}
+
+// holdServices installs policy-rc.d and returns the function that puts
+// back what was there before (usually nothing): an existing one is moved
+// aside meanwhile, whatever its type.
+func holdServices(r *root) (restore func() error, err error) {
+	rel, _ := relPath(policyRcD)
+	dirfd, name, err := r.resolve(rel, true, false)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	saved := ""
+	switch err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case err == nil:
+		saved = tempName(name+".saved", 0)
+		if err := unix.Renameat(dirfd, name, dirfd, saved); err != nil {
+			unix.Close(dirfd)
+			return nil, err
+		}
+	case err != unix.ENOENT:
+		unix.Close(dirfd)
+		return nil, err
+	}
+	put := func() error {
+		defer unix.Close(dirfd)
+		if saved != "" {
+			return unix.Renameat(dirfd, saved, dirfd, name)
+		}
+		return removeAt(dirfd, name)
+	}
+	err = replaceFile(dirfd, name, func(f *os.File) error {
+		_, err := f.WriteString(policyRcDScript)
+		return err
+	}, 0o755, 0, 0)
+	if err != nil {
+		_ = put()
+		return nil, err
+	}
+	return func() error {
+		if err := put(); err != nil {
+			return fmt.Errorf("restoring %s: %w", policyRcD, err)
+		}
+		return nil
+	}, nil
+}
+
+// dnfErrors are the lines in which dnf (4 and 5) and yum say what failed.
+func dnfErrors(l string) bool {
+	return strings.Contains(l, "No match for argument") ||
+		strings.HasPrefix(l, "Error:") || strings.HasPrefix(l, "error:") ||
+		strings.HasPrefix(l, "Failed to resolve") || strings.HasPrefix(l, "No package ")
+}
+
+func installDnf(ctx context.Context, env *Env, pm, path string, names []string) error {
+	args := append([]string{path, "install", "-y"}, names...)
+	if err := runInImage(ctx, env, pm+" install", dnfErrors, nil, args...); err != nil {
+		return err
+	}
+	return runInImage(ctx, env, pm+" clean", dnfErrors, nil, path, "clean", "all")
+}
+
+// apkErrors are apk's ERROR lines and the package lines that follow them.
+func apkErrors(l string) bool {
+	return strings.HasPrefix(l, "ERROR:") || strings.Contains(l, "(no such package)")
+}
+
+func installApk(ctx context.Context, env *Env, path string, names []string) error {
+	args := append([]string{path, "add", "--no-cache"}, names...)
+	return runInImage(ctx, env, "apk add", apkErrors, nil, args...)
+}

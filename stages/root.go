@@ -1,0 +1,430 @@
+package stages
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrEscape is wrapped by errors for paths that lead out of the root
+// filesystem through a symlink.
+var ErrEscape = errors.New("a symlink leads outside the root filesystem")
+
+const maxSymlinks = 40 // as the kernel's MAXSYMLINKS
+
+// root is an image's root filesystem opened for changes made from Go.
+//
+// Paths are resolved the way the image sees them, one component at a
+// time and never with the kernel following a symlink: an absolute symlink
+// target starts again at the root (as in a chroot), and a ".." that would
+// climb above the root is an error (ErrEscape) rather than clamped, since
+// only a path meant for the host climbs there. Nothing else changes the
+// tree while a stage's Go code runs, so the walk is not racing anyone.
+type root struct {
+	path string
+	fd   int // O_PATH descriptor of the root directory
+}
+
+func openRoot(dir string) (*root, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return &root{path: dir, fd: fd}, nil
+}
+
+func (r *root) close() { unix.Close(r.fd) }
+
+// relPath turns an absolute image path into the form resolve takes,
+// rejecting ".." components and NUL bytes.
+func relPath(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%q is not an absolute path", p)
+	}
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", fmt.Errorf("%q contains a NUL byte", p)
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%q has a \"..\" component", p)
+		}
+	}
+	return strings.TrimPrefix(path.Clean(p), "/"), nil
+}
+
+func splitPath(p string) []string {
+	var comps []string
+	for _, c := range strings.Split(p, "/") {
+		if c != "" && c != "." {
+			comps = append(comps, c)
+		}
+	}
+	return comps
+}
+
+// resolve walks rel (relative to the root, slash-separated) and returns
+// an O_PATH descriptor of the directory that holds its final component
+// (the caller closes it) and that component's name, which may not exist.
+// Symlinks on the way are followed as described for root; a final symlink
+// only when followFinal. With create, missing directories on the way are
+// created 0755 root:root. For the root itself the name is ".".
+func (r *root) resolve(rel string, create, followFinal bool) (dirfd int, name string, err error) {
+	stack := []int{r.fd} // directories walked through; stack[0] is the root's
+	defer func() {
+		for _, fd := range stack[1:] {
+			unix.Close(fd)
+		}
+	}()
+	top := func() int { return stack[len(stack)-1] }
+	result := func(name string) (int, string, error) {
+		fd, err := unix.Dup(top())
+		if err != nil {
+			return -1, "", err
+		}
+		unix.CloseOnExec(fd)
+		return fd, name, nil
+	}
+	fail := func(err error) (int, string, error) {
+		return -1, "", fmt.Errorf("resolving %s in the root filesystem: %w", "/"+rel, err)
+	}
+
+	comps := splitPath(rel)
+	links := 0
+	for len(comps) > 0 {
+		c := comps[0]
+		comps = comps[1:]
+		last := len(comps) == 0
+		if c == ".." {
+			if len(stack) == 1 {
+				return fail(ErrEscape)
+			}
+			unix.Close(top())
+			stack = stack[:len(stack)-1]
+			if last {
+				return result(".")
+			}
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Fstatat(top(), c, &st, unix.AT_SYMLINK_NOFOLLOW)
+		switch {
+		case err == unix.ENOENT && last:
+			return result(c)
+		case err == unix.ENOENT && create:
+			if err := mkdirOwned(top(), c, 0o755, 0, 0); err != nil {
+				return fail(err)
+			}
+			st.Mode = unix.S_IFDIR
+		case err != nil:
+			return fail(err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || followFinal) {
+			if links++; links > maxSymlinks {
+				return fail(unix.ELOOP)
+			}
+			target, err := readlinkat(top(), c)
+			if err != nil {
+				return fail(err)
+			}
+			if strings.HasPrefix(target, "/") {
+				for _, fd := range stack[1:] {
+					unix.Close(fd)
+				}
+				stack = stack[:1]
+			}
+			tc := splitPath(target)
+			if len(tc) == 0 && last {
+				return result(".")
+			}
+			comps = append(tc, comps...)
+			continue
+		}
+		if last {
+			return result(c)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fail(fmt.Errorf("%s: %w", c, unix.ENOTDIR))
+		}
+		fd, err := unix.Openat(top(), c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fail(err)
+		}
+		stack = append(stack, fd)
+	}
+	return result(".")
+}
+
+// mkdirOwned creates the directory name in dirfd with exactly mode and
+// owner (umask does not apply).
+func mkdirOwned(dirfd int, name string, mode uint32, uid, gid int) error {
+	if err := unix.Mkdirat(dirfd, name, 0o700); err != nil {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return setOwnerMode(fd, uid, gid, mode)
+}
+
+// setOwnerMode sets the owner, then the mode: chown clears set-id bits.
+func setOwnerMode(fd, uid, gid int, mode uint32) error {
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("chown %d:%d: %w", uid, gid, err)
+	}
+	if err := unix.Fchmod(fd, mode&0o7777); err != nil {
+		return fmt.Errorf("chmod %04o: %w", mode&0o7777, err)
+	}
+	return nil
+}
+
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// open opens the image path p (absolute), following every symlink the
+// way the image would.
+func (r *root) open(p string, flags int) (*os.File, error) {
+	rel, err := relPath(p)
+	if err != nil {
+		return nil, err
+	}
+	dirfd, name, err := r.resolve(rel, false, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dirfd)
+	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// readFile reads the image file p; a missing file reads as nil.
+func (r *root) readFile(p string) ([]byte, error) {
+	f, err := r.open(p, unix.O_RDONLY)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// stat describes the image path p, following symlinks.
+func (r *root) stat(p string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	rel, err := relPath(p)
+	if err != nil {
+		return st, err
+	}
+	dirfd, name, err := r.resolve(rel, false, true)
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(dirfd)
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return st, &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return st, nil
+}
+
+// lookPath finds an executable named name in the standard PATH
+// directories of the image and returns its path there, or "".
+func (r *root) lookPath(name string) string {
+	for _, dir := range strings.Split(standardPath, ":") {
+		p := dir + "/" + name
+		st, err := r.stat(p)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// writeFile replaces the image file p (its directory must exist, or is
+// created 0755 root:root) with data, mode and owner. A symlink at p is
+// replaced, not followed.
+func (r *root) writeFile(p string, data []byte, mode uint32, uid, gid int) error {
+	rel, err := relPath(p)
+	if err != nil {
+		return err
+	}
+	dirfd, name, err := r.resolve(rel, true, false)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	return replaceFile(dirfd, name, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	}, mode, uid, gid)
+}
+
+// replaceFile writes a new file through fill next to name in dirfd and
+// renames it over name, so that an existing file (or its hard links) is
+// replaced rather than written through.
+func replaceFile(dirfd int, name string, fill func(*os.File) error, mode uint32, uid, gid int) error {
+	if name == "." {
+		return errors.New("is the root directory")
+	}
+	if err := refuseDir(dirfd, name); err != nil {
+		return err
+	}
+	tmp, fd, err := createTemp(dirfd, name)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	err = fill(f)
+	if err == nil {
+		err = setOwnerMode(fd, uid, gid, mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(dirfd, tmp, dirfd, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+	}
+	return err
+}
+
+// refuseDir fails when name in dirfd is a directory, which a file or
+// symlink must not silently replace.
+func refuseDir(dirfd int, name string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return errors.New("a directory is in the way")
+	}
+	return nil
+}
+
+func tempName(name string, i int) string {
+	return fmt.Sprintf(".fgimg-%d-%d-%s", os.Getpid(), i, name)
+}
+
+func createTemp(dirfd int, name string) (string, int, error) {
+	for i := 0; ; i++ {
+		tmp := tempName(name, i)
+		fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err == unix.EEXIST && i < 100 {
+			continue
+		}
+		if err != nil {
+			return "", -1, err
+		}
+		return tmp, fd, nil
+	}
+}
+
+// remove removes the image path p (not following a final symlink) and,
+// for a directory, everything below it. A missing path is not an error.
+func (r *root) remove(p string) error {
+	rel, err := relPath(p)
+	if err != nil {
+		return err
+	}
+	dirfd, name, err := r.resolve(rel, false, false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	if name == "." {
+		return errors.New("refusing to remove the root directory")
+	}
+	if err := removeAt(dirfd, name); err != nil {
+		return &os.PathError{Op: "remove", Path: p, Err: err}
+	}
+	return nil
+}
+
+// clearDir removes everything in the image directory p (following
+// symlinks to it), keeping p. A missing directory is not an error; so is
+// a name matching keep.
+func (r *root) clearDir(p string, keep func(name string) bool) error {
+	rel, err := relPath(p)
+	if err != nil {
+		return err
+	}
+	dirfd, name, err := r.resolve(rel, false, true)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	err = clearDirAt(dirfd, name, keep)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "clear", Path: p, Err: err}
+	}
+	return nil
+}
+
+// removeAt removes name in dirfd and, if it is a directory, everything
+// below it, never following symlinks.
+func removeAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR && err != unix.EPERM {
+		return err
+	}
+	if err := clearDirAt(dirfd, name, nil); err != nil {
+		return err
+	}
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return err
+	}
+	return nil
+}
+
+func clearDirAt(dirfd int, name string, keep func(string) bool) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if keep != nil && keep(n) {
+			continue
+		}
+		if err := removeAt(fd, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

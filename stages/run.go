@@ -1,0 +1,80 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+)
+
+// Env is where one stage runs.
+type Env struct {
+	// Root is the root filesystem to fill or change. Origin stages
+	// (bootstrap, from) get an empty directory; the others get a mounted
+	// overlay whose lower layers are the stages below and whose upper
+	// directory captures the changes.
+	Root string
+	// Log receives the stage's full log: every command's stdout and
+	// stderr, plus fgimg's own notes ("+ command" lines). Nil discards.
+	Log io.Writer
+	// Arch is the image architecture, e.g. "amd64".
+	Arch string
+}
+
+// Result is what a stage reports beside its layer.
+type Result struct {
+	// Info is recorded in the cache record, e.g. "manifest_digest" for
+	// from.
+	Info map[string]string
+}
+
+// Run runs one stage: it dispatches on the spec's type. Commands inside
+// the image run through sandbox.Run, so the calling binary must have
+// called sandbox.Init, and needs root or sandbox.Isolate. Cancelling ctx
+// stops the stage promptly; the root filesystem is then left half done.
+func Run(ctx context.Context, spec Spec, env *Env) (Result, error) {
+	if spec == nil || reflect.ValueOf(spec).Kind() == reflect.Pointer && reflect.ValueOf(spec).IsNil() {
+		return Result{}, errors.New("stages: no stage to run")
+	}
+	if env == nil || env.Root == "" {
+		return Result{}, fmt.Errorf("stages: %s stage: no root filesystem given", spec.Kind())
+	}
+	if fi, err := os.Stat(env.Root); err != nil {
+		return Result{}, fmt.Errorf("stages: %s stage: %w", spec.Kind(), err)
+	} else if !fi.IsDir() {
+		return Result{}, fmt.Errorf("stages: %s stage: root filesystem %s is not a directory", spec.Kind(), env.Root)
+	}
+	e := *env
+	if e.Log == nil {
+		e.Log = io.Discard
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("%s stage: %w", spec.Kind(), err)
+	}
+
+	var err error
+	switch s := spec.(type) {
+	case *Bootstrap:
+		err = runBootstrap(ctx, s, &e)
+	case *From:
+		return runFrom(ctx, s, &e)
+	case *Packages:
+		err = runPackages(ctx, s, &e)
+	case *Files:
+		err = runFiles(ctx, s, &e)
+	case *Users:
+		err = runUsers(ctx, s, &e)
+	case *Services:
+		err = runServices(ctx, s, &e)
+	case *Script:
+		err = runCommands(ctx, s, &e)
+	default:
+		return Result{}, fmt.Errorf("stages: unknown stage kind %q (%T)", spec.Kind(), spec)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("%s stage: %w", spec.Kind(), err)
+	}
+	return Result{}, nil
+}

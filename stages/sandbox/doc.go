@@ -1,0 +1,70 @@
+// Package sandbox runs build commands inside a stage's root filesystem
+// and mounts that filesystem for stages written in Go.
+//
+// A stage's root filesystem is an overlay: read-only lower directories
+// (unpacked cached layers, topmost first) and a fresh upper directory that
+// captures the stage's changes.
+//
+// # Running commands
+//
+// [Run] re-executes the current binary (/proc/self/exe) as a small init
+// process in new mount, PID and UTS namespaces. The init makes every mount
+// private, mounts the overlay on top of the upper directory (so the overlay
+// exists only in its own mount namespace), mounts /proc, a read-only /sys,
+// a /dev tmpfs (null, zero, full, random, urandom and tty bound from the
+// host, a new devpts instance for /dev/pts and /dev/ptmx, a /dev/shm tmpfs)
+// and the host's /etc/resolv.conf (read-only), pivots into the root, and
+// runs the command, reaping orphans as PID 1, with a minimal environment:
+// PATH, HOME=/root, LANG=C.UTF-8 and whatever [Spec.Env] adds. The
+// hostname is "fgimg". Commands run as root (in Isolate's user namespace
+// when fgimg is not root), in /, with umask 022 and no controlling
+// terminal.
+//
+// Nothing outlives Run: when the command ends the init kills whatever it
+// left running and exits, which drops the namespaces and with them every
+// mount. A cancelled context kills the init with SIGKILL. If fgimg itself is
+// killed, even with SIGKILL, the kernel sends SIGKILL to the init (parent
+// death signal), and the death of a PID namespace's init kills all
+// processes in it.
+//
+// Mount points the root filesystem lacks (/proc, /sys, /dev and the
+// /etc/resolv.conf file, or the target of a dangling resolv.conf symlink,
+// resolved inside the root) are created before the command and removed
+// afterwards, restoring the parent directory's times, so they do not show
+// up as changes. Such a parent directory may still have been copied up into
+// the upper directory with unchanged metadata; layer differs should compare
+// metadata rather than treat every upper directory as changed. If the init
+// is killed mid-command these stubs stay in the upper directory; the stage
+// failed anyway.
+//
+// # Binaries must call Init first
+//
+// Every binary that uses Run, including test binaries (from TestMain), must
+// call [Init] first thing in main: in the re-executed init process it does
+// the init's job and exits; otherwise it returns at once.
+//
+// # Isolation and which functions need it
+//
+// [Isolate] re-executes the whole program once in a private mount namespace
+// (and, when not run as root, a user namespace mapping the caller to root),
+// forwards SIGINT and SIGTERM to it and exits with its exit code. Call it
+// from main, after [Init], before doing any work, in commands that build.
+//
+//   - [Run] needs root or [Isolate]: as root it works without isolation,
+//     since each command gets its own namespaces anyway; without root it
+//     needs the user namespace set up by Isolate.
+//   - [MountOverlay] always needs [Isolate]: the overlay is mounted in the
+//     calling process's mount namespace, and only a private namespace
+//     guarantees that the mount disappears when fgimg dies.
+//
+// Tests of code that calls MountOverlay call Init and then Isolate in
+// TestMain; Isolate re-executes the test binary with the same flags.
+//
+// # Unprivileged use
+//
+// Without root, Isolate maps only the caller's uid and gid (to 0), so
+// commands that chown files to other users fail, and overlays are mounted
+// with the userxattr option: opaque directories and redirects are then
+// recorded in user.overlay.* rather than trusted.overlay.* extended
+// attributes of the upper directory.
+package sandbox

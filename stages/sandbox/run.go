@@ -1,0 +1,214 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Hostname is the host name commands see.
+const Hostname = "fgimg"
+
+// StandardPath is the PATH commands run with unless Spec.Env sets another.
+const StandardPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Spec describes one command to run inside a root filesystem.
+type Spec struct {
+	// Lower lists the overlay's read-only lower directories, topmost
+	// first. Relative paths are relative to Dir. When Lower is empty,
+	// Upper is itself the root filesystem (bind-mounted) and Work is
+	// unused.
+	Lower []string
+	// Dir, if set, is the directory the init changes to before mounting,
+	// so that relative Lower, Upper and Work paths keep the overlay's
+	// option string short. A relative Dir is relative to the current
+	// directory.
+	Dir string
+	// Upper and Work are the overlay's upper and work directories, on the
+	// same file system. Relative paths are relative to Dir.
+	Upper, Work string
+	// Args is the command and its arguments, for example
+	// {"/bin/sh", "-c", "apt-get install -y x"}. A command name without
+	// a slash is looked up in PATH inside the root filesystem.
+	Args []string
+	// Env holds extra KEY=value entries on top of the standard
+	// environment (PATH, HOME=/root, LANG=C.UTF-8); an entry with the
+	// same key replaces the standard one. Nothing else of fgimg's own
+	// environment reaches the command.
+	Env []string
+	// Stdin, Stdout and Stderr connect the command; nil means /dev/null.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// ExitError reports a command that ran but did not succeed.
+type ExitError struct {
+	// Code is the exit status, or -1 if a signal killed the command.
+	Code int
+	// Signal is the signal that killed the command, or 0.
+	Signal syscall.Signal
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != 0 {
+		return "signal: " + e.Signal.String()
+	}
+	return "exit status " + strconv.Itoa(e.Code)
+}
+
+// Environment returns the environment a command gets: the standard
+// entries, then extra; a later entry replaces an earlier one with the same
+// key, keeping the earlier one's position.
+func Environment(extra []string) []string {
+	env := []string{"PATH=" + StandardPath, "HOME=/root", "LANG=C.UTF-8"}
+	index := map[string]int{}
+	for i, kv := range env {
+		index[envKey(kv)] = i
+	}
+	for _, kv := range extra {
+		k := envKey(kv)
+		if i, ok := index[k]; ok {
+			env[i] = kv
+			continue
+		}
+		index[k] = len(env)
+		env = append(env, kv)
+	}
+	return env
+}
+
+func envKey(kv string) string {
+	k, _, _ := strings.Cut(kv, "=")
+	return k
+}
+
+// initConfig is what Run sends the init process over its config pipe.
+type initConfig struct {
+	Lower       []string
+	Upper, Work string
+	Args        []string
+	Env         []string
+}
+
+// initStatus is what the init reports back over its status pipe.
+type initStatus struct {
+	Error  string `json:",omitempty"` // setup failed
+	Code   int    // exit status of the command
+	Signal int    `json:",omitempty"` // signal that killed the command
+}
+
+// Run runs s.Args inside the root filesystem described by s and waits for
+// it. It needs root, or a user namespace set up by Isolate.
+//
+// A command that exits with a non-zero status or is killed yields an
+// *ExitError. When ctx is done, Run kills the command and everything it
+// started and returns an error wrapping ctx.Err(). Either way, when Run
+// returns no process of the command and no mount of the root filesystem is
+// left.
+func Run(ctx context.Context, s Spec) error {
+	if len(s.Args) == 0 {
+		return errors.New("sandbox: no command to run")
+	}
+	if s.Upper == "" {
+		return errors.New("sandbox: no upper directory")
+	}
+	if len(s.Lower) > 0 && s.Work == "" {
+		return errors.New("sandbox: an overlay needs a work directory")
+	}
+	if len(s.Lower) > 0 {
+		if _, err := overlayOptions(s.Lower, s.Upper, s.Work, false); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		if err := userNSStatus(procSys); err != nil {
+			return fmt.Errorf("sandbox: running commands in a root filesystem needs root: %w", err)
+		}
+		return errors.New("sandbox: running commands in a root filesystem needs root, or sandbox.Isolate to run first")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer cfgW.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer statR.Close()
+
+	cmd := exec.CommandContext(ctx, "/proc/self/exe")
+	cmd.Args = []string{initArg0}
+	cmd.Env = []string{}
+	cmd.Dir = s.Dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
+	cmd.ExtraFiles = []*os.File{cfgR, statW} // fds 3 and 4 in the init
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS,
+		Setsid:     true, // no controlling terminal for build commands
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	cmd.WaitDelay = 10 * time.Second
+
+	// The parent death signal fires when the thread that started the
+	// child exits; keep this goroutine, and so no other, on the thread
+	// until the child is gone.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	err = cmd.Start()
+	cfgR.Close()
+	statW.Close()
+	if err != nil {
+		return fmt.Errorf("sandbox: starting init: %w", err)
+	}
+	statusc := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(statR)
+		statusc <- b
+	}()
+	// If the init dies before reading, the write fails; Wait tells why.
+	_ = json.NewEncoder(cfgW).Encode(initConfig{
+		Lower: s.Lower, Upper: s.Upper, Work: s.Work,
+		Args: s.Args, Env: Environment(s.Env),
+	})
+	cfgW.Close()
+
+	waitErr := cmd.Wait()
+	raw := <-statusc
+	var st initStatus
+	if len(raw) == 0 || json.Unmarshal(raw, &st) != nil {
+		// No report: the init was killed, by Run on cancellation or
+		// by someone else.
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("sandbox: command interrupted: %w", err)
+		}
+		if waitErr == nil {
+			waitErr = errors.New("no status reported")
+		}
+		return fmt.Errorf("sandbox: init process failed: %w", waitErr)
+	}
+	switch {
+	case st.Error != "":
+		return fmt.Errorf("sandbox: %s", st.Error)
+	case st.Signal != 0:
+		return &ExitError{Code: -1, Signal: syscall.Signal(st.Signal)}
+	case st.Code != 0:
+		return &ExitError{Code: st.Code}
+	}
+	return nil
+}
