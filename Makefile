@@ -9,7 +9,7 @@ build:
 	$(GO) build -o bin/fgimg ./cmd/fgimg
 
 test:
-	$(GO) test ./...
+	$(GO) test -timeout 30m ./...
 
 # Benchmarks: planning at growing sizes (scales linearly; 1000 images
 # in a 10-deep pedigree under 1 s).

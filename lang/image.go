@@ -271,6 +271,9 @@ func (l *loader) checkSource(src string, a *hcl.Attribute, dir string, dirOK boo
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(dir, p)
 	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
 	st, err := os.Stat(p)
 	if err != nil {
 		l.errorf(a.Expr.Range().Ptr(), "Source not found",

@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"os"
+
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/targets"
@@ -66,9 +68,17 @@ type Plan struct {
 	Targets []*Target
 }
 
+// HashMemo remembers file content digests by path and stat data, so that
+// planning need not reread unchanged source files.
+type HashMemo interface {
+	Get(path string, fi os.FileInfo) (digest.Digest, bool)
+	Put(path string, fi os.FileInfo, d digest.Digest)
+}
+
 // Options selects what to plan and where to look for cached stages.
 type Options struct {
-	Store Store // nil: EmptyStore
+	Store Store    // nil: EmptyStore
+	Memo  HashMemo // nil: every source file is hashed
 	// Only and Except hold image or target names, globs allowed; see Select.
 	Only, Except []string
 }
@@ -88,6 +98,7 @@ func New(cfg *lang.Config, opts Options) (*Plan, hcl.Diagnostics) {
 		nodes:  map[digest.Digest]*Stage{},
 		images: map[*lang.Image]*Image{},
 		hashes: map[string]digest.Digest{},
+		memo:   opts.Memo,
 		plan:   &Plan{},
 	}
 	for _, im := range images {
@@ -104,6 +115,7 @@ type compiler struct {
 	nodes  map[digest.Digest]*Stage
 	images map[*lang.Image]*Image
 	hashes map[string]digest.Digest // file content digests by host path
+	memo   HashMemo
 	plan   *Plan
 	diags  hcl.Diagnostics
 }

@@ -132,3 +132,32 @@ func TestSelect(t *testing.T) {
 		}
 	}
 }
+
+// memo answers one path with a fixed digest and records what it is told.
+type memo struct {
+	path string
+	d    digest.Digest
+	put  int
+}
+
+func (m *memo) Get(path string, _ os.FileInfo) (digest.Digest, bool) {
+	return m.d, path == m.path
+}
+func (m *memo) Put(string, os.FileInfo, digest.Digest) { m.put++ }
+
+func TestHashMemoIsConsulted(t *testing.T) {
+	cfg := load(t, []string{"testdata/pedigree"})
+	plain := mustPlan(t, cfg, Options{})
+	src, _ := filepath.Abs("testdata/pedigree/files/site.conf")
+	m := &memo{path: src, d: digest.FromString("remembered")}
+	withMemo := mustPlan(t, cfg, Options{Memo: m})
+	if plain.Image("web").ID() == withMemo.Image("web").ID() {
+		t.Error("a remembered digest must stand in for reading the file")
+	}
+	if plain.Image("hpc").ID() != withMemo.Image("hpc").ID() {
+		t.Error("images that do not read the file must not change")
+	}
+	if m.put == 0 {
+		t.Error("digests of files read must be offered to the memo")
+	}
+}

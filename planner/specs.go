@@ -198,11 +198,24 @@ func (c *compiler) hashFile(p string) (digest.Digest, error) {
 		return "", err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if c.memo != nil {
+		if d, ok := c.memo.Get(p, fi); ok {
+			c.hashes[p] = d
+			return d, nil
+		}
+	}
 	dg := digest.Canonical.Digester()
 	if _, err := io.Copy(dg.Hash(), f); err != nil {
 		return "", fmt.Errorf("reading %s: %w", p, err)
 	}
 	c.hashes[p] = dg.Digest()
+	if c.memo != nil {
+		c.memo.Put(p, fi, c.hashes[p])
+	}
 	return c.hashes[p], nil
 }
 

@@ -147,6 +147,12 @@ func cleanDebianRoot(env *Env) error {
 		return fmt.Errorf("removing package lists: %w", err)
 	}
 	for _, p := range []string{"/etc/resolv.conf", "/etc/hostname"} {
+		// Only a plain file is the host's copy: a symlink (systemd-resolved's
+		// stub, when included) belongs to the image. debootstrap's root is
+		// fresh and its /etc a real directory, so Lstat here is safe.
+		if fi, err := os.Lstat(filepath.Join(env.Root, p)); err == nil && !fi.Mode().IsRegular() {
+			continue
+		}
 		if err := r.remove(p); err != nil {
 			return fmt.Errorf("removing the build host's %s: %w", p, err)
 		}

@@ -299,7 +299,7 @@ func (db *idDB) uid(owner string) (int, error) {
 	if owner == "root" || owner == "" {
 		return 0, nil
 	}
-	return 0, fmt.Errorf("owner %q is not a user of the image (not in its /etc/passwd)", owner)
+	return 0, fmt.Errorf("owner %q is not a user of the image (not in its /etc/passwd); files are placed before the image's own users are created, so give a number or create the user in a parent image", owner)
 }
 
 // gid resolves a group like uid does, against /etc/group.
@@ -313,5 +313,5 @@ func (db *idDB) gid(group string) (int, error) {
 	if group == "root" || group == "" {
 		return 0, nil
 	}
-	return 0, fmt.Errorf("group %q is not a group of the image (not in its /etc/group)", group)
+	return 0, fmt.Errorf("group %q is not a group of the image (not in its /etc/group); files are placed before the image's own users and groups are created, so give a number or create the group in a parent image", group)
 }

@@ -53,6 +53,9 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	defer store.Close()
 	cf.store = store
+	memo := store.FileHashes()
+	defer memo.Save()
+	cf.memo = memo
 	_, plan := cf.load(paths, errw)
 	if plan == nil {
 		return exitFailed

@@ -88,7 +88,8 @@ type configFlags struct {
 	vars         []lang.VarArg
 	only, except []string
 	cacheDir     string
-	store        planner.Store // what the planner asks about cached stages; nil: nothing is cached
+	store        planner.Store    // what the planner asks about cached stages; nil: nothing is cached
+	memo         planner.HashMemo // remembered source file digests; nil: none
 }
 
 func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
@@ -167,7 +168,7 @@ func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *plann
 		printDiags(errw, cfg.Files, diags)
 		return nil, nil
 	}
-	plan, pdiags := planner.New(cfg, planner.Options{Store: c.store, Only: c.only, Except: c.except})
+	plan, pdiags := planner.New(cfg, planner.Options{Store: c.store, Memo: c.memo, Only: c.only, Except: c.except})
 	diags = append(diags, pdiags...)
 	printDiags(errw, cfg.Files, diags)
 	if diags.HasErrors() {

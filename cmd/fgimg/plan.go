@@ -57,6 +57,9 @@ func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	if store != nil {
 		defer store.Close()
 		cf.store = store
+		memo := store.FileHashes()
+		defer memo.Save()
+		cf.memo = memo
 	}
 	_, plan := cf.load(paths, errw)
 	if plan == nil {

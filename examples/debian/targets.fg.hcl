@@ -1,0 +1,38 @@
+# Artifacts: `fgimg build -o out` writes each one to out/<target name>/.
+
+# Kernel and initramfs for PXE-booted compute nodes; the root lives in RAM.
+target "netboot" "hpc-netboot" {
+  image       = image.hpc
+  compression = "zstd"
+  kernel_args = concat(local.kernel_args, ["quiet"])
+}
+
+# VM disk that boots on BIOS and UEFI firmware alike.
+target "qcow2" "base-cloud" {
+  image       = image.base
+  boot        = "hybrid"
+  kernel_args = local.kernel_args
+}
+
+# Raw disk for UEFI-only machines; dd it onto a disk or a USB stick.
+target "raw" "base-uefi" {
+  image       = image.base
+  boot        = "uefi"
+  kernel_args = local.kernel_args
+}
+
+target "qcow2" "hadoop-cloud" {
+  image       = image.hadoop
+  size        = "8GiB" # room for HDFS blocks on the root disk
+  compress    = true
+  kernel_args = local.kernel_args
+}
+
+# Root filesystem tarball and OCI layout of the same image, for container hosts.
+target "tar" "web-rootfs" {
+  image = image.web
+}
+
+target "oci" "web-oci" {
+  image = image.web
+}
