@@ -438,3 +438,42 @@ func mountedUnder(dir string) bool {
 	b, _ := os.ReadFile("/proc/1/mountinfo")
 	return strings.Contains(string(b), dir)
 }
+
+func TestBuildFromOCILayoutAndCacheCommands(t *testing.T) {
+	e := newEnv(t)
+	testkit.OCILayout(t, filepath.Join(e.dir, "layout"), func(dir string) { testkit.BusyboxRootfs(t, dir) })
+	e.write(`
+image "app" {
+  from = "oci:layout:latest"
+  run  = ["echo hi > /hello"]
+}
+target "oci" "app-oci" { image = image.app }
+`)
+	code, events, stderr := e.build(nil)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if got := strings.Join(names(events, "built"), ", "); got != "app: from, app: run, target app-oci" {
+		t.Errorf("built %s", got)
+	}
+	out, err := e.command(context.Background(), nil, "cache", "ls").CombinedOutput()
+	for _, kind := range []string{"from", "run", "oci"} {
+		if err != nil || !strings.Contains(string(out), " "+kind+" ") {
+			t.Errorf("cache ls lacks a %s record: %v\n%s", kind, err, out)
+		}
+	}
+	out, err = e.command(context.Background(), nil, "cache", "du").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "blobs") || !strings.Contains(string(out), e.cache) {
+		t.Errorf("cache du: %v\n%s", err, out)
+	}
+	// Corrupt one blob: verify names it and exits 1.
+	blobs, _ := filepath.Glob(filepath.Join(e.cache, "blobs", "sha256", "*"))
+	os.Chmod(blobs[0], 0o644)
+	f, _ := os.OpenFile(blobs[0], os.O_WRONLY, 0)
+	f.WriteAt([]byte("X"), 0)
+	f.Close()
+	out, err = e.command(context.Background(), nil, "cache", "verify").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), filepath.Base(blobs[0])[:12]) {
+		t.Errorf("cache verify must report the corrupt blob and fail: %v\n%s", err, out)
+	}
+}
