@@ -32,6 +32,11 @@ type Input struct {
 	Image           ImageInfo
 	Layers          []Layer // the image's whole chain, bottom (origin) first
 	SourceDateEpoch *time.Time
+	// Root is the image's root filesystem as a directory: a scratch
+	// overlay of the cached layers, so a writer may add or change files
+	// (an fstab, boot loader files) without touching the cache. Empty
+	// when the caller provides none; tar and oci use Layers only.
+	Root string
 }
 
 // Artifact is one file a Writer made.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/stages/sandbox"
 	"github.com/fgimg/fgimg/targets"
 	"github.com/opencontainers/go-digest"
 )
@@ -106,14 +107,24 @@ func (e *Engine) buildTarget(ctx context.Context, t *planner.Target) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	unmount, err := e.scratchRoot(t.Image.Stages[len(t.Image.Stages)-1], work)
+	if err != nil {
+		return err
+	}
+	defer unmount()
+	in.Root = filepath.Join(work, "root")
+	out := filepath.Join(work, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return err
+	}
 	start := time.Now()
-	arts, err := w.Write(ctx, in, t.Stage.Spec.(*targets.Spec), work)
+	arts, err := w.Write(ctx, in, t.Stage.Spec.(*targets.Spec), out)
 	if err != nil {
 		return err
 	}
 	rec := cache.Record{Digest: t.Stage.Digest, Kind: t.Stage.Kind(), Inputs: []digest.Digest{t.Image.ID()}}
 	for _, a := range arts {
-		desc, err := putFile(e.Store, filepath.Join(work, filepath.FromSlash(a.Path)))
+		desc, err := putFile(e.Store, filepath.Join(out, filepath.FromSlash(a.Path)))
 		if err != nil {
 			return fmt.Errorf("storing %s: %w", a.Path, err)
 		}
@@ -121,6 +132,22 @@ func (e *Engine) buildTarget(ctx context.Context, t *planner.Target) error {
 	}
 	rec.Duration = time.Since(start)
 	return e.Store.PutRecord(rec)
+}
+
+// scratchRoot mounts at work/root a writable overlay of the image whose
+// last stage is top, with its upper dir in work: changes are thrown
+// away with work.
+func (e *Engine) scratchRoot(top *planner.Stage, work string) (func() error, error) {
+	lower, err := e.lowerDirs(top)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"root", "upper", "work"} {
+		if err := os.Mkdir(filepath.Join(work, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return sandbox.MountOverlay(lower, e.Store.SnapshotsDir(), filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "root"))
 }
 
 // export copies a target's stored artifacts to OUT/<target>/ and writes
