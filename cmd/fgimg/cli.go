@@ -31,6 +31,7 @@ Commands:
   validate   check templates and report every problem
   plan       show the stage graph, with digests and cache status
   build      build images and write targets' artifacts
+  boot       boot a built disk or netboot target in QEMU (smoke test)
   inspect    show one image: pedigree, metadata, stages
   fmt        rewrite templates in canonical format
   cache      list, measure or verify the local cache (ls, du, verify)
@@ -54,6 +55,7 @@ func commands() []command {
 	return []command{
 		{"validate", cmdValidate},
 		{"build", cmdBuild},
+		{"boot", cmdBoot},
 		{"plan", cmdPlan},
 		{"inspect", cmdInspect},
 		{"fmt", cmdFmt},

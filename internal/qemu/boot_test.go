@@ -1,0 +1,175 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
+)
+
+// kernelCache keeps the Debian kernel the real boot tests use, across runs.
+const kernelCache = "/tmp/fgimg-qemu-test-kernel"
+
+// realQEMU skips a test that needs QEMU and a kernel to boot.
+func realQEMU(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a real kernel under QEMU, 5-20 s (drop -short to run)")
+	}
+	if _, err := exec.LookPath(DefaultBinary); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
+	}
+}
+
+// debianKernel returns the vmlinuz of the kernel package Debian's
+// linux-image-amd64 depends on, downloaded once into kernelCache. It
+// skips the test when the package cannot be had.
+func debianKernel(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
+	if err != nil {
+		t.Skipf("no Debian kernel to boot: apt-cache depends linux-image-amd64: %v", err)
+	}
+	pkg := regexp.MustCompile(`linux-image-[0-9][^\s]*-amd64`).FindString(string(out))
+	if pkg == "" {
+		t.Skipf("no Debian kernel to boot: linux-image-amd64 depends on no kernel:\n%s", out)
+	}
+	version := strings.TrimPrefix(pkg, "linux-image-")
+	vmlinuz := filepath.Join(kernelCache, "vmlinuz-"+version)
+	if _, err := os.Stat(vmlinuz); err == nil {
+		return vmlinuz
+	}
+	if err := os.MkdirAll(kernelCache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	work, err := os.MkdirTemp(kernelCache, "download-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+	get := exec.Command("apt-get", "download", pkg)
+	get.Dir = work
+	if b, err := get.CombinedOutput(); err != nil {
+		t.Skipf("no Debian kernel to boot: apt-get download %s: %v\n%s", pkg, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("apt-get download %s left %q", pkg, debs)
+	}
+	// Only the kernel image, not the modules.
+	x := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "./boot/vmlinuz-$3"`, "sh", debs[0], work, version)
+	if b, err := x.CombinedOutput(); err != nil {
+		t.Fatalf("extracting the kernel: %v\n%s", err, b)
+	}
+	if err := os.Rename(filepath.Join(work, "boot", "vmlinuz-"+version), vmlinuz); err != nil {
+		t.Fatal(err)
+	}
+	return vmlinuz
+}
+
+// initramfs packs a busybox root filesystem with init as its /init into
+// a gzipped newc cpio archive.
+func initramfs(t *testing.T, init string) string {
+	t.Helper()
+	if _, err := exec.LookPath("cpio"); err != nil {
+		t.Skip("cpio is not installed (Debian package cpio)")
+	}
+	root := t.TempDir()
+	testkit.BusyboxRootfs(t, root)
+	if err := os.WriteFile(filepath.Join(root, "init"), []byte(init), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "initramfs.cpio.gz")
+	pack := exec.Command("sh", "-c", `find . | cpio -o -H newc --quiet | gzip > "$1"`, "sh", out)
+	pack.Dir = root
+	if b, err := pack.CombinedOutput(); err != nil {
+		t.Fatalf("packing the initramfs: %v\n%s", err, b)
+	}
+	return out
+}
+
+func TestRealBootFindsTheMarker(t *testing.T) {
+	realQEMU(t)
+	kernel := debianKernel(t)
+	// The marker is computed, so only a running shell can print it.
+	initrd := initramfs(t, "#!/bin/sh\necho \"fgimg-smoke-$((6 * 7))\"\n/bin/busybox poweroff -f\n")
+	disk := filepath.Join(t.TempDir(), "scratch.raw")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var console, log bytes.Buffer
+	res, err := Boot(context.Background(), Options{
+		Kernel: kernel, Initrd: initrd, Append: "quiet", Disk: disk, Memory: 512,
+		Expect: []string{"fgimg-smoke-42"}, Timeout: 3 * time.Minute, Console: &console, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("%v\nlog:\n%s\nconsole:\n%s", err, log.String(), console.String())
+	}
+	if res.Outcome != Expected || res.Marker != "fgimg-smoke-42" || !strings.Contains(console.String(), "fgimg-smoke-42\r\n") {
+		t.Errorf("%+v\n%s", res, console.String())
+	}
+	if CheckKVM() != nil && res.Accel != "tcg" {
+		t.Errorf("KVM does not work here, yet the boot used %s", res.Accel)
+	}
+	t.Logf("booted with %s in %s", res.Accel, res.Elapsed.Round(time.Millisecond))
+}
+
+func TestRealBootReportsAPanic(t *testing.T) {
+	realQEMU(t)
+	kernel := debianKernel(t)
+	initrd := initramfs(t, "#!/bin/sh\nexit 3\n") // init ends: the kernel panics
+	res, err := Boot(context.Background(), Options{Kernel: kernel, Initrd: initrd, Memory: 512, Timeout: 3 * time.Minute})
+	if !errors.Is(err, ErrPanic) || res.Outcome != Panic || !strings.Contains(res.Marker, "Attempted to kill init") {
+		t.Fatalf("%+v, %v", res, err)
+	}
+}
+
+func TestRealUEFIBootReachesALoginPrompt(t *testing.T) {
+	realQEMU(t)
+	if _, err := os.Stat(DefaultOVMFCode); err != nil {
+		t.Skip("OVMF is not installed (Debian package ovmf)")
+	}
+	kernel := debianKernel(t)
+	initrd := initramfs(t, `#!/bin/sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox hostname fgimg-uefi
+exec /bin/busybox getty 115200 ttyS0
+`)
+	opts := Options{Kernel: kernel, Initrd: initrd, UEFI: true, Memory: 512, Timeout: 3 * time.Minute}
+	var disk string
+	var before []byte
+	if _, err := exec.LookPath("qemu-img"); err == nil {
+		disk = filepath.Join(t.TempDir(), "disk.qcow2")
+		if b, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", disk, "64M").CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img: %v\n%s", err, b)
+		}
+		before, _ = os.ReadFile(disk)
+		opts.Disk = disk
+	}
+	var console bytes.Buffer
+	opts.Console = &console
+	res, err := Boot(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, console.String())
+	}
+	if res.Outcome != Login || res.Marker != "fgimg-uefi login:" {
+		t.Errorf("%+v", res)
+	}
+	// The kernel says which firmware started it: "efi: EFI v2.70 by EDK II".
+	if !strings.Contains(console.String(), "by EDK II") {
+		t.Errorf("the kernel was not started by OVMF:\n%s", console.String())
+	}
+	if disk != "" {
+		if after, _ := os.ReadFile(disk); !bytes.Equal(before, after) {
+			t.Error("the disk changed: it must be attached with -snapshot")
+		}
+	}
+}
