@@ -1,16 +1,18 @@
 package engine
 
 import (
-	"io"
 	"os"
+
+	"github.com/fgimg/fgimg/internal/sparse"
 
 	"golang.org/x/sys/unix"
 )
 
 // cloneFile copies src to dst, sharing extents (a reflink) where the
 // filesystem can, so exporting a cached multi-GB artifact is instant on
-// btrfs and XFS; elsewhere it copies. A hard link is not used: a user
-// editing the exported file would change the cache.
+// btrfs and XFS; elsewhere it copies the data and keeps the holes. A
+// hard link is not used: a user editing the exported file would change
+// the cache.
 func cloneFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -24,7 +26,7 @@ func cloneFile(src, dst string) error {
 	if unix.IoctlFileClone(int(out.Fd()), int(in.Fd())) == nil {
 		return out.Close()
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	if err := sparse.Copy(out, in); err != nil {
 		out.Close()
 		return err
 	}

@@ -246,12 +246,7 @@ func (e *Engine) fail(rep *reporter, s *planner.Stage, name, logPath string, sta
 }
 
 func putFile(store *cache.Store, path string) (cache.Descriptor, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return cache.Descriptor{}, err
-	}
-	defer f.Close()
-	return store.PutBlob(f)
+	return store.PutFile(path)
 }
 
 func copyFile(src, dst string) error {
