@@ -119,12 +119,15 @@ func TestTarTargetErrors(t *testing.T) {
 }
 
 func TestFor(t *testing.T) {
-	for kind, want := range map[string]Writer{"tar": Tar{}, "oci": OCI{}} {
+	for kind, want := range map[string]Writer{"tar": Tar{}, "oci": OCI{}, "raw": Raw{}, "netboot": Netboot{}} {
 		if w, err := For(kind); err != nil || w != want {
 			t.Errorf("For(%q) = %v, %v", kind, w, err)
 		}
 	}
-	for _, kind := range []string{"qcow2", "nosuch", ""} {
+	if _, err := For("qcow2"); err != nil {
+		t.Errorf("For(qcow2): %v", err)
+	}
+	for _, kind := range []string{"openstack", "nosuch", ""} {
 		if _, err := For(kind); err == nil {
 			t.Errorf("For(%q) gave a writer", kind)
 		}

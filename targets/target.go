@@ -58,8 +58,12 @@ func For(kind string) (Writer, error) {
 		return Tar{}, nil
 	case "oci":
 		return OCI{}, nil
-	case "raw", "qcow2", "netboot":
-		return nil, fmt.Errorf("target kind %q is not implemented yet", kind)
+	case "netboot":
+		return Netboot{}, nil
+	case "raw":
+		return Raw{}, nil
+	case "qcow2":
+		return QCOW2{}, nil
 	}
 	return nil, fmt.Errorf("unknown target kind %q", kind)
 }

@@ -39,6 +39,8 @@ func cmdBoot(ctx context.Context, args []string, out, errw io.Writer) int {
 	timeout := fs.Duration("timeout", qemu.DefaultTimeout, "give up after this long")
 	logFile := fs.String("log", "", "write the serial console to `FILE` (default OUT/<target>/boot.log)")
 	quiet := fs.Bool("quiet", false, "do not show the console; only log it")
+	build := fs.Bool("build", false, "build the target first, as fgimg build -o OUT -only TARGET PATH")
+	cacheDir := fs.String("cache-dir", "", "with -build: the cache `directory`")
 	fs.Usage = func() {
 		fmt.Fprintln(errw, `Usage: fgimg boot [flags] TARGET [PATH]
 
@@ -46,7 +48,7 @@ Boots a built raw, qcow2 or netboot target in QEMU as a smoke test: exits
 0 when the guest's serial console reaches a login prompt (or -expect TEXT),
 1 on a kernel panic, if the guest stops, or on timeout. Disks are used with
 -snapshot: the boot never changes them. Build the target first with
-fgimg build -o OUT -only TARGET PATH.
+fgimg build -o OUT -only TARGET PATH, or give -build.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -69,6 +71,22 @@ Flags:`)
 		return flagResult(usageError{"-timeout must be positive"}, errw)
 	}
 	name, paths := pos[0], pos[1:]
+	if *build {
+		bargs := []string{"-o", *outDir, "-only", name}
+		if *cacheDir != "" {
+			bargs = append(bargs, "-cache-dir", *cacheDir)
+		}
+		for _, v := range cf.vars {
+			if v.File != "" {
+				bargs = append(bargs, "-var-file", v.File)
+			} else {
+				bargs = append(bargs, "-var", v.Name+"="+v.Value)
+			}
+		}
+		if code := cmdBuild(ctx, append(bargs, paths...), out, errw); code != exitOK {
+			return code
+		}
+	}
 
 	cfg, plan := cf.load(paths, errw)
 	if plan == nil {

@@ -380,6 +380,24 @@ func TestInterruptStopsCleanly(t *testing.T) {
 
 func TestReproducibleArtifacts(t *testing.T) {
 	e := newEnv(t)
+	e.write(buildConfig + `
+image "kernelled" {
+  parent = image.child
+  file "/boot/vmlinuz-1.0" {
+    content = "a stand-in kernel"
+  }
+  run = ["mkdir -p /sbin", "ln -s /bin/busybox /sbin/init"]
+}
+target "netboot" "nb" {
+  image       = image.kernelled
+  kernel_args = ["console=ttyS0"]
+}
+target "raw" "disk" {
+  image = image.kernelled
+  boot  = "none"
+  size  = "512MiB"
+}
+`)
 	epoch := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	var sums []string
 	for i := range 2 {
@@ -391,13 +409,13 @@ func TestReproducibleArtifacts(t *testing.T) {
 			t.Fatalf("exit %d\n%s", code, stderr)
 		}
 		h := sha256.New()
-		for _, f := range []string{"child-rootfs/rootfs.tar", "sibling-oci/index.json"} {
+		for _, f := range []string{"child-rootfs/rootfs.tar", "sibling-oci/index.json", "nb/initramfs.cpio.gz", "disk/disk.raw"} {
 			h.Write(mustRead(t, filepath.Join(e.out, f)))
 		}
 		sums = append(sums, fmt.Sprintf("%x", h.Sum(nil)))
 	}
 	if sums[0] != sums[1] {
-		t.Error("two clean builds with SOURCE_DATE_EPOCH gave different artifacts")
+		t.Error("two clean builds with SOURCE_DATE_EPOCH gave different artifacts (tar, oci, initramfs or disk)")
 	}
 }
 
