@@ -9,13 +9,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
-	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 
 	"github.com/fgimg/fgimg/internal/cpio"
 )
@@ -167,56 +164,13 @@ func initramfsCompression(name string) (compression, error) {
 	}
 	switch name {
 	case "gzip", "":
-		c.mediaType, c.open = MediaTypeInitramfs+"+gzip", newInitramfsGzip
+		c.mediaType, c.open = MediaTypeInitramfs+"+gzip", newGzip
 	case "zstd":
-		c.mediaType, c.open = MediaTypeInitramfs+"+zstd", newInitramfsZstd
+		c.mediaType, c.open = MediaTypeInitramfs+"+zstd", newZstd
 	default:
 		c.mediaType = MediaTypeInitramfs
 	}
 	return c, nil
-}
-
-const (
-	// initramfsGzipBlocks bounds the 1 MiB blocks pgzip compresses at once
-	// (each holds about 4 MiB with its output and compressor).
-	initramfsGzipBlocks = 8
-	// initramfsZstdWindow is the zstd window. It decides the bytes (the
-	// number of workers does not) and the memory: each job is four
-	// windows of input, and with zstd -3's 2 MiB window four workers took
-	// fgimg past 250 MiB. 1 MiB makes the file under 2% larger.
-	initramfsZstdWindow  = 1 << 20
-	initramfsZstdWorkers = 4
-)
-
-// newInitramfsGzip is newGzip with at most initramfsGzipBlocks blocks in
-// flight; the bytes do not depend on how many.
-func newInitramfsGzip(w io.Writer) (io.WriteCloser, error) {
-	zw, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
-	if err != nil {
-		return nil, fmt.Errorf("starting gzip: %w", err)
-	}
-	if err := zw.SetConcurrency(gzipBlockSize, min(max(runtime.GOMAXPROCS(0), 1), initramfsGzipBlocks)); err != nil {
-		return nil, fmt.Errorf("starting gzip: %w", err)
-	}
-	return zw, nil
-}
-
-// newInitramfsZstd is newZstd (concurrent blocks, whose output does not
-// depend on the number of workers; at least two keep that mode on) with a
-// smaller window and at most initramfsZstdWorkers workers, which keeps
-// fgimg's peak memory near 160 MiB.
-func newInitramfsZstd(w io.Writer) (io.WriteCloser, error) {
-	zw, err := zstd.NewWriter(w,
-		zstd.WithEncoderLevel(zstd.SpeedDefault),
-		zstd.WithWindowSize(initramfsZstdWindow),
-		zstd.WithEncoderConcurrency(min(max(runtime.GOMAXPROCS(0), 2), initramfsZstdWorkers)),
-		zstd.WithConcurrentBlocks(true),
-		zstd.WithEncoderCRC(true),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("starting zstd: %w", err)
-	}
-	return zw, nil
 }
 
 // checkNetbootArgs rejects arguments that would break the boot scripts
