@@ -184,15 +184,9 @@ func (w *espWriter) installSyslinux(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	args := []string{tool, "--install", "--offset", strconv.FormatInt(w.part.Start, 10), "--directory", "/syslinux", w.path}
 	// The installer ends with sync(2), which waits for every dirty page
-	// on the machine: seconds after a build. The disk needs no sync, so
-	// eatmydata (Debian package eatmydata), when the host has it, turns
-	// that call into nothing.
-	if eat, err := diskTool("eatmydata"); err == nil {
-		args = append([]string{eat}, args...)
-	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	// on the machine: seconds after a build.
+	cmd := unsyncedCommand(ctx, tool, "--install", "--offset", strconv.FormatInt(w.part.Start, 10), "--directory", "/syslinux", w.path)
 	cmd.Env = diskToolEnv("SOURCE_DATE_EPOCH="+strconv.FormatInt(max(w.stamp, fatEpoch), 10), "MTOOLS_SKIP_CHECK=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out diskToolOutput
@@ -431,4 +425,17 @@ func (t *diskToolOutput) String() string {
 		}
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// unsyncedCommand runs a tool that writes only the scratch disk file
+// under eatmydata (Debian package eatmydata) when the host has it, so its
+// fsync and sync calls do nothing: the artifact is made durable once,
+// when the cache stores it, and mkfs.ext4's final flush of a multi-GB
+// file, or syslinux's sync of every dirty page on the machine, would only
+// add seconds.
+func unsyncedCommand(ctx context.Context, tool string, args ...string) *exec.Cmd {
+	if eat, err := diskTool("eatmydata"); err == nil {
+		return exec.CommandContext(ctx, eat, append([]string{tool}, args...)...)
+	}
+	return exec.CommandContext(ctx, tool, args...)
 }

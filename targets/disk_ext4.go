@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,7 +79,7 @@ func (w *ext4Writer) write(ctx context.Context) error {
 		args = append(args, "-N", strconv.FormatInt(w.inodes, 10))
 	}
 	args = append(args, w.path, strconv.FormatInt(blocks, 10))
-	cmd := exec.CommandContext(ctx, mkfs, args...)
+	cmd := unsyncedCommand(ctx, mkfs, args...)
 	// E2FSPROGS_FAKE_TIME is the file system's clock: 0 would mean none.
 	cmd.Env = diskToolEnv("MKE2FS_CONFIG="+conf.Name(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(max(w.stamp, 1), 10))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -38,8 +38,7 @@ func (QCOW2) Write(ctx context.Context, in *Input, spec *Spec, dir string) (arts
 	if _, err := BuildDisk(ctx, in, spec, raw); err != nil {
 		return nil, fmt.Errorf("qcow2 target: %w", err)
 	}
-	// The raw disk is scratch: the conversion frees it as it goes.
-	opts := qcow2.Options{Compress: spec != nil && spec.Compress, ConsumeSource: true}
+	opts := qcow2.Options{Compress: spec != nil && spec.Compress}
 	if _, err := qcow2.ConvertFile(ctx, filepath.Join(dir, "disk.qcow2"), raw, opts); err != nil {
 		return nil, fmt.Errorf("qcow2 target: %w", err)
 	}

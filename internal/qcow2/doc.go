@@ -21,12 +21,8 @@
 // is stored uncompressed instead. The output depends only on the raw
 // file's contents and the options, never on the number of workers.
 //
-// Raw data need not pass through user space: workers scan read-only
-// mappings of the raw file, and runs of data clusters are copied from
-// file to file with copy_file_range. Where either fails (another file
-// system, no mmap), the converter reads and writes instead. Memory is a
-// fixed pool of 1 MiB jobs, a few L2 and refcount tables, and 8 bytes
-// per 512 MiB of virtual disk (the L1 table).
+// Memory is a fixed pool of 1 MiB jobs, a few L2 and refcount tables,
+// and 8 bytes per 512 MiB of virtual disk (the L1 table).
 //
 // The on-disk format is QEMU's docs/interop/qcow2.txt.
 package qcow2

@@ -46,8 +46,7 @@ func (o *op) len() (n int64) {
 	return n
 }
 
-// writers is the number of goroutines writing data clusters: parallel
-// writes into the page cache go faster than one stream.
+// writers is the number of goroutines writing data clusters.
 const writers = 2
 
 // run converts with a pipeline of goroutines. The planner walks src's
@@ -57,7 +56,7 @@ const writers = 2
 // writers. A fixed pool of jobs bounds the memory in flight.
 //
 // (Reading and writing through 1 MiB buffers beat both mapping src and
-// copy_file_range here: on ext4 those cost more in page tables and
+// copy_file_range, measured on ext4: those cost more in page tables and
 // splicing than the copies they save.)
 func (c *converter) run(ctx context.Context, workers int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -88,19 +87,12 @@ func (c *converter) run(ctx context.Context, workers int) error {
 	for range workers {
 		wg.Go(func() { c.scan(ctx, work) })
 	}
-	dstFd, srcFd := int(c.dst.Fd()), int(c.src.Fd())
+	dstFd := int(c.dst.Fd())
 	for range writers {
 		wwg.Go(func() {
 			for j := range writes {
 				if err := c.write(dstFd, j); err != nil {
 					cancel(err)
-				}
-				if c.consume {
-					// Free src's space behind us: cheaper now, beside the
-					// other goroutines' work, than all at once when src
-					// is removed. (Only an optimization: errors are
-					// harmless.)
-					unix.Fallocate(srcFd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, j.first*c.cs, int64(j.n)*c.cs)
 				}
 				free <- j
 			}
@@ -149,7 +141,7 @@ func (c *converter) layoutAll(ctx context.Context, ordered <-chan *job, writes c
 func (c *converter) plan(ctx context.Context, free <-chan *job, ordered, work chan<- *job) error {
 	defer close(work)
 	defer close(ordered)
-	fd := int(c.src.Fd())
+	fd := c.srcFd
 	_ = unix.Fadvise(fd, 0, 0, unix.FADV_SEQUENTIAL)
 	perJob := max(1, jobBytes/c.cs)
 	for pos := int64(0); pos < c.size; {

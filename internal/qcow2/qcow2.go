@@ -41,12 +41,6 @@ type Options struct {
 	// ClusterBits is log2 of the cluster size, 12 (4 KiB) to 21 (2 MiB);
 	// 0 means DefaultClusterBits.
 	ClusterBits int
-	// ConsumeSource is for a scratch raw file: the conversion frees its
-	// space as it goes (punching holes behind it, which costs less than
-	// freeing it all at the end), and ConvertFile removes it afterwards,
-	// whether the conversion succeeded or not. Convert needs src open
-	// for writing to free anything.
-	ConsumeSource bool
 }
 
 // Stats describes a written image.
@@ -63,17 +57,8 @@ func (s Stats) Unallocated() int64 { return s.Clusters - s.Data - s.Compressed }
 
 // ConvertFile writes the raw disk image src as a qcow2 image at dst,
 // which is created or truncated, and removed again on failure.
-func ConvertFile(ctx context.Context, dst, src string, opts Options) (st Stats, err error) {
-	flag := os.O_RDONLY
-	if opts.ConsumeSource {
-		flag = os.O_RDWR
-		defer func() {
-			if rerr := os.Remove(src); rerr != nil && err == nil {
-				err = fmt.Errorf("qcow2: %w", rerr)
-			}
-		}()
-	}
-	in, err := os.OpenFile(src, flag, 0)
+func ConvertFile(ctx context.Context, dst, src string, opts Options) (Stats, error) {
+	in, err := os.Open(src)
 	if err != nil {
 		return Stats{}, fmt.Errorf("qcow2: %w", err)
 	}
@@ -82,7 +67,7 @@ func ConvertFile(ctx context.Context, dst, src string, opts Options) (st Stats, 
 	if err != nil {
 		return Stats{}, fmt.Errorf("qcow2: %w", err)
 	}
-	st, err = Convert(ctx, out, in, opts)
+	st, err := Convert(ctx, out, in, opts)
 	if cerr := out.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("qcow2: closing %s: %w", dst, cerr)
 	}
@@ -123,7 +108,6 @@ func Convert(ctx context.Context, dst, src *os.File, opts Options) (Stats, error
 	}
 	workers = min(workers, maxWorkers)
 	c := newConverter(dst, src, fi.Size(), bits, opts.Compress)
-	c.consume = opts.ConsumeSource
 	if err := c.run(ctx, workers); err != nil {
 		return Stats{}, fmt.Errorf("qcow2: converting %s: %w", src.Name(), err)
 	}
@@ -132,12 +116,12 @@ func Convert(ctx context.Context, dst, src *os.File, opts Options) (Stats, error
 
 type converter struct {
 	dst, src *os.File
+	srcFd    int
 	size     int64
 	bits     int
 	cs       int64 // cluster size
 	compress bool
 	zero     []byte // a cluster of zeros, read only
-	consume  bool   // punch holes in src behind the conversion
 
 	clusters   int64 // guest clusters
 	l2Entries  int64 // entries per L2 table
@@ -159,7 +143,7 @@ type converter struct {
 func newConverter(dst, src *os.File, size int64, bits int, compress bool) *converter {
 	cs := int64(1) << bits
 	c := &converter{
-		dst: dst, src: src, size: size, bits: bits, cs: cs, compress: compress,
+		dst: dst, src: src, srcFd: int(src.Fd()), size: size, bits: bits, cs: cs, compress: compress,
 		zero:       make([]byte, cs),
 		clusters:   (size + cs - 1) / cs,
 		l2Entries:  cs / 8,

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -373,56 +372,4 @@ func qemuIO(t testing.TB, path string, cmds ...string) {
 	if strings.Contains(out, "failed") || strings.Count(out, "read ") != len(cmds) {
 		t.Errorf("qemu-io:\n%s", out)
 	}
-}
-
-// TestConvertConsume: consuming the source gives the same image, frees
-// the source's space as it goes, and ConvertFile removes the source.
-func TestConvertConsume(t *testing.T) {
-	raw, _ := syntheticRaw(t)
-	want, _ := convert(t, raw, Options{Compress: true})
-	src, err := os.OpenFile(raw, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	out := filepath.Join(t.TempDir(), "disk.qcow2")
-	dst, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if _, err := Convert(context.Background(), dst, src, Options{Compress: true, ConsumeSource: true}); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(readFile(t, out), readFile(t, want)) {
-		t.Errorf("consuming the source changes the image")
-	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(src.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := src.Stat(); st.Blocks != 0 || fi.Size() == 0 {
-		t.Errorf("consumed source: %d blocks allocated, size %d; want none, and the size kept", st.Blocks, fi.Size())
-	}
-
-	raw, _ = syntheticRaw(t)
-	got := filepath.Join(t.TempDir(), "disk.qcow2")
-	if _, err := ConvertFile(context.Background(), got, raw, Options{Compress: true, ConsumeSource: true}); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(readFile(t, got), readFile(t, want)) {
-		t.Errorf("ConvertFile: consuming the source changes the image")
-	}
-	if _, err := os.Stat(raw); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ConvertFile left the consumed source: %v", err)
-	}
-}
-
-func readFile(t testing.TB, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
