@@ -453,68 +453,6 @@ func TestNetbootCancelled(t *testing.T) {
 	}
 }
 
-// netbootDebianKernel returns the path of a real Debian kernel, downloaded once
-// (the linux-image-6.1.0-*-amd64 package linux-image-amd64 depends on)
-// into a cache under /tmp, or skips the test.
-func netbootDebianKernel(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		t.Skipf("cannot ask apt which kernel linux-image-amd64 is: %v", err)
-	}
-	var pkg string
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-6.1.0-") {
-			pkg = f[1]
-		}
-	}
-	if pkg == "" {
-		t.Skipf("linux-image-amd64 depends on no linux-image-6.1.0-* package:\n%s", out)
-	}
-	cache := filepath.Join(os.TempDir(), "fgimg-test-kernel", pkg)
-	kernel := filepath.Join(cache, "vmlinuz")
-	if _, err := os.Stat(kernel); err == nil {
-		return kernel
-	}
-	work, err := os.MkdirTemp(os.TempDir(), "fgimg-kernel-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(work)
-	os.Chmod(work, 0o755) // apt's _apt user downloads into it
-	dl := exec.Command("apt-get", "download", pkg)
-	dl.Dir = work
-	if o, err := dl.CombinedOutput(); err != nil {
-		t.Skipf("apt-get download %s: %v\n%s", pkg, err, o)
-	}
-	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
-	if len(debs) != 1 {
-		t.Skipf("apt-get download %s gave %v", pkg, debs)
-	}
-	x := filepath.Join(work, "x")
-	if o, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
-		t.Skipf("dpkg-deb -x: %v\n%s", err, o)
-	}
-	found, _ := filepath.Glob(filepath.Join(x, "boot", "vmlinuz-*"))
-	if len(found) != 1 {
-		t.Skipf("%s holds kernels %v", pkg, found)
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(found[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(kernel+".tmp", b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(kernel+".tmp", kernel); err != nil {
-		t.Fatal(err)
-	}
-	return kernel
-}
-
 // netbootInitScript is the busybox /init of the boot test: it checks what the
 // initramfs must carry and prints FGIMG-NETBOOT-OK (spelt so that the
 // script's own text never contains it) before powering off.
@@ -551,7 +489,8 @@ func TestNetbootBootsInQEMU(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to put a device node in the image")
 	}
-	kernel := netbootDebianKernel(t)
+	kroot, kversion := testkit.DebianKernel(t)
+	kernel := filepath.Join(kroot, "boot", "vmlinuz-"+kversion)
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
 	os.Mkdir(filepath.Join(root, "boot"), 0o755)

@@ -168,76 +168,6 @@ var qcow2BootModules = []string{
 	"lib/crc16", "crypto/crc32c_generic", "fs/mbcache", "fs/jbd2/jbd2", "fs/ext4/ext4",
 }
 
-// qcow2TestKernel fetches Debian's kernel package (once; cached under
-// the temporary directory) and returns its version and a directory with
-// vmlinuz and the modules of qcow2BootModules.
-func qcow2TestKernel(t *testing.T) (version, dir string) {
-	t.Helper()
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		t.Skipf("cannot ask apt which kernel linux-image-amd64 is: %v", err)
-	}
-	var pkg string
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
-			pkg = f[1]
-		}
-	}
-	if pkg == "" {
-		t.Skipf("linux-image-amd64 depends on no kernel package:\n%s", out)
-	}
-	dir = filepath.Join(os.TempDir(), "fgimg-test-kernel-modules", pkg)
-	if b, err := os.ReadFile(filepath.Join(dir, "version")); err == nil {
-		return string(b), dir
-	}
-	work, err := os.MkdirTemp(os.TempDir(), "fgimg-kernel-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(work)
-	os.Chmod(work, 0o755) // apt's _apt user downloads into it
-	dl := exec.Command("apt-get", "download", pkg)
-	dl.Dir = work
-	if o, err := dl.CombinedOutput(); err != nil {
-		t.Skipf("apt-get download %s: %v\n%s", pkg, err, o)
-	}
-	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
-	if len(debs) != 1 {
-		t.Skipf("apt-get download %s gave %v", pkg, debs)
-	}
-	x := filepath.Join(work, "x")
-	if o, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
-		t.Skipf("dpkg-deb -x: %v\n%s", err, o)
-	}
-	found, _ := filepath.Glob(filepath.Join(x, "boot", "vmlinuz-*"))
-	if len(found) != 1 {
-		t.Skipf("%s has kernels %v", pkg, found)
-	}
-	version = strings.TrimPrefix(filepath.Base(found[0]), "vmlinuz-")
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(found[0], filepath.Join(tmp, "vmlinuz")); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range qcow2BootModules {
-		src := filepath.Join(x, "lib/modules", version, "kernel", m+".ko")
-		if err := os.Rename(src, filepath.Join(tmp, filepath.Base(m)+".ko")); err != nil {
-			t.Skipf("%s lacks module %s: %v", pkg, m, err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "version"), []byte(version), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
-	return version, dir
-}
-
 // qcow2BootInit is the test initrd's /init: it loads the virtio and ext4
 // modules, mounts the disk's root partition read-only and checks files
 // the image put there.
@@ -272,7 +202,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 		t.Skip("qemu-system-x86_64 not installed (Debian package qemu-system-x86)")
 	}
 	needDiskTools(t)
-	version, kdir := qcow2TestKernel(t)
+	kroot, version := testkit.DebianKernel(t)
 
 	// The initrd: busybox, the modules and /init.
 	initTree := t.TempDir()
@@ -284,7 +214,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 	for _, m := range qcow2BootModules {
 		name := filepath.Base(m)
 		names = append(names, name)
-		b, err := os.ReadFile(filepath.Join(kdir, name+".ko"))
+		b, err := os.ReadFile(filepath.Join(kroot, "lib/modules", version, "kernel", m+".ko"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,7 +231,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
 	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
-	kernel, err := os.ReadFile(filepath.Join(kdir, "vmlinuz"))
+	kernel, err := os.ReadFile(filepath.Join(kroot, "boot", "vmlinuz-"+version))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,16 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fgimg/fgimg/internal/testkit"
 )
-
-// kernelCache keeps the Debian kernel the real boot tests use, across runs.
-const kernelCache = "/tmp/fgimg-qemu-test-kernel"
 
 // realQEMU skips a test that needs QEMU and a kernel to boot.
 func realQEMU(t *testing.T) {
@@ -29,50 +25,10 @@ func realQEMU(t *testing.T) {
 	}
 }
 
-// debianKernel returns the vmlinuz of the kernel package Debian's
-// linux-image-amd64 depends on, downloaded once into kernelCache. It
-// skips the test when the package cannot be had.
+// debianKernel returns the vmlinuz of Debian's kernel package, or skips.
 func debianKernel(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
-	if err != nil {
-		t.Skipf("no Debian kernel to boot: apt-cache depends linux-image-amd64: %v", err)
-	}
-	pkg := regexp.MustCompile(`linux-image-[0-9][^\s]*-amd64`).FindString(string(out))
-	if pkg == "" {
-		t.Skipf("no Debian kernel to boot: linux-image-amd64 depends on no kernel:\n%s", out)
-	}
-	version := strings.TrimPrefix(pkg, "linux-image-")
-	vmlinuz := filepath.Join(kernelCache, "vmlinuz-"+version)
-	if _, err := os.Stat(vmlinuz); err == nil {
-		return vmlinuz
-	}
-	if err := os.MkdirAll(kernelCache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp(kernelCache, "download-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(work)
-	get := exec.Command("apt-get", "download", pkg)
-	get.Dir = work
-	if b, err := get.CombinedOutput(); err != nil {
-		t.Skipf("no Debian kernel to boot: apt-get download %s: %v\n%s", pkg, err, b)
-	}
-	debs, _ := filepath.Glob(filepath.Join(work, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("apt-get download %s left %q", pkg, debs)
-	}
-	// Only the kernel image, not the modules.
-	x := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "./boot/vmlinuz-$3"`, "sh", debs[0], work, version)
-	if b, err := x.CombinedOutput(); err != nil {
-		t.Fatalf("extracting the kernel: %v\n%s", err, b)
-	}
-	if err := os.Rename(filepath.Join(work, "boot", "vmlinuz-"+version), vmlinuz); err != nil {
-		t.Fatal(err)
-	}
-	return vmlinuz
+	root, version := testkit.DebianKernel(t)
+	return filepath.Join(root, "boot", "vmlinuz-"+version)
 }
 
 // initramfs packs a busybox root filesystem with init as its /init into
@@ -113,7 +69,7 @@ func TestRealBootFindsTheMarker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nlog:\n%s\nconsole:\n%s", err, log.String(), console.String())
 	}
-	if res.Outcome != Expected || res.Marker != "fgimg-smoke-42" || !strings.Contains(console.String(), "fgimg-smoke-42\r\n") {
+	if res.Outcome != Expected || res.Marker != "fgimg-smoke-42" || !strings.Contains(console.String(), "fgimg-smoke-42") {
 		t.Errorf("%+v\n%s", res, console.String())
 	}
 	if CheckKVM() != nil && res.Accel != "tcg" {
