@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -197,29 +196,16 @@ func netbootKernelPackage(arch string) string {
 }
 
 // findNetbootKernel returns the host path of the image's kernel: the newest
-// boot/vmlinuz-* by version, else what vmlinuz or boot/vmlinuz points
-// to; "" when there is none. Symlinks are resolved inside root.
+// boot/vmlinuz-* (findBootKernel, as disks choose it), else what vmlinuz or
+// boot/vmlinuz points to; "" when there is none. Symlinks are resolved
+// inside root.
 func findNetbootKernel(root string) (string, error) {
-	ents, err := os.ReadDir(filepath.Join(root, "boot"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	k, err := findBootKernel(root)
+	if err != nil {
 		return "", err
 	}
-	var best, bestName string
-	for _, e := range ents {
-		name := e.Name()
-		if !strings.HasPrefix(name, "vmlinuz-") || strings.HasSuffix(name, ".old") {
-			continue
-		}
-		p, err := netbootRegularFile(root, path.Join("boot", name))
-		if err != nil {
-			return "", err
-		}
-		if p != "" && (best == "" || netbootVersionCmp(name, bestName) > 0) {
-			best, bestName = p, name
-		}
-	}
-	if best != "" {
-		return best, nil
+	if k != nil {
+		return k.vmlinuz, nil
 	}
 	for _, link := range []string{"vmlinuz", "boot/vmlinuz"} {
 		if p, err := netbootRegularFile(root, link); p != "" || err != nil {
@@ -246,42 +232,6 @@ func netbootRegularFile(root, name string) (string, error) {
 		return "", nil
 	}
 	return p, nil
-}
-
-// netbootVersionCmp orders names as `sort -V` does, near enough: runs of
-// digits compare as numbers, the rest byte-wise.
-func netbootVersionCmp(a, b string) int {
-	for a != "" && b != "" {
-		da, db := netbootDigit(a[0]), netbootDigit(b[0])
-		if da != db {
-			return strings.Compare(a, b)
-		}
-		ra, rb := netbootRun(a, da), netbootRun(b, da)
-		if da {
-			na, nb := strings.TrimLeft(ra, "0"), strings.TrimLeft(rb, "0")
-			if c := len(na) - len(nb); c != 0 {
-				return c
-			}
-			if c := strings.Compare(na, nb); c != 0 {
-				return c
-			}
-		} else if c := strings.Compare(ra, rb); c != 0 {
-			return c
-		}
-		a, b = a[len(ra):], b[len(rb):]
-	}
-	return len(a) - len(b)
-}
-
-func netbootDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// netbootRun returns the longest prefix of s whose bytes are digits (or not).
-func netbootRun(s string, digits bool) string {
-	i := 0
-	for i < len(s) && netbootDigit(s[i]) == digits {
-		i++
-	}
-	return s[:i]
 }
 
 // netbootInit returns the /init symlink to add to the initramfs when the

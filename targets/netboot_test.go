@@ -365,9 +365,9 @@ func TestNetbootVersionOrder(t *testing.T) {
 		"vmlinuz-6.1.0-2-amd64", "vmlinuz-6.1.0-18-amd64", "vmlinuz-6.1.0-18-cloud-amd64", "vmlinuz-6.10.1"}
 	for i := range ordered {
 		for j := range ordered {
-			got := netbootVersionCmp(ordered[i], ordered[j])
+			got := compareKernelVersions(ordered[i], ordered[j])
 			if (i < j && got >= 0) || (i > j && got <= 0) || (i == j && got != 0) {
-				t.Errorf("netbootVersionCmp(%q, %q) = %d", ordered[i], ordered[j], got)
+				t.Errorf("compareKernelVersions(%q, %q) = %d", ordered[i], ordered[j], got)
 			}
 		}
 	}

@@ -111,7 +111,7 @@ func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) err
 		return e.fail(rep, s, name, logPath, start, fmt.Errorf("storing the layer: %w", err))
 	}
 	logFile.Close()
-	logDesc, err := putFile(e.Store, logPath)
+	logDesc, err := e.Store.PutFile(logPath)
 	if err != nil {
 		return err
 	}
@@ -243,10 +243,6 @@ func (e *Engine) fail(rep *reporter, s *planner.Stage, name, logPath string, sta
 	err = &StageError{Stage: s, Err: err, Log: kept, Tail: tail(kept, 20)}
 	rep.send(Event{Kind: Failed, Stage: s, Name: name, Duration: time.Since(start), Err: err})
 	return err
-}
-
-func putFile(store *cache.Store, path string) (cache.Descriptor, error) {
-	return store.PutFile(path)
 }
 
 func copyFile(src, dst string) error {

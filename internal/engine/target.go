@@ -124,7 +124,7 @@ func (e *Engine) buildTarget(ctx context.Context, t *planner.Target) error {
 	}
 	rec := cache.Record{Digest: t.Stage.Digest, Kind: t.Stage.Kind(), Inputs: []digest.Digest{t.Image.ID()}}
 	for _, a := range arts {
-		desc, err := putFile(e.Store, filepath.Join(out, filepath.FromSlash(a.Path)))
+		desc, err := e.Store.PutFile(filepath.Join(out, filepath.FromSlash(a.Path)))
 		if err != nil {
 			return fmt.Errorf("storing %s: %w", a.Path, err)
 		}
