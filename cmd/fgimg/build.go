@@ -52,10 +52,7 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 		return exitFailed
 	}
 	defer store.Close()
-	cf.store = store
-	memo := store.FileHashes()
-	defer memo.Save()
-	cf.memo = memo
+	defer cf.useCache(store)()
 	_, plan := cf.load(paths, errw)
 	if plan == nil {
 		return exitFailed

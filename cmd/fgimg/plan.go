@@ -56,11 +56,8 @@ func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	}
 	if store != nil {
 		defer store.Close()
-		cf.store = store
-		memo := store.FileHashes()
-		defer memo.Save()
-		cf.memo = memo
 	}
+	defer cf.useCache(store)()
 	_, plan := cf.load(paths, errw)
 	if plan == nil {
 		return exitFailed

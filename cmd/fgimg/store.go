@@ -33,3 +33,15 @@ func openCache(flag string, create bool) (*cache.Store, error) {
 	}
 	return s, nil
 }
+
+// useCache makes the planner ask store about cached stages and remember
+// source file digests in it; the returned function saves the memo. A nil
+// store (plan without a cache) changes nothing.
+func (c *configFlags) useCache(store *cache.Store) (save func()) {
+	if store == nil {
+		return func() {}
+	}
+	memo := store.FileHashes()
+	c.store, c.memo = store, memo
+	return func() { memo.Save() }
+}
