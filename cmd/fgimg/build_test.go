@@ -495,3 +495,35 @@ target "oci" "app-oci" { image = image.app }
 		t.Errorf("cache verify must report the corrupt blob and fail: %v\n%s", err, out)
 	}
 }
+
+// Stages whose layers are identical (commands that change nothing) share
+// one snapshot; stacking it twice must not break the stages above.
+func TestIdenticalLayersInOneChain(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildConfig + `
+image "quiet" {
+  parent = image.base
+  run    = ["true"]
+}
+image "quieter" {
+  parent = image.quiet
+  run    = ["true"]
+}
+image "top" {
+  parent = image.quieter
+  run    = ["echo top > /etc/top"]
+}
+target "tar" "top-rootfs" {
+  image       = image.top
+  compression = "none"
+}
+`)
+	code, _, stderr := e.build(nil, "-only", "top-rootfs")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	entries := readTar(t, filepath.Join(e.out, "top-rootfs", "rootfs.tar"))
+	if entries["etc/top"] == nil || entries["etc/motd"] == nil {
+		t.Error("the top image lacks its own file or its base's")
+	}
+}
