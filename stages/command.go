@@ -8,12 +8,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/proc"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
 
@@ -203,17 +203,12 @@ func onHost(ctx context.Context, env *Env, what string, pick errorLines, path st
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = hostEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	cmd.WaitDelay = hostKillDelay
-
-	// The parent death signal fires when the thread that started the
-	// child exits: keep this goroutine on it until the child is gone.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	err := cmd.Run()
+	err := proc.Run(cmd)
 	if cmd.Process != nil {
 		// Whatever the tool left running in its group goes with it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

@@ -12,12 +12,13 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
+
+	"github.com/fgimg/fgimg/internal/proc"
 )
 
 // Host files and tools, by Debian package.
@@ -188,10 +189,9 @@ func (w *espWriter) installSyslinux(ctx context.Context) error {
 	// on the machine: seconds after a build.
 	cmd := unsyncedCommand(ctx, tool, "--install", "--offset", strconv.FormatInt(w.part.Start, 10), "--directory", "/syslinux", w.path)
 	cmd.Env = diskToolEnv("SOURCE_DATE_EPOCH="+strconv.FormatInt(max(w.stamp, fatEpoch), 10), "MTOOLS_SKIP_CHECK=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out diskToolOutput
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	if err := proc.Run(cmd); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -9,15 +9,18 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/proc"
 )
 
 // mke2fsConf pins mkfs.ext4's settings, so the host's /etc/mke2fs.conf
 // changes nothing. The features are Debian 12's for ext4, which its
 // kernels (and every Linux since 3.18) mount. Discarding a region of a
 // regular file punches a hole, which reads as zeros: so mkfs.ext4 writes
-// neither inode tables nor journal, and the file stays sparse.
+// neither inode tables nor journal, and the file stays sparse. The usage
+// type "fgimg" (-T) keeps mkfs.ext4 from picking "small" or "floppy"
+// settings by size; an empty stanza would count as undefined.
 const mke2fsConf = `[defaults]
 	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
 	default_mntopts = acl,user_xattr
@@ -35,6 +38,7 @@ const mke2fsConf = `[defaults]
 		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
 	}
 	fgimg = {
+		inode_ratio = 16384
 	}
 `
 
@@ -82,10 +86,9 @@ func (w *ext4Writer) write(ctx context.Context) error {
 	cmd := unsyncedCommand(ctx, mkfs, args...)
 	// E2FSPROGS_FAKE_TIME is the file system's clock: 0 would mean none.
 	cmd.Env = diskToolEnv("MKE2FS_CONFIG="+conf.Name(), "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(max(w.stamp, 1), 10))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out diskToolOutput
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	if err := proc.Run(cmd); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/proc"
 )
 
 // Options says what to boot and how.
@@ -346,15 +348,13 @@ func (o *Options) run(ctx context.Context, bin, accel, vars string) (attempt, er
 	cmd.Stderr = stderr
 	// Its own process group, so that killing it kills whatever it
 	// started; and killed with us if we die first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
-	err = cmd.Start()
+	waited, err := proc.Start(cmd)
 	pw.Close()
 	if err != nil {
 		return res, fmt.Errorf("starting QEMU: %w", err)
 	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 
 	w := newWatcher(o.Expect, len(o.Expect) == 0)
