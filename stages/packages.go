@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/fsat"
 )
 
 // packageManagers are looked for in the image, in this order.
@@ -110,7 +112,7 @@ func holdServices(r *root) (restore func() error, err error) {
 		if saved != "" {
 			return unix.Renameat(dirfd, saved, dirfd, name)
 		}
-		return removeAt(dirfd, name)
+		return fsat.RemoveAll(dirfd, name)
 	}
 	err = replaceFile(dirfd, name, func(f *os.File) error {
 		_, err := f.WriteString(policyRcDScript)

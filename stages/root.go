@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/fsat"
 )
 
 // ErrEscape is wrapped by errors for paths that lead out of the root
@@ -127,7 +129,7 @@ func (r *root) resolve(rel string, create, followFinal bool) (dirfd int, name st
 			if links++; links > maxSymlinks {
 				return fail(unix.ELOOP)
 			}
-			target, err := readlinkat(top(), c)
+			target, err := fsat.Readlink(top(), c)
 			if err != nil {
 				return fail(err)
 			}
@@ -182,19 +184,6 @@ func setOwnerMode(fd, uid, gid int, mode uint32) error {
 		return fmt.Errorf("chmod %04o: %w", mode&0o7777, err)
 	}
 	return nil
-}
-
-func readlinkat(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-	}
 }
 
 // open opens the image path p (absolute), following every symlink the
@@ -356,7 +345,7 @@ func (r *root) remove(p string) error {
 	if name == "." {
 		return errors.New("refusing to remove the root directory")
 	}
-	if err := removeAt(dirfd, name); err != nil {
+	if err := fsat.RemoveAll(dirfd, name); err != nil {
 		return &os.PathError{Op: "remove", Path: p, Err: err}
 	}
 	return nil
@@ -378,53 +367,12 @@ func (r *root) clearDir(p string, keep func(name string) bool) error {
 		return err
 	}
 	defer unix.Close(dirfd)
-	err = clearDirAt(dirfd, name, keep)
+	err = fsat.ClearDir(dirfd, name, keep)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
 	if err != nil {
 		return &os.PathError{Op: "clear", Path: p, Err: err}
-	}
-	return nil
-}
-
-// removeAt removes name in dirfd and, if it is a directory, everything
-// below it, never following symlinks.
-func removeAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR && err != unix.EPERM {
-		return err
-	}
-	if err := clearDirAt(dirfd, name, nil); err != nil {
-		return err
-	}
-	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
-		return err
-	}
-	return nil
-}
-
-func clearDirAt(dirfd int, name string, keep func(string) bool) error {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if keep != nil && keep(n) {
-			continue
-		}
-		if err := removeAt(fd, n); err != nil {
-			return err
-		}
 	}
 	return nil
 }

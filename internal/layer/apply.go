@@ -15,6 +15,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/fsat"
 )
 
 // ErrUnsafePath is wrapped by Apply's error for an entry whose name or
@@ -255,7 +257,7 @@ func (a *applier) entry(hdr *tar.Header, r io.Reader) error {
 	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if exists && !(isDir && hdr.Typeflag == tar.TypeDir) {
 		a.forget(rel)
-		if err := removeAt(pfd, base); err != nil {
+		if err := fsat.RemoveAll(pfd, base); err != nil {
 			return fmt.Errorf("replacing existing %s: %w", rel, err)
 		}
 	}
@@ -496,7 +498,7 @@ func (a *applier) whiteout(dirRel, base string) error {
 			_, ok := a.written[joinRel(dirRel, name)]
 			return ok
 		}
-		if err := clearDir(pfd, ".", keep); err != nil {
+		if err := fsat.ClearDir(pfd, ".", keep); err != nil {
 			return fmt.Errorf("clearing opaque directory: %w", err)
 		}
 		if a.opts.Overlay {
@@ -511,7 +513,7 @@ func (a *applier) whiteout(dirRel, base string) error {
 		return fmt.Errorf("%w: whiteout of %q", ErrUnsafePath, name)
 	}
 	a.forget(joinRel(dirRel, name))
-	if err := removeAt(pfd, name); err != nil {
+	if err := fsat.RemoveAll(pfd, name); err != nil {
 		return fmt.Errorf("removing %s: %w", joinRel(dirRel, name), err)
 	}
 	if a.opts.Overlay {

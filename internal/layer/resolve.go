@@ -1,11 +1,12 @@
 package layer
 
 import (
-	"os"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/fsat"
 )
 
 // noOpenat2 is set once openat2 turns out to be unavailable (old kernel
@@ -87,7 +88,7 @@ func walkBeneath(root int, rel string, flags int) (fd int, err error) {
 			if links++; links > maxSymlinks {
 				return -1, unix.ELOOP
 			}
-			target, err := readlinkat(cur, c)
+			target, err := fsat.Readlink(cur, c)
 			if err != nil {
 				return -1, err
 			}
@@ -110,61 +111,4 @@ func walkBeneath(root int, rel string, flags int) (fd int, err error) {
 		stack = append(stack, next)
 	}
 	return unix.Openat(stack[len(stack)-1], ".", flags|unix.O_CLOEXEC, 0)
-}
-
-func readlinkat(dirfd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-	}
-}
-
-// removeAt removes name in the directory dirfd and, if it is a directory,
-// everything below it, never following symlinks. A missing name is not an
-// error.
-func removeAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR && err != unix.EPERM {
-		return err
-	}
-	if err := clearDir(dirfd, name, nil); err != nil {
-		return err
-	}
-	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
-		return err
-	}
-	return nil
-}
-
-// clearDir removes the entries of the directory name in dirfd for which
-// keep (if set) returns false.
-func clearDir(dirfd int, name string, keep func(string) bool) error {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if keep != nil && keep(n) {
-			continue
-		}
-		if err := removeAt(fd, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }
