@@ -44,7 +44,7 @@ func diskTool(name string) (string, error) {
 
 // checkDiskTools checks that the host has the tools a disk needs.
 func checkDiskTools(l bootLoaders) error {
-	need := []struct{ tool, pkg string }{{"mkfs.ext4", "e2fsprogs"}}
+	need := []struct{ tool, pkg string }{{"mkfs.ext4", "e2fsprogs"}, {"tune2fs", "e2fsprogs"}, {"e2fsck", "e2fsprogs"}}
 	if l.bios {
 		need = append(need, struct{ tool, pkg string }{"syslinux", "syslinux"}, struct{ tool, pkg string }{"mcopy", "mtools"})
 	}
