@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/fsat"
 )
 
 // TreeOptions tunes WriteTree.
@@ -205,7 +207,7 @@ func (s *scanner) dir(host, prefix string, self int) error {
 			return &os.PathError{Op: "lstat", Path: filepath.Join(host, name), Err: err}
 		}
 		if c.st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			if c.link, err = readlinkat(fd, name); err != nil {
+			if c.link, err = fsat.Readlink(fd, name); err != nil {
 				f.Close()
 				return &os.PathError{Op: "readlink", Path: filepath.Join(host, name), Err: err}
 			}
@@ -266,19 +268,6 @@ func extraEntry(name string, parent int, x *Header) entry {
 		e.nlink = 2
 	}
 	return e
-}
-
-func readlinkat(fd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
-		b := make([]byte, size)
-		n, err := unix.Readlinkat(fd, name, b)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(b[:n]), nil
-		}
-	}
 }
 
 // write writes the scanned entries and the trailer.
