@@ -63,8 +63,10 @@ type ext4Writer struct {
 // e2fsck -fyD, which rebuilds the directories with room for their
 // checksums (and indexes the large ones). mkfs.ext4 -d with checksums on
 // verifies and rewrites a directory block's checksum for every entry it
-// adds, so a directory of n files costs n² CRCs: 3.4 times slower on a
-// Debian tree, for the same file system in the end.
+// adds, so a directory of n files costs n² CRCs. On the benchmarks' tree
+// of 55,000 files in large directories that was 29 s against 8.6 s for
+// the three steps; on a 645 MB Debian image, 1.34 s against 1.28 s. The
+// file system ends the same: same features, e2fsck -fn clean.
 func (w *ext4Writer) write(ctx context.Context) error {
 	tools := map[string]string{}
 	for _, t := range []string{"mkfs.ext4", "tune2fs", "e2fsck"} {
