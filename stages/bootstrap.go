@@ -61,6 +61,7 @@ func debianArgs(s *Bootstrap, arch, root string) ([]string, error) {
 			args = append(args, "--arch="+arch)
 		}
 	case "mmdebstrap":
+		args = append(args, "--aptopt=Acquire::Retries \"3\"") // debootstrap has no retries
 		if s.Variant != "" {
 			args = append(args, "--variant="+s.Variant)
 		}

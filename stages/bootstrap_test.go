@@ -150,7 +150,7 @@ func TestBootstrapArguments(t *testing.T) {
 		{Bootstrap{Tool: "debootstrap", Suite: "bookworm", Variant: "standard"},
 			`debootstrap has no variant "standard"`},
 		{Bootstrap{Tool: "mmdebstrap", Suite: "bookworm", Variant: "apt", Components: []string{"main", "non-free-firmware"}, Include: []string{"systemd"}, Arch: "amd64"},
-			"--variant=apt --architectures=amd64 --components=main,non-free-firmware --include=systemd bookworm /build/root " + DefaultMirror},
+			`--aptopt=Acquire::Retries "3" --variant=apt --architectures=amd64 --components=main,non-free-firmware --include=systemd bookworm /build/root ` + DefaultMirror},
 		{Bootstrap{Tool: "debootstrap"}, "debootstrap needs a suite"},
 		{Bootstrap{Tool: "debootstrap", Suite: "bookworm", Include: []string{"--foreign"}}, `"--foreign" is not a valid argument`},
 	} {

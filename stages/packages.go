@@ -59,6 +59,9 @@ const policyRcD = "/usr/sbin/policy-rc.d"
 // stopped (exit 101: action forbidden).
 const policyRcDScript = "#!/bin/sh\n# Written by fgimg while installing packages: no service starts in an image build.\nexit 101\n"
 
+// aptRetries has apt retry a failed download, with backoff.
+const aptRetries = "Acquire::Retries=3"
+
 func installApt(ctx context.Context, r *root, env *Env, aptGet string, names []string) (err error) {
 	restore, err := holdServices(r)
 	if err != nil {
@@ -69,10 +72,11 @@ func installApt(ctx context.Context, r *root, env *Env, aptGet string, names []s
 			err = rerr
 		}
 	}()
-	if err := runInImage(ctx, env, "apt-get update", aptErrors, aptEnv, aptGet, "update"); err != nil {
+	// A mirror's passing hiccup is retried, not a failed build.
+	if err := runInImage(ctx, env, "apt-get update", aptErrors, aptEnv, aptGet, "update", "-o", aptRetries); err != nil {
 		return err
 	}
-	args := append([]string{aptGet, "install", "-y", "-o", "Dpkg::Options::=--force-confold"}, names...)
+	args := append([]string{aptGet, "install", "-y", "-o", aptRetries, "-o", "Dpkg::Options::=--force-confold"}, names...)
 	if err := runInImage(ctx, env, "apt-get install", aptErrors, aptEnv, args...); err != nil {
 		return err
 	}

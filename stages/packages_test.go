@@ -38,7 +38,7 @@ install)
 			exit 100
 		fi
 	done
-	echo "Setting up $5 ..." ;;
+	echo "Setting up $7 ..." ;;
 esac
 `
 
@@ -51,10 +51,10 @@ func aptRoot(t *testing.T) string {
 func TestPackagesApt(t *testing.T) {
 	root := aptRoot(t)
 	log := mustRunStage(t, &Packages{Names: []string{"hello", "jq"}}, root)
-	want := `apt-get update
+	want := `apt-get update -o Acquire::Retries=3
   DEBIAN_FRONTEND=noninteractive
   policy-rc.d exits 101
-apt-get install -y -o Dpkg::Options::=--force-confold hello jq
+apt-get install -y -o Acquire::Retries=3 -o Dpkg::Options::=--force-confold hello jq
   DEBIAN_FRONTEND=noninteractive
   policy-rc.d exits 101
 apt-get clean
