@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -224,6 +225,18 @@ func checkRootFS(t *testing.T, img string, info DiskInfo, in *Input) {
 	ids := diskIDsFor(string(in.Image.ID))
 	if !strings.Contains(super, "Directory Hash Seed:      "+ids.hashSeed+"\n") {
 		t.Errorf("superblock lacks hash seed %s:\n%s", ids.hashSeed, super)
+	}
+	// The features Debian 12's mkfs.ext4 gives, metadata checksums
+	// included (fgimg adds them after populating the file system).
+	m := regexp.MustCompile(`(?m)^Filesystem features:\s+(.*)$`).FindStringSubmatch(super)
+	if m == nil {
+		t.Fatalf("dumpe2fs shows no features:\n%s", super)
+	}
+	have := strings.Fields(m[1])
+	for _, f := range []string{"has_journal", "ext_attr", "dir_index", "filetype", "extent", "64bit", "flex_bg", "huge_file", "dir_nlink", "extra_isize", "metadata_csum"} {
+		if !slices.Contains(have, f) {
+			t.Errorf("root file system lacks feature %s: %s", f, m[1])
+		}
 	}
 	// Every inode's times follow its modification time, clamped to
 	// SOURCE_DATE_EPOCH: nothing from the build host's clock.
@@ -596,6 +609,16 @@ func TestRawDiskManySmallFiles(t *testing.T) {
 	}
 	if n, _ := strconv.ParseInt(m[1], 10, 64); n < 4000*3/2 {
 		t.Errorf("%d inodes, want room for 4000 files and half as many more", n)
+	}
+	// A directory of several blocks is hash-indexed, as the kernel
+	// would index it, so that lookups in it do not scan every block.
+	st := runTool(t, "debugfs", "-R", "stat /var/lib/many/d00", dev)
+	f := regexp.MustCompile(`Flags: 0x([0-9a-f]+)`).FindStringSubmatch(st)
+	if f == nil {
+		t.Fatalf("debugfs shows no flags:\n%s", st)
+	}
+	if flags, _ := strconv.ParseUint(f[1], 16, 32); flags&0x1000 == 0 {
+		t.Errorf("a directory of 500 files is not indexed (EXT4_INDEX_FL):\n%s", st)
 	}
 }
 
