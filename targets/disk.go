@@ -172,6 +172,11 @@ func BuildDisk(ctx context.Context, in *Input, spec *Spec, path string) (info Di
 	if err := writeFstab(in.Root, &info, stamp); err != nil {
 		return info, fmt.Errorf("writing /etc/fstab: %w", err)
 	}
+	if k != nil {
+		if err := writeESPHook(in.Root, time.Unix(stamp, 0)); err != nil {
+			return info, fmt.Errorf("writing the kernel hook that updates the EFI system partition: %w", err)
+		}
+	}
 
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {

@@ -52,16 +52,7 @@ func diskTree(t testing.TB) string {
 	t.Helper()
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
-	write := func(rel, body string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel, body string) { t.Helper(); writeIn(t, root, rel, body) }
 	write("boot/vmlinuz-"+testKernel, "kernel "+testKernel+"\n"+strings.Repeat("k", 3<<20))
 	write("boot/initrd.img-"+testKernel, "initrd "+testKernel+"\n"+strings.Repeat("i", 5<<20))
 	write("boot/vmlinuz-"+testKernel2, "kernel "+testKernel2+"\n")
@@ -69,6 +60,18 @@ func diskTree(t testing.TB) string {
 	write("etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n/dev/sda1 / ext4 defaults 0 1\ntmpfs /scratch tmpfs size=1G 0 0\n")
 	testkit.SetTimes(t, root, testkit.Epoch)
 	return root
+}
+
+// writeIn writes the file rel in the tree at root, making its directories.
+func writeIn(t testing.TB, root, rel, body string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func diskInput(root string) *Input {
@@ -238,10 +241,16 @@ func checkRootFS(t *testing.T, img string, info DiskInfo, in *Input) {
 			t.Errorf("root file system lacks feature %s: %s", f, m[1])
 		}
 	}
+	// The hook that keeps the ESP's kernel current is there, executable.
+	for _, p := range espHookPaths {
+		if st := runTool(t, "debugfs", "-R", "stat "+p, dev); !strings.Contains(st, "Mode:  0755") {
+			t.Errorf("%s is not an executable file:\n%s", p, st)
+		}
+	}
 	// Every inode's times follow its modification time, clamped to
 	// SOURCE_DATE_EPOCH: nothing from the build host's clock.
 	epoch := in.SourceDateEpoch.Unix()
-	for _, p := range []string{"/bin/busybox", "/etc/fstab", "/boot/efi", "/etc", "/", "/lost+found"} {
+	for _, p := range []string{"/bin/busybox", "/etc/fstab", "/boot/efi", "/etc", "/", "/lost+found", espHookPaths[0], "/etc/initramfs"} {
 		st := runTool(t, "debugfs", "-R", "stat "+p, dev)
 		times := regexp.MustCompile(`(?m)^ ?([acmr]time|crtime): (0x[0-9a-f]+):`).FindAllStringSubmatch(st, -1)
 		if len(times) != 4 {

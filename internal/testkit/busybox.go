@@ -35,11 +35,11 @@ var Epoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // applets are linked to busybox in bin/ when the host's busybox has them.
 var applets = []string{
-	"[", "ash", "cat", "chgrp", "chmod", "chown", "cp", "cut", "date", "dd",
+	"[", "ash", "cat", "chgrp", "chmod", "chown", "cmp", "cp", "cut", "date", "dd",
 	"df", "echo", "env", "false", "find", "grep", "gzip", "head", "hostname",
 	"id", "ln", "ls", "mkdir", "mknod", "mktemp", "mount", "mv", "printf",
 	"ps", "pwd", "readlink", "rm", "rmdir", "sed", "sh", "sleep", "sort",
-	"stat", "tail", "tar", "tee", "test", "touch", "tr", "true", "umount",
+	"stat", "sync", "tail", "tar", "tee", "test", "touch", "tr", "true", "umount",
 	"uname", "uniq", "wc", "which", "whoami", "xargs",
 }
 
