@@ -45,6 +45,12 @@ cp "/boot/vmlinuz-$newest" "$esp/vmlinuz.new"
 sync
 mv -f "$esp/vmlinuz.new" "$esp/vmlinuz"
 [ ! -f "$initrd" ] || mv -f "$esp/initrd.img.new" "$esp/initrd.img"
+# The kernel version the boot menus show.
+for f in "$esp/loader/entries/fgimg.conf" "$esp/syslinux/syslinux.cfg"; do
+	if [ -f "$f" ]; then
+		sed -i -e "s/^version .*/version $newest/" -e "s/, kernel [^ ]*\$/, kernel $newest/" "$f"
+	fi
+done
 echo "fgimg: /boot/efi now boots kernel $newest" >&2
 `
 

@@ -34,6 +34,8 @@ func TestESPHookFollowsKernelUpdates(t *testing.T) {
 	put("boot/initrd.img-"+old, "initrd "+old)
 	put("boot/efi/vmlinuz", "kernel "+old)
 	put("boot/efi/initrd.img", "initrd "+old)
+	put("boot/efi/loader/entries/fgimg.conf", "title base\nversion "+old+"\nlinux /vmlinuz\n")
+	put("boot/efi/syslinux/syslinux.cfg", "# base, kernel "+old+"\nDEFAULT fgimg\n")
 	if err := writeESPHook(root, testkit.Epoch); err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +67,11 @@ func TestESPHookFollowsKernelUpdates(t *testing.T) {
 		t.Fatalf("after the update, the ESP has %q, want %q", got, want)
 	}
 	ents, _ := os.ReadDir(filepath.Join(root, "boot/efi"))
-	if len(ents) != 2 {
+	if len(ents) != 4 {
 		t.Errorf("left on the ESP: %v", ents)
+	}
+	if e, s := get("boot/efi/loader/entries/fgimg.conf"), get("boot/efi/syslinux/syslinux.cfg"); !strings.Contains(e, "\nversion "+nu+"\n") || !strings.HasPrefix(s, "# base, kernel "+nu+"\n") {
+		t.Errorf("the boot menus still show the old version:\n%s\n%s", e, s)
 	}
 	// The new kernel is removed: back to the old one.
 	os.Remove(filepath.Join(root, "boot/vmlinuz-"+nu))
