@@ -92,9 +92,7 @@ func (l *loader) decodeFile(f *hcl.File) {
 		case "locals":
 			attrs, diags := b.Body.JustAttributes()
 			l.diags = append(l.diags, diags...)
-			for _, a := range sortedAttrs(attrs) {
-				l.locals = append(l.locals, a)
-			}
+			l.locals = append(l.locals, sortedAttrs(attrs)...)
 		case "image":
 			c, diags := b.Body.Content(imageSchema)
 			l.diags = append(l.diags, diags...)

@@ -164,8 +164,6 @@ func describe(ms []member) string {
 	return sb.String()
 }
 
-func lines(s ...string) string { return strings.Join(s, "\n") + "\n" }
-
 // applyAll extracts layers one by one with layer.Apply into a new
 // directory, as a snapshot is made.
 func applyAll(t testing.TB, layers ...Layer) string {

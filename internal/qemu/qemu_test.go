@@ -272,7 +272,7 @@ func (s *safeBuffer) String() string {
 }
 
 // fakeBoot boots a kernel with a fake QEMU running body, under TCG.
-func fakeBoot(t *testing.T, body string, o Options) (Result, error, string) {
+func fakeBoot(t *testing.T, body string, o Options) (Result, string, error) {
 	t.Helper()
 	kernel, _, _, _ := files(t)
 	o.Binary, _ = fakeQEMU(t, body)
@@ -286,13 +286,13 @@ func fakeBoot(t *testing.T, body string, o Options) (Result, error, string) {
 	var console safeBuffer
 	o.Console = &console
 	res, err := Boot(context.Background(), o)
-	return res, err, console.String()
+	return res, console.String(), err
 }
 
 func TestBootStopsAtTheLoginPrompt(t *testing.T) {
 	sl := sleeper()
 	prompt := `printf '[    2.0] Run /init as init process\r\n\033[H\033[2J\r\nDebian GNU/Linux 12 localhost ttyS0\r\n\r\nlocalhost login: '`
-	res, err, console := fakeBoot(t, prompt+"\nexec "+sl, Options{})
+	res, console, err := fakeBoot(t, prompt+"\nexec "+sl, Options{})
 	if err != nil || res.Outcome != Login || res.Marker != "localhost login:" {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -310,7 +310,7 @@ func TestBootStopsAtTheLoginPrompt(t *testing.T) {
 func TestBootStopsAtTheExpectedMarker(t *testing.T) {
 	sl := sleeper()
 	body := "printf 'localhost login: \\r\\nsmoke: SMOKE'; sleep 0.2; printf -- '-OK\\r\\n'; exec " + sl
-	res, err, _ := fakeBoot(t, body, Options{Expect: []string{"SMOKE-OK", "other"}})
+	res, _, err := fakeBoot(t, body, Options{Expect: []string{"SMOKE-OK", "other"}})
 	if err != nil || res.Outcome != Expected || res.Marker != "SMOKE-OK" {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -326,7 +326,7 @@ printf '[    1.9] ---[ end Kernel panic - not syncing: VFS: Unable to mount root
 printf 'localhost login: '
 exec sleep 60`
 	start := time.Now()
-	res, err, _ := fakeBoot(t, body, Options{})
+	res, _, err := fakeBoot(t, body, Options{})
 	if !errors.Is(err, ErrPanic) || res.Outcome != Panic || !strings.Contains(err.Error(), "Unable to mount root fs") {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -341,7 +341,7 @@ exec sleep 60`
 func TestBootPanicWithoutItsEnd(t *testing.T) {
 	defer func(g time.Duration) { panicGrace = g }(panicGrace)
 	panicGrace = 300 * time.Millisecond
-	res, err, _ := fakeBoot(t, "printf 'Kernel panic - not syncing: Attempted to kill init!\\n'; exec sleep 60", Options{})
+	res, _, err := fakeBoot(t, "printf 'Kernel panic - not syncing: Attempted to kill init!\\n'; exec sleep 60", Options{})
 	if !errors.Is(err, ErrPanic) || res.Outcome != Panic || res.Marker != "Kernel panic - not syncing: Attempted to kill init!" {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -350,7 +350,7 @@ func TestBootPanicWithoutItsEnd(t *testing.T) {
 func TestBootTimesOut(t *testing.T) {
 	sl := sleeper()
 	start := time.Now()
-	res, err, _ := fakeBoot(t, "echo 'Waiting for root device'; exec "+sl, Options{Timeout: 500 * time.Millisecond, Expect: []string{"READY"}})
+	res, _, err := fakeBoot(t, "echo 'Waiting for root device'; exec "+sl, Options{Timeout: 500 * time.Millisecond, Expect: []string{"READY"}})
 	if !errors.Is(err, ErrTimeout) || res.Outcome != Timeout || !strings.Contains(err.Error(), `"READY"`) {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -366,11 +366,11 @@ func TestBootTimesOut(t *testing.T) {
 }
 
 func TestBootGuestStopsFirst(t *testing.T) {
-	res, err, _ := fakeBoot(t, "echo 'reboot: Power down'; exit 0", Options{})
+	res, _, err := fakeBoot(t, "echo 'reboot: Power down'; exit 0", Options{})
 	if !errors.Is(err, ErrExited) || res.Outcome != Exited || !strings.Contains(err.Error(), "powered off") {
 		t.Fatalf("%+v, %v", res, err)
 	}
-	res, err, _ = fakeBoot(t, "echo \"qemu-system-x86_64: -drive file=x: Could not open 'x'\" >&2; exit 1", Options{})
+	res, _, err = fakeBoot(t, "echo \"qemu-system-x86_64: -drive file=x: Could not open 'x'\" >&2; exit 1", Options{})
 	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "Could not open 'x'") || !strings.Contains(err.Error(), "exit status 1") {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -382,7 +382,7 @@ func TestBootFallsBackToTCG(t *testing.T) {
 	body := `case "$*" in *"-accel kvm"*) echo 'qemu-system-x86_64: failed to initialize kvm: Permission denied' >&2; exit 1;; esac
 printf 'localhost login: '; exec sleep 60`
 	var log safeBuffer
-	res, err, _ := fakeBoot(t, body, Options{Accel: "auto", Log: &log})
+	res, _, err := fakeBoot(t, body, Options{Accel: "auto", Log: &log})
 	if err != nil || res.Outcome != Login || res.Accel != "tcg" || after(res.Command, "-accel", 1)[0] != "tcg" {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -390,7 +390,7 @@ printf 'localhost login: '; exec sleep 60`
 		t.Errorf("log: %s", log.String())
 	}
 	// Asked for KVM, it gets KVM or an error.
-	res, err, _ = fakeBoot(t, body, Options{Accel: "kvm"})
+	res, _, err = fakeBoot(t, body, Options{Accel: "kvm"})
 	if !errors.Is(err, ErrExited) || !strings.Contains(err.Error(), "failed to initialize kvm") {
 		t.Fatalf("%+v, %v", res, err)
 	}
