@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 func TestBootstrapTar(t *testing.T) {
@@ -194,7 +195,7 @@ func TestBootstrapCancelKillsTool(t *testing.T) {
 	secs := strconv.Itoa(5000000 + os.Getpid()%100000)
 	fakeTool(t, "debootstrap", "/bin/sleep "+secs+" &\n/bin/sleep "+secs+"\n")
 	t.Cleanup(func() { // should the test fail
-		for _, pid := range processesWithArg(secs) {
+		for _, pid := range testkit.ProcessesWithArg(secs) {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	})
@@ -210,7 +211,7 @@ func TestBootstrapCancelKillsTool(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		left := processesWithArg(secs)
+		left := testkit.ProcessesWithArg(secs)
 		if len(left) == 0 {
 			break
 		}
@@ -219,28 +220,4 @@ func TestBootstrapCancelKillsTool(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// processesWithArg lists the PIDs of processes one of whose arguments is
-// arg.
-func processesWithArg(arg string) []int {
-	ents, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
 }

@@ -1,19 +1,18 @@
 package stages
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/stages/sandbox"
-	"golang.org/x/sys/unix"
 )
 
 // TestMain makes the test binary serve as the sandbox init, and runs the
@@ -49,24 +48,6 @@ func busyboxRoot(t *testing.T) string {
 	return dir
 }
 
-// syncBuffer is a log that commands and the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runStage runs spec on root and returns its log.
 func runStage(t *testing.T, spec Spec, root string) (string, error) {
 	t.Helper()
@@ -75,7 +56,7 @@ func runStage(t *testing.T, spec Spec, root string) (string, error) {
 
 func runStageCtx(t *testing.T, ctx context.Context, spec Spec, root string) (string, error) {
 	t.Helper()
-	var log syncBuffer
+	var log testkit.SyncBuffer
 	_, err := Run(ctx, spec, &Env{Root: root, Log: &log, Arch: debianArch()})
 	return log.String(), err
 }

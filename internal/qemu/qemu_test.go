@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // files makes a kernel, an initrd, a raw and a qcow2 disk to point QEMU at.
@@ -253,24 +254,6 @@ func processWith(s string) bool {
 	return false
 }
 
-// safeBuffer is a bytes.Buffer for a writer in another goroutine.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeBoot boots a kernel with a fake QEMU running body, under TCG.
 func fakeBoot(t *testing.T, body string, o Options) (Result, string, error) {
 	t.Helper()
@@ -283,7 +266,7 @@ func fakeBoot(t *testing.T, body string, o Options) (Result, string, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 20 * time.Second
 	}
-	var console safeBuffer
+	var console testkit.SyncBuffer
 	o.Console = &console
 	res, err := Boot(context.Background(), o)
 	return res, console.String(), err
@@ -381,7 +364,7 @@ func TestBootFallsBackToTCG(t *testing.T) {
 	kvmProbe = func() error { return nil } // KVM looks fine, but QEMU cannot use it
 	body := `case "$*" in *"-accel kvm"*) echo 'qemu-system-x86_64: failed to initialize kvm: Permission denied' >&2; exit 1;; esac
 printf 'localhost login: '; exec sleep 60`
-	var log safeBuffer
+	var log testkit.SyncBuffer
 	res, _, err := fakeBoot(t, body, Options{Accel: "auto", Log: &log})
 	if err != nil || res.Outcome != Login || res.Accel != "tcg" || after(res.Command, "-accel", 1)[0] != "tcg" {
 		t.Fatalf("%+v, %v", res, err)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // TestMain lets the test binary serve as the sandbox init (Init) and as
@@ -324,34 +326,6 @@ func uniqueSeconds() string {
 	return strconv.Itoa(4000000 + os.Getpid()*10 + int(time.Now().UnixNano()%10))
 }
 
-// processesWithArg lists the PIDs of host processes one of whose
-// arguments is arg.
-func processesWithArg(t *testing.T, arg string) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
-}
-
 // mountsMentioning lists the mountinfo lines, of every process's mount
 // namespace, that mention path.
 func mountsMentioning(t *testing.T, path string) []string {
@@ -393,8 +367,8 @@ func eventually(cond func() bool) bool {
 // uniqueSeconds) is left; should one be, it fails the test and kills it.
 func assertNoSleep(t *testing.T, secs string) {
 	t.Helper()
-	if !eventually(func() bool { return len(processesWithArg(t, secs)) == 0 }) {
-		pids := processesWithArg(t, secs)
+	if !eventually(func() bool { return len(testkit.ProcessesWithArg(secs)) == 0 }) {
+		pids := testkit.ProcessesWithArg(secs)
 		t.Errorf("processes \"sleep %s\" left: %v", secs, pids)
 		for _, pid := range pids {
 			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) == "sleep\x00"+secs+"\x00" {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 func TestRunOutputAndExitStatus(t *testing.T) {
@@ -368,7 +370,7 @@ func TestRunKillsBackgroundProcesses(t *testing.T) {
 		t.Fatalf("out %q, err %v", out, err)
 	}
 	// Immediately: the init reaps everything before it exits.
-	if pids := processesWithArg(t, secs); len(pids) > 0 {
+	if pids := testkit.ProcessesWithArg(secs); len(pids) > 0 {
 		t.Errorf("background sleep still running: %v", pids)
 	}
 	assertNoSleep(t, secs)
@@ -410,7 +412,9 @@ func TestRunContextCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("command did not start")
 	}
-	running := func() bool { return len(processesWithArg(t, fg)) == 1 && len(mountsMentioning(t, l.p("upper"))) > 0 }
+	running := func() bool {
+		return len(testkit.ProcessesWithArg(fg)) == 1 && len(mountsMentioning(t, l.p("upper"))) > 0
+	}
 	if !eventually(running) {
 		t.Fatal("the command is not running with its overlay mounted")
 	}
@@ -429,7 +433,7 @@ func TestRunContextCancel(t *testing.T) {
 	}
 	// Immediately, not eventually: Run waits for them to go.
 	for _, arg := range []string{bg, fg} {
-		if pids := processesWithArg(t, arg); len(pids) > 0 {
+		if pids := testkit.ProcessesWithArg(arg); len(pids) > 0 {
 			t.Errorf("sleep %s still running: %v", arg, pids)
 		}
 		assertNoSleep(t, arg)
@@ -453,7 +457,9 @@ func TestRunSurvivesNothingWhenFgimgIsKilled(t *testing.T) {
 	if line := readLine(t, out, stderr); line != "started" {
 		t.Fatalf("helper said %q", line)
 	}
-	running := func() bool { return len(processesWithArg(t, fg)) == 1 && len(mountsMentioning(t, l.p("upper"))) > 0 }
+	running := func() bool {
+		return len(testkit.ProcessesWithArg(fg)) == 1 && len(mountsMentioning(t, l.p("upper"))) > 0
+	}
 	if !eventually(running) {
 		t.Fatal("the command is not running with its overlay mounted")
 	}
