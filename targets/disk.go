@@ -774,17 +774,7 @@ func writeFstab(root string, info *DiskInfo, stamp int64) error {
 			b.WriteString(line + "\n")
 		}
 	}
-	err = keepTimes(etc, func() error {
-		os.Remove(fstab) // it may be a link
-		if err := os.WriteFile(fstab, []byte(b.String()), 0o644); err != nil {
-			return err
-		}
-		if err := os.Chmod(fstab, 0o644); err != nil {
-			return err
-		}
-		return os.Chtimes(fstab, t, t)
-	})
-	if err != nil {
+	if err := replaceFile(etc, "fstab", b.String(), 0o644, t); err != nil {
 		return err
 	}
 	boot, err := mkdirIn(root, "/boot", t)
@@ -826,6 +816,23 @@ func mkdirIn(root, p string, t time.Time) (string, error) {
 		return "", fmt.Errorf("%s is not a directory", p)
 	}
 	return dir, nil
+}
+
+// replaceFile writes the file name in the directory dir (a resolved host
+// path) with content and mode, dated t, replacing whatever was there (a
+// symlink included), and keeps dir's times.
+func replaceFile(dir, name, content string, mode os.FileMode, t time.Time) error {
+	return keepTimes(dir, func() error {
+		file := filepath.Join(dir, name)
+		os.Remove(file)
+		if err := os.WriteFile(file, []byte(content), mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(file, mode); err != nil { // whatever the umask
+			return err
+		}
+		return os.Chtimes(file, t, t)
+	})
 }
 
 // keepTimes runs change, which changes things in dir, and then puts

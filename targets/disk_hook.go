@@ -2,8 +2,8 @@ package targets
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -66,44 +66,23 @@ var espHookPaths = []string{
 func writeESPHook(root string, t time.Time) error {
 	for _, p := range espHookPaths {
 		dir := "/"
-		for _, d := range splitDirs(filepath.Dir(p)) {
+		for _, name := range strings.Split(strings.TrimPrefix(path.Dir(p), "/"), "/") {
 			parent, err := diskResolve(root, dir)
 			if err != nil {
 				return err
 			}
-			dir = filepath.Join(dir, d)
+			dir = path.Join(dir, name)
 			if err := keepTimes(parent, func() error { _, err := mkdirIn(root, dir, t); return err }); err != nil {
 				return fmt.Errorf("making %s: %w", dir, err)
 			}
 		}
-		parent, err := diskResolve(root, filepath.Dir(p))
+		parent, err := diskResolve(root, dir)
 		if err != nil {
 			return err
 		}
-		err = keepTimes(parent, func() error {
-			file := filepath.Join(parent, filepath.Base(p))
-			os.Remove(file)
-			if err := os.WriteFile(file, []byte(espHook), 0o755); err != nil {
-				return err
-			}
-			if err := os.Chmod(file, 0o755); err != nil {
-				return err
-			}
-			return os.Chtimes(file, t, t)
-		})
-		if err != nil {
+		if err := replaceFile(parent, path.Base(p), espHook, 0o755, t); err != nil {
 			return fmt.Errorf("writing %s: %w", p, err)
 		}
 	}
 	return nil
-}
-
-// splitDirs splits an absolute directory path into its names.
-func splitDirs(p string) []string {
-	var names []string
-	for p != "/" && p != "." {
-		names = append([]string{filepath.Base(p)}, names...)
-		p = filepath.Dir(p)
-	}
-	return names
 }
