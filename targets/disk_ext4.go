@@ -108,39 +108,34 @@ func (w *ext4Writer) write(ctx context.Context) error {
 		var out diskToolOutput
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := proc.Run(cmd)
-		if err != nil && ctx.Err() != nil {
-			err = ctx.Err()
-		}
 		return out.String(), err
 	}
+	// failed says why a step failed: interrupted, or the tool's words.
+	failed := func(step string, err error, msg string) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s failed (%v): %s", step, err, msg)
+	}
 	if msg, err := run("mkfs.ext4", []string{"MKE2FS_CONFIG=" + conf.Name()}, args...); err != nil {
-		switch {
-		case ctx.Err() != nil:
-			return err
-		case strings.Contains(msg, "Could not allocate") || strings.Contains(msg, "No space left"):
+		if ctx.Err() == nil && (strings.Contains(msg, "Could not allocate") || strings.Contains(msg, "No space left")) {
 			return fmt.Errorf("the root partition (%s) is too small for the image's files: give the target a larger size\nmkfs.ext4: %s",
 				formatDiskSize(w.part.Size, false), msg)
 		}
-		return fmt.Errorf("mkfs.ext4 failed (%v): %s", err, msg)
+		return failed("mkfs.ext4", err, msg)
 	}
 	// The tools of e2fsprogs open a file system inside a larger file
 	// with "FILE?offset=N": the first "?" ends the name, so the disk's
 	// name goes without its directory (ours, whatever its name).
 	fs := fmt.Sprintf("%s?offset=%d", filepath.Base(w.path), w.part.Start)
 	if msg, err := run("tune2fs", nil, "-O", "metadata_csum", fs); err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		return fmt.Errorf("tune2fs -O metadata_csum failed (%v): %s", err, msg)
+		return failed("tune2fs -O metadata_csum", err, msg)
 	}
 	// Exit status 1 is "errors corrected": the directories rebuilt.
 	msg, err := run("e2fsck", []string{"E2FSCK_TIME=" + clock}, "-f", "-y", "-D", fs)
 	var exit *exec.ExitError
 	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() > 1) {
-		if ctx.Err() != nil {
-			return err
-		}
-		return fmt.Errorf("e2fsck -fyD failed (%v): %s", err, msg)
+		return failed("e2fsck -fyD", err, msg)
 	}
 	return fixExt4Times(w.f, w.part.Start, w.epoch)
 }
