@@ -151,7 +151,9 @@ func (r *rootfs) setup(cfg initConfig) error {
 			return fmt.Errorf("bind-mounting root %s: %w", root, err)
 		}
 	} else {
-		opts, err := overlayOptions(cfg.Lower, cfg.Upper, cfg.Work, inUserNS())
+		// The init runs in a user namespace of its own: trusted.*
+		// attributes are out of reach there.
+		opts, err := overlayOptions(cfg.Lower, cfg.Upper, cfg.Work, true)
 		if err != nil {
 			return err
 		}
@@ -180,6 +182,12 @@ func (r *rootfs) setup(cfg initConfig) error {
 		return err
 	}
 	if err := r.mountResolvConf(); err != nil {
+		return err
+	}
+	if err := r.protectKernelFiles(); err != nil {
+		return err
+	}
+	if err := loopbackUp(); err != nil {
 		return err
 	}
 	return r.pivot()
@@ -432,10 +440,33 @@ func (r *rootfs) cleanup() {
 	}
 }
 
-// runCommand starts the command inside the root, reaps every
-// process that ends up as the init's child, and once the command exits
-// kills whatever it left behind.
+// runCommand runs the command on a thread of its own, confined (see
+// confineThread), and waits for it. The thread stays locked, so it ends
+// with the goroutine and its confinement never reaches other work; it
+// lives as long as the command, whose parent death signal is tied to it.
 func runCommand(cfg initConfig) (initStatus, error) {
+	type result struct {
+		st  initStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := confineThread(); err != nil {
+			done <- result{err: err}
+			return
+		}
+		st, err := startAndReap(cfg)
+		done <- result{st, err}
+	}()
+	r := <-done
+	return r.st, r.err
+}
+
+// startAndReap starts the command inside the root, reaps every process
+// that ends up as the init's child, and once the command exits kills
+// whatever it left behind.
+func startAndReap(cfg initConfig) (initStatus, error) {
 	if len(cfg.Args) == 0 {
 		return initStatus{}, errors.New("no command to run")
 	}

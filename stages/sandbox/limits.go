@@ -1,0 +1,193 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxProcesses bounds the processes (and threads) of one command
+// when Spec.MaxProcesses is zero: plenty for parallel compilers and
+// package managers, few enough to stop a fork bomb.
+const DefaultMaxProcesses = 4096
+
+// ProcessLimitError reports a command stopped because it reached its
+// process limit.
+type ProcessLimitError struct{ Limit int }
+
+func (e *ProcessLimitError) Error() string {
+	return fmt.Sprintf("stopped: the command reached the limit of %d processes (a fork bomb, or a build more parallel than that)", e.Limit)
+}
+
+// pidsCgroup is a pids-controller cgroup holding one command.
+type pidsCgroup struct {
+	dir   string
+	limit int
+}
+
+var cgroupSeq atomic.Uint64
+
+// newPidsCgroup creates a cgroup below fgimg's own in the pids hierarchy
+// (cgroup v2, or v1's pids controller) with pids.max set to limit. It
+// fails where fgimg may not create cgroups (without root, say).
+func newPidsCgroup(limit int) (*pidsCgroup, error) {
+	parent, err := ownPidsCgroup()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(parent, fmt.Sprintf("fgimg-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.Itoa(limit)), 0); err != nil {
+		os.Remove(dir)
+		return nil, err
+	}
+	return &pidsCgroup{dir: dir, limit: limit}, nil
+}
+
+// add moves the process pid (and so its future children) into the cgroup.
+func (c *pidsCgroup) add(pid int) error {
+	return os.WriteFile(filepath.Join(c.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+}
+
+// hitLimit reports whether a fork failed for the limit.
+func (c *pidsCgroup) hitLimit() bool {
+	b, err := os.ReadFile(filepath.Join(c.dir, "pids.events"))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "max "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n > 0
+		}
+	}
+	return false
+}
+
+// remove deletes the cgroup, waiting briefly for the kernel to notice
+// that its last process is gone.
+func (c *pidsCgroup) remove() {
+	for i := 0; i < 100; i++ {
+		if err := os.Remove(c.dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ownPidsCgroup returns the directory of this process's cgroup in a
+// hierarchy with the pids controller: cgroup v2 if it offers pids to
+// children, else cgroup v1's pids hierarchy.
+func ownPidsCgroup() (string, error) {
+	v1, v2, err := cgroupMounts()
+	if err != nil {
+		return "", err
+	}
+	paths, err := ownCgroupPaths()
+	if err != nil {
+		return "", err
+	}
+	if p, ok := paths[""]; ok && v2 != "" {
+		dir := filepath.Join(v2, p)
+		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control")); err == nil {
+			if !hasWord(string(b), "pids") {
+				// Fails with EBUSY in a non-root cgroup holding
+				// processes (v2's no-internal-process rule).
+				_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+pids"), 0)
+				b, _ = os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+			}
+			if hasWord(string(b), "pids") {
+				return dir, nil
+			}
+		}
+	}
+	if p, ok := paths["pids"]; ok && v1 != "" {
+		return filepath.Join(v1, p), nil
+	}
+	return "", errors.New("no cgroup hierarchy with the pids controller")
+}
+
+func hasWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+// cgroupMounts finds the mount points of cgroup v1's pids hierarchy and
+// of cgroup v2.
+func cgroupMounts() (v1, v2 string, err error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT POINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if len(a) < 5 || len(b) < 3 || a[3] != "/" {
+			continue
+		}
+		switch {
+		case b[0] == "cgroup2" && v2 == "":
+			v2 = unescapeOctal(a[4])
+		case b[0] == "cgroup" && v1 == "" && hasWord(strings.ReplaceAll(b[2], ",", " "), "pids"):
+			v1 = unescapeOctal(a[4])
+		}
+	}
+	return v1, v2, sc.Err()
+}
+
+// ownCgroupPaths reads /proc/self/cgroup: controller -> path, with ""
+// for cgroup v2.
+func ownCgroupPaths() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	paths := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			paths[c] = parts[2]
+		}
+	}
+	return paths, nil
+}
+
+// unescapeOctal decodes mountinfo's octal escapes (\040 for a space).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
