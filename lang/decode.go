@@ -35,7 +35,7 @@ var imageSchema = &hcl.BodySchema{
 		{Name: "parent"}, {Name: "from"},
 		{Name: "description"}, {Name: "os"}, {Name: "arch"}, {Name: "tags"},
 		{Name: "owner"}, {Name: "permission"}, {Name: "labels"},
-		{Name: "packages"}, {Name: "run"},
+		{Name: "packages"}, {Name: "run"}, {Name: "network"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "bootstrap", LabelNames: []string{"tool"}},

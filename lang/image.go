@@ -61,6 +61,7 @@ func (l *loader) evalImage(raw *rawImage, e *evaluator) *Image {
 		}
 	}
 	im.Run, _, _ = s.strList("run")
+	im.Network, _, _ = s.boolean("network")
 
 	seenFiles := map[string]hcl.Range{}
 	seenUsers := map[string]hcl.Range{}

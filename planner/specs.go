@@ -106,7 +106,7 @@ func (c *compiler) phaseSpecs(im *lang.Image) ([]stages.Spec, bool) {
 		specs = append(specs, svcs)
 	}
 	if len(im.Run) > 0 {
-		specs = append(specs, &stages.Script{Commands: im.Run})
+		specs = append(specs, &stages.Script{Commands: im.Run, Network: im.Network})
 	}
 	return specs, true
 }
