@@ -69,8 +69,9 @@ busybox mount -t proc proc /tmp && echo proc-mount=ok
 busybox mount -t sysfs sysfs /tmp && echo sysfs-mount=ok
 busybox mount -o remount,rw /sys && echo sys-remount=ok
 busybox mount -t tmpfs tmpfs /tmp && echo tmpfs-mount=ok
-echo '|/tmp/pwn' > /proc/sys/kernel/core_pattern && echo core_pattern=written
-echo x > /proc/sysrq-trigger && echo sysrq=written
+# Writing back the value it has proves writability without changing the host.
+p=$(cat /proc/sys/kernel/core_pattern); echo "$p" > /proc/sys/kernel/core_pattern && echo core_pattern=written
+test -w /proc/sysrq-trigger && echo sysrq=writable
 echo kcore=$(head -c 16 /proc/kcore | wc -c)
 echo keys=$(cat /proc/keys | wc -c)
 busybox unshare -U -r true && echo unshare=ok
@@ -93,7 +94,7 @@ ls /dev | sort | tr '\n' ' '; echo
 			t.Errorf("output lacks %q:\n%s", line, out)
 		}
 	}
-	if strings.Contains(out, "=ok") || strings.Contains(out, "=written") {
+	if strings.Contains(out, "=ok") || strings.Contains(out, "=written") || strings.Contains(out, "=writable") {
 		t.Errorf("a forbidden operation succeeded:\n%s\nstderr: %s", out, errOut)
 	}
 	if got := readFile(t, "/proc/sys/kernel/core_pattern"); got != pattern {
