@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -9,7 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/mountinfo"
 )
 
 // DefaultMaxProcesses bounds the processes (and threads) of one command
@@ -41,6 +43,7 @@ func newPidsCgroup(limit int) (*pidsCgroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	removeStaleCgroups(parent)
 	dir := filepath.Join(parent, fmt.Sprintf("fgimg-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
@@ -50,6 +53,26 @@ func newPidsCgroup(limit int) (*pidsCgroup, error) {
 		return nil, err
 	}
 	return &pidsCgroup{dir: dir, limit: limit}, nil
+}
+
+// removeStaleCgroups removes the empty cgroups of fgimg processes that
+// died without removing them (killed with SIGKILL, say).
+func removeStaleCgroups(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "fgimg-")
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			_ = os.Remove(filepath.Join(parent, e.Name())) // fails unless empty
+		}
+	}
 }
 
 // add moves the process pid (and so its future children) into the cgroup.
@@ -72,10 +95,11 @@ func (c *pidsCgroup) hitLimit() bool {
 	return false
 }
 
-// remove deletes the cgroup, waiting briefly for the kernel to notice
-// that its last process is gone.
+// remove deletes the cgroup, waiting for its last process to be gone:
+// thousands of killed processes take a moment to exit. A cgroup left
+// behind is removed by the next fgimg (removeStaleCgroups).
 func (c *pidsCgroup) remove() {
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 1000; i++ {
 		if err := os.Remove(c.dir); err == nil || errors.Is(err, os.ErrNotExist) {
 			return
 		}
@@ -127,30 +151,22 @@ func hasWord(s, w string) bool {
 // cgroupMounts finds the mount points of cgroup v1's pids hierarchy and
 // of cgroup v2.
 func cgroupMounts() (v1, v2 string, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.Self()
 	if err != nil {
 		return "", "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT POINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if len(a) < 5 || len(b) < 3 || a[3] != "/" {
+	for _, m := range mounts {
+		if m.Root != "/" {
 			continue
 		}
 		switch {
-		case b[0] == "cgroup2" && v2 == "":
-			v2 = unescapeOctal(a[4])
-		case b[0] == "cgroup" && v1 == "" && hasWord(strings.ReplaceAll(b[2], ",", " "), "pids"):
-			v1 = unescapeOctal(a[4])
+		case m.FSType == "cgroup2" && v2 == "":
+			v2 = m.Point
+		case m.FSType == "cgroup" && v1 == "" && hasWord(strings.ReplaceAll(m.Super, ",", " "), "pids"):
+			v1 = m.Point
 		}
 	}
-	return v1, v2, sc.Err()
+	return v1, v2, nil
 }
 
 // ownCgroupPaths reads /proc/self/cgroup: controller -> path, with ""
@@ -171,23 +187,4 @@ func ownCgroupPaths() (map[string]string, error) {
 		}
 	}
 	return paths, nil
-}
-
-// unescapeOctal decodes mountinfo's octal escapes (\040 for a space).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
