@@ -181,7 +181,7 @@ func (r *rootfs) setup(cfg initConfig) error {
 	if err := r.mountDev(); err != nil {
 		return err
 	}
-	if err := r.mountResolvConf(); err != nil {
+	if err := r.mountResolvConf(cfg.ResolvConf); err != nil {
 		return err
 	}
 	if err := r.protectKernelFiles(); err != nil {
@@ -320,12 +320,15 @@ func (r *rootfs) mountDev() error {
 
 const resolvConf = "/etc/resolv.conf"
 
-// mountResolvConf binds the host's resolv.conf read-only over the root's.
-// If the root's is a symlink, as with systemd-resolved, the bind goes on
-// its target, resolved inside the root; a missing file (or dangling
-// target) is created as a stub.
-func (r *rootfs) mountResolvConf() error {
-	if fi, err := os.Stat(resolvConf); err != nil || !fi.Mode().IsRegular() {
+// mountResolvConf binds src, the host's resolv.conf or Run's rewrite of
+// it, read-only over the root's. If the root's is a symlink, as with
+// systemd-resolved, the bind goes on its target, resolved inside the
+// root; a missing file (or dangling target) is created as a stub.
+func (r *rootfs) mountResolvConf(src string) error {
+	if src == "" {
+		src = resolvConf
+	}
+	if fi, err := os.Stat(src); err != nil || !fi.Mode().IsRegular() {
 		return nil // the host has none to share
 	}
 	full, err := securejoin.SecureJoin(r.root, resolvConf)
@@ -349,7 +352,7 @@ func (r *rootfs) mountResolvConf() error {
 	default:
 		return err
 	}
-	if err := r.mount(resolvConf, p, "", unix.MS_BIND, ""); err != nil {
+	if err := r.mount(src, p, "", unix.MS_BIND, ""); err != nil {
 		return err
 	}
 	return remountReadOnly(full)

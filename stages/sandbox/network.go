@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,14 +48,73 @@ func loopbackUp() error {
 // The namespaces are passed as open files (fds 3 and 4): pasta started as
 // root changes to nobody before joining them, and nobody may not open
 // another user's /proc/PID/ns files.
-func pastaArgs(pidFile string) []string {
-	return []string{
+//
+// With dnsForward, UDP port 53 of dnsForwardAddr is mapped to the host's
+// first name server, which then is on the host's loopback.
+func pastaArgs(pidFile string, dnsForward bool) []string {
+	args := []string{
 		"--config-net", "--quiet", "--foreground",
 		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
 		"--no-map-gw", "--runas", "0:0",
 		"--pid", pidFile,
 		"--userns", "/proc/self/fd/3", "--netns", "/proc/self/fd/4",
 	}
+	if dnsForward {
+		args = append(args, "--dns-forward", dnsForwardAddr)
+	}
+	return args
+}
+
+// dnsForwardAddr is the name server address commands use when the host's
+// name servers are on its loopback (systemd-resolved's 127.0.0.53), as
+// podman has it.
+const dnsForwardAddr = "169.254.1.1"
+
+// loopbackResolverRewrite returns, when every name server of the host's
+// resolv.conf (hostFile) is a loopback address, unreachable from the command's
+// network namespace, the path of a temporary copy naming dnsForwardAddr
+// instead (the caller removes it), and dnsForward true. Otherwise it
+// returns "" and false: the host's file serves as it is.
+func loopbackResolverRewrite(hostFile string) (path string, dnsForward bool, err error) {
+	b, err := os.ReadFile(hostFile)
+	if err != nil {
+		return "", false, nil
+	}
+	var lines []string
+	servers, loopback := 0, 0
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			servers++
+			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
+				loopback++
+				if loopback > 1 {
+					continue // one forwarded server is enough
+				}
+				l = "nameserver " + dnsForwardAddr
+			}
+		}
+		lines = append(lines, l)
+	}
+	if servers == 0 || loopback < servers {
+		return "", false, nil
+	}
+	f, err := os.CreateTemp("", "fgimg-resolv-")
+	if err != nil {
+		return "", false, err
+	}
+	_, err = f.WriteString(strings.Join(lines, "\n"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", false, err
+	}
+	return f.Name(), true, nil
 }
 
 // pastaStartTimeout bounds pasta's start-up.
@@ -63,7 +123,7 @@ const pastaStartTimeout = 30 * time.Second
 // startNetwork gives the network namespace of the process pid outbound
 // access through pasta (Debian's passt package) and returns the function
 // that stops it.
-func startNetwork(pid int) (stop func(), err error) {
+func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 	pasta, err := findPasta()
 	if err != nil {
 		return nil, err
@@ -84,7 +144,7 @@ func startNetwork(pid int) (stop func(), err error) {
 		nsFiles = append(nsFiles, f)
 	}
 	var out bytes.Buffer
-	cmd := exec.Command(pasta, pastaArgs(pidFile)...)
+	cmd := exec.Command(pasta, pastaArgs(pidFile, dnsForward)...)
 	cmd.ExtraFiles = nsFiles
 	cmd.Env = []string{}
 	cmd.Stdout, cmd.Stderr = &out, &out

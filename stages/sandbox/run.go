@@ -108,6 +108,9 @@ type initConfig struct {
 	Upper, Work string
 	Args        []string
 	Env         []string
+	// ResolvConf is the file bound over the root's /etc/resolv.conf;
+	// empty: the host's.
+	ResolvConf string
 }
 
 // initStatus is what the init reports back over its status pipe.
@@ -225,8 +228,17 @@ func Run(ctx context.Context, s Spec) error {
 			return abort(fmt.Errorf("limiting processes (no cgroup: %v): %w", cgErr, err))
 		}
 	}
+	var resolv string
 	if s.Network {
-		stop, err := startNetwork(cmd.Process.Pid)
+		var dnsForward bool
+		resolv, dnsForward, err = loopbackResolverRewrite(resolvConf)
+		if err != nil {
+			return abort(err)
+		}
+		if resolv != "" {
+			defer os.Remove(resolv)
+		}
+		stop, err := startNetwork(cmd.Process.Pid, dnsForward)
 		if err != nil {
 			return abort(err)
 		}
@@ -262,7 +274,7 @@ func Run(ctx context.Context, s Spec) error {
 	// If the init dies before reading, the write fails; Wait tells why.
 	_ = json.NewEncoder(cfgW).Encode(initConfig{
 		Lower: s.Lower, Upper: s.Upper, Work: s.Work,
-		Args: s.Args, Env: Environment(s.Env),
+		Args: s.Args, Env: Environment(s.Env), ResolvConf: resolv,
 	})
 	cfgW.Close()
 
