@@ -2,11 +2,13 @@ package sandbox
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -228,7 +230,48 @@ func TestRunProcessLimit(t *testing.T) {
 	}
 }
 
-func TestSeccompProgramShape(t *testing.T) {
+// runBPF interprets the subset of classic BPF seccompProgram emits on
+// a seccomp_data of nr, arch and args[0].
+func runBPF(t *testing.T, prog []unix.SockFilter, nr, arch uint32, arg0 uint64) uint32 {
+	t.Helper()
+	var data [64]byte
+	binary.LittleEndian.PutUint32(data[offNr:], nr)
+	binary.LittleEndian.PutUint32(data[offArch:], arch)
+	binary.LittleEndian.PutUint64(data[offArg0:], arg0)
+	var acc uint32
+	for pc := 0; pc < len(prog); pc++ {
+		in := prog[pc]
+		switch in.Code {
+		case unix.BPF_LD | unix.BPF_W | unix.BPF_ABS:
+			acc = binary.LittleEndian.Uint32(data[in.K:])
+		case unix.BPF_JMP | unix.BPF_JA:
+			pc += int(in.K)
+		case unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K:
+			var cond bool
+			switch in.Code &^ (unix.BPF_JMP | unix.BPF_K) {
+			case unix.BPF_JEQ:
+				cond = acc == in.K
+			case unix.BPF_JGE:
+				cond = acc >= in.K
+			case unix.BPF_JSET:
+				cond = acc&in.K != 0
+			}
+			if cond {
+				pc += int(in.Jt)
+			} else {
+				pc += int(in.Jf)
+			}
+		case unix.BPF_RET | unix.BPF_K:
+			return in.K
+		default:
+			t.Fatalf("instruction %d: unexpected code %#x", pc, in.Code)
+		}
+	}
+	t.Fatal("the program ran off its end")
+	return 0
+}
+
+func TestSeccompProgram(t *testing.T) {
 	abis, err := seccompABIs()
 	if err != nil {
 		t.Fatal(err)
@@ -236,5 +279,45 @@ func TestSeccompProgramShape(t *testing.T) {
 	prog := seccompProgram(abis)
 	if len(prog) > unix.BPF_MAXINSNS {
 		t.Fatalf("%d instructions; the kernel takes %d", len(prog), unix.BPF_MAXINSNS)
+	}
+	native := abis[0].arch
+	const sigchld = uint64(unix.SIGCHLD)
+	type filterCase struct {
+		name string
+		nr   uint32
+		arch uint32
+		arg0 uint64
+		want uint32
+	}
+	cases := []filterCase{
+		{"read", unix.SYS_READ, native, 0, retAllow},
+		{"mount", unix.SYS_MOUNT, native, 0, retEPERM},
+		{"unshare", unix.SYS_UNSHARE, native, unix.CLONE_NEWUSER, retEPERM},
+		{"bpf", unix.SYS_BPF, native, 0, retEPERM},
+		{"clone for fork", unix.SYS_CLONE, native, sigchld, retAllow},
+		{"clone for a thread", unix.SYS_CLONE, native, unix.CLONE_VM | unix.CLONE_THREAD | unix.CLONE_SIGHAND, retAllow},
+		{"clone with a user namespace", unix.SYS_CLONE, native, unix.CLONE_NEWUSER | sigchld, retEPERM},
+		{"clone with a mount namespace", unix.SYS_CLONE, native, unix.CLONE_NEWNS, retEPERM},
+		{"clone3", unix.SYS_CLONE3, native, 0, retENOSYS},
+		{"another architecture", unix.SYS_READ, 0x12345678, 0, retKill},
+	}
+	if runtime.GOARCH == "amd64" {
+		cases = append(cases,
+			filterCase{"x32 read", x32Bit | unix.SYS_READ, native, 0, retENOSYS},
+			filterCase{"i386 mount", 21, unix.AUDIT_ARCH_I386, 0, retEPERM},
+			filterCase{"i386 read", 3, unix.AUDIT_ARCH_I386, 0, retAllow},
+			filterCase{"i386 clone with a namespace", 120, unix.AUDIT_ARCH_I386, unix.CLONE_NEWNET, retEPERM})
+	}
+	for _, c := range cases {
+		if got := runBPF(t, prog, c.nr, c.arch, c.arg0); got != c.want {
+			t.Errorf("%s: filter returns %#x; want %#x", c.name, got, c.want)
+		}
+	}
+	for _, abi := range abis {
+		for _, nr := range abi.denied {
+			if got := runBPF(t, prog, nr, abi.arch, 0); got != retEPERM {
+				t.Errorf("arch %#x, system call %d: filter returns %#x; want EPERM", abi.arch, nr, got)
+			}
+		}
 	}
 }

@@ -7,24 +7,9 @@ import "golang.org/x/sys/unix"
 func seccompABIs() ([]seccompABI, error) {
 	native := seccompABI{
 		arch: unix.AUDIT_ARCH_X86_64, clone: unix.SYS_CLONE, clone3: unix.SYS_CLONE3, x32: true,
-		denied: []uint32{
-			unix.SYS_MOUNT, unix.SYS_UMOUNT2, unix.SYS_PIVOT_ROOT,
-			unix.SYS_FSOPEN, unix.SYS_FSCONFIG, unix.SYS_FSMOUNT, unix.SYS_FSPICK,
-			unix.SYS_MOVE_MOUNT, unix.SYS_OPEN_TREE, unix.SYS_MOUNT_SETATTR,
-			unix.SYS_UNSHARE, unix.SYS_SETNS,
-			unix.SYS_KEXEC_LOAD, unix.SYS_KEXEC_FILE_LOAD, unix.SYS_REBOOT,
-			unix.SYS_INIT_MODULE, unix.SYS_FINIT_MODULE, unix.SYS_DELETE_MODULE,
+		denied: append(append([]uint32{}, commonDenied...),
 			unix.SYS_CREATE_MODULE, unix.SYS_GET_KERNEL_SYMS, unix.SYS_QUERY_MODULE,
-			unix.SYS_BPF, unix.SYS_PERF_EVENT_OPEN, unix.SYS_USERFAULTFD,
-			unix.SYS_KEYCTL, unix.SYS_ADD_KEY, unix.SYS_REQUEST_KEY,
-			unix.SYS_SWAPON, unix.SYS_SWAPOFF, unix.SYS_ACCT, unix.SYS_QUOTACTL, unix.SYS_QUOTACTL_FD,
-			unix.SYS_SETTIMEOFDAY, unix.SYS_CLOCK_SETTIME, unix.SYS_CLOCK_ADJTIME, unix.SYS_ADJTIMEX,
-			unix.SYS_PTRACE, unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV,
-			unix.SYS_KCMP, unix.SYS_PIDFD_GETFD,
-			unix.SYS_OPEN_BY_HANDLE_AT, unix.SYS_LOOKUP_DCOOKIE, unix.SYS_SYSLOG,
-			unix.SYS_IOPL, unix.SYS_IOPERM, unix.SYS_USELIB, unix.SYS_VHANGUP,
-			unix.SYS__SYSCTL, unix.SYS_NFSSERVCTL,
-		},
+			unix.SYS_IOPL, unix.SYS_IOPERM, unix.SYS_USELIB, unix.SYS__SYSCTL),
 	}
 	i386 := seccompABI{
 		arch: unix.AUDIT_ARCH_I386, clone: 120, clone3: 435,
