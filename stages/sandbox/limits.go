@@ -120,23 +120,41 @@ func ownPidsCgroup() (string, error) {
 		return "", err
 	}
 	if p, ok := paths[""]; ok && v2 != "" {
-		dir := filepath.Join(v2, p)
-		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control")); err == nil {
-			if !hasWord(string(b), "pids") {
-				// Fails with EBUSY in a non-root cgroup holding
-				// processes (v2's no-internal-process rule).
-				_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+pids"), 0)
-				b, _ = os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
-			}
-			if hasWord(string(b), "pids") {
-				return dir, nil
-			}
+		if dir, ok := v2PidsParent(v2, p); ok {
+			return dir, nil
 		}
 	}
 	if p, ok := paths["pids"]; ok && v1 != "" {
 		return filepath.Join(v1, p), nil
 	}
 	return "", errors.New("no cgroup hierarchy with the pids controller")
+}
+
+// v2PidsParent returns the cgroup v2 directory to create command cgroups
+// in: fgimg's own cgroup, or the nearest ancestor, that hands the pids
+// controller to its children. A cgroup holding processes cannot start
+// handing it (v2's no-internal-process rule; a systemd scope is such a
+// cgroup), but its slice usually does already; the root cgroup can
+// always be made to.
+func v2PidsParent(mount, own string) (string, bool) {
+	for p := own; ; p = filepath.Dir(p) {
+		dir := filepath.Join(mount, p)
+		ctl := filepath.Join(dir, "cgroup.subtree_control")
+		b, err := os.ReadFile(ctl)
+		if err != nil {
+			return "", false
+		}
+		if !hasWord(string(b), "pids") && (p == "/" || p == "." || p == "") {
+			_ = os.WriteFile(ctl, []byte("+pids"), 0)
+			b, _ = os.ReadFile(ctl)
+		}
+		if hasWord(string(b), "pids") {
+			return dir, true
+		}
+		if p == "/" || p == "." || p == "" {
+			return "", false
+		}
+	}
 }
 
 func hasWord(s, w string) bool {

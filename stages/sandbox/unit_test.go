@@ -130,3 +130,26 @@ func TestLoopbackResolverRewrite(t *testing.T) {
 		t.Errorf("missing resolv.conf: %v", err)
 	}
 }
+
+func TestV2PidsParent(t *testing.T) {
+	mount := t.TempDir()
+	ctl := func(dir, content string) {
+		writeFile(t, filepath.Join(mount, dir, "cgroup.subtree_control"), content)
+	}
+	ctl("", "cpu memory pids\n")
+	ctl("user.slice", "memory pids\n")
+	ctl("user.slice/session-1.scope", "")
+	// A systemd scope holds processes and hands out nothing: the command
+	// cgroups go in the nearest ancestor that hands out pids.
+	if got, ok := v2PidsParent(mount, "/user.slice/session-1.scope"); !ok || got != filepath.Join(mount, "user.slice") {
+		t.Errorf("got %q, %v; want the slice", got, ok)
+	}
+	if got, ok := v2PidsParent(mount, "/user.slice"); !ok || got != filepath.Join(mount, "user.slice") {
+		t.Errorf("got %q, %v; want the own cgroup", got, ok)
+	}
+	ctl("", "cpu\n")
+	ctl("user.slice", "memory\n")
+	if got, ok := v2PidsParent(mount, "/user.slice/session-1.scope"); ok {
+		t.Errorf("got %q; want none: no cgroup hands out pids", got)
+	}
+}
