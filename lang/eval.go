@@ -15,13 +15,14 @@ type evaluator struct {
 	locals map[string]cty.Value
 	images map[string]cty.Value
 	funcs  map[string]map[string]function.Function // by directory
+	scope  *readScope
 }
 
 // ctx is the context for locals: variables, locals and functions.
 func (e *evaluator) ctx(dir string) *hcl.EvalContext {
 	fs, ok := e.funcs[dir]
 	if !ok {
-		fs = Functions(dir)
+		fs = functions(dir, e.scope)
 		e.funcs[dir] = fs
 	}
 	return &hcl.EvalContext{
@@ -58,6 +59,7 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		locals: map[string]cty.Value{},
 		images: map[string]cty.Value{},
 		funcs:  map[string]map[string]function.Function{},
+		scope:  l.scope,
 	}
 	if vars == nil {
 		e.vars = cty.DynamicVal

@@ -29,6 +29,10 @@ type LoadOptions struct {
 	Environ []string
 	// User is the default image owner; empty means the user running fgimg.
 	User string
+	// AllowRead widens what templates may read (file sources, file
+	// functions, local images) beyond their directory trees: the
+	// operator's --allow-read directories.
+	AllowRead []string
 }
 
 // VarArg is one -var name=value (Name set) or -var-file FILE (File set).
@@ -79,6 +83,7 @@ type loader struct {
 	opts   LoadOptions
 	cfg    *Config
 	diags  hcl.Diagnostics
+	scope  *readScope // what templates may read
 
 	files []*hcl.File
 	// blocks collected by phase 1
@@ -104,6 +109,14 @@ func (l *loader) load() {
 		return
 	}
 	l.cfg.Dir = dir
+	dirs := make([]string, len(paths))
+	for i, p := range paths {
+		dirs[i] = filepath.Dir(p)
+	}
+	if l.scope, err = newReadScope(dirs, l.opts.AllowRead); err != nil {
+		l.errorf(nil, "Cannot read templates", "%s", err)
+		return
+	}
 	for _, p := range paths {
 		var f *hcl.File
 		var diags hcl.Diagnostics

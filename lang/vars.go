@@ -132,7 +132,7 @@ func (l *loader) settle(v *rawVariable, given map[string]varValue) (cty.Value, b
 	}
 	ctx := &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(map[string]cty.Value{v.Name: val})},
-		Functions: Functions(filepath.Dir(v.DeclRange.Filename)),
+		Functions: functions(filepath.Dir(v.DeclRange.Filename), l.scope),
 	}
 	for _, vc := range v.Validations {
 		cond := vc.Attributes["condition"]
