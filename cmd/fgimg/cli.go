@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 // configFlags are the flags every command that reads a configuration takes.
 type configFlags struct {
 	vars         []lang.VarArg
+	allowRead    []string // directories templates may read besides their own tree
 	only, except []string
 	cacheDir     string
 	store        planner.Store    // what the planner asks about cached stages; nil: nothing is cached
@@ -105,6 +106,10 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 	})
 	fs.Func("var-file", "read variable values from an HCL or JSON `file` (repeatable)", func(s string) error {
 		c.vars = append(c.vars, lang.VarArg{File: s})
+		return nil
+	})
+	fs.Func("allow-read", "let templates read files below `dir` too, besides the git work tree (or directory) that holds them (repeatable)", func(s string) error {
+		c.allowRead = append(c.allowRead, s)
 		return nil
 	})
 	if selection {
@@ -165,7 +170,7 @@ func flagResult(err error, errw io.Writer) int {
 // load reads and plans a configuration, printing diagnostics; it returns
 // nil when there were errors.
 func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *planner.Plan) {
-	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars})
+	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars, AllowRead: c.allowRead})
 	if diags.HasErrors() {
 		printDiags(errw, cfg.Files, diags)
 		return nil, nil
