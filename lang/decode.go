@@ -176,8 +176,10 @@ func (l *loader) checkNames() {
 		dup("variable", seen, v.Name, v.DeclRange)
 	}
 	seen = map[string]hcl.Range{}
+	l.declared = map[string]bool{}
 	for _, im := range l.images {
 		dup("image", seen, im.Name, im.DeclRange)
+		l.declared[im.Name] = true
 	}
 	seen = map[string]hcl.Range{}
 	for _, t := range l.targets {

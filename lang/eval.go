@@ -80,8 +80,21 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		e.vars = cty.DynamicVal
 	}
 	l.evalLocals(e)
+	generation := map[string]int{} // how many images an image's pedigree holds
 	for _, raw := range l.orderImages() {
-		im := l.evalImage(raw, e)
+		gen := 1
+		if deps := l.imageDeps(raw); len(deps) > 0 && deps[0].parent {
+			gen += generation[deps[0].name]
+		}
+		generation[raw.Name] = gen
+		var im *Image
+		switch {
+		case gen == MaxPedigree+1:
+			l.errorf(raw.DeclRange.Ptr(), "Pedigree too deep",
+				"Image %q would be image %d of its pedigree; a pedigree holds at most %d images.", raw.Name, gen, MaxPedigree)
+		case gen <= MaxPedigree:
+			im = l.evalImage(raw, e)
+		}
 		if im == nil {
 			e.images[raw.Name] = cty.DynamicVal
 			continue
@@ -91,8 +104,10 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 	}
 	// Keep declaration order for images, whatever order they were
 	// evaluated in.
+	listed := map[*Image]bool{}
 	for _, raw := range l.images {
-		if im, ok := l.cfg.images[raw.Name]; ok && !containsImage(l.cfg.Images, im) {
+		if im, ok := l.cfg.images[raw.Name]; ok && !listed[im] {
+			listed[im] = true
 			l.cfg.Images = append(l.cfg.Images, im)
 		}
 	}
@@ -101,15 +116,6 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 			l.cfg.Targets = append(l.cfg.Targets, t)
 		}
 	}
-}
-
-func containsImage(list []*Image, im *Image) bool {
-	for _, x := range list {
-		if x == im {
-			return true
-		}
-	}
-	return false
 }
 
 // evalLocals evaluates locals in dependency order; a cycle is an error.

@@ -150,10 +150,8 @@ func (l *loader) imageRef(a *hcl.Attribute, what string) *Image {
 	if im := l.cfg.images[name]; im != nil {
 		return im
 	}
-	for _, raw := range l.images {
-		if raw.Name == name {
-			return nil // declared, but invalid or in a cycle: already reported
-		}
+	if l.declared[name] {
+		return nil // declared, but invalid or in a cycle: already reported
 	}
 	names := []string{}
 	for _, raw := range l.images {

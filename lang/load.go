@@ -2,6 +2,7 @@ package lang
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -84,12 +85,14 @@ type loader struct {
 	cfg    *Config
 	diags  hcl.Diagnostics
 	scope  *readScope // what templates may read
+	read   int64      // bytes of template and variable files read so far
 
 	files []*hcl.File
 	// blocks collected by phase 1
 	variables []*rawVariable
 	locals    []*hcl.Attribute
 	images    []*rawImage
+	declared  map[string]bool // image names
 	targets   []*rawTarget
 }
 
@@ -118,13 +121,7 @@ func (l *loader) load() {
 		return
 	}
 	for _, p := range paths {
-		var f *hcl.File
-		var diags hcl.Diagnostics
-		if strings.HasSuffix(p, ".json") {
-			f, diags = l.parser.ParseJSONFile(p)
-		} else {
-			f, diags = l.parser.ParseHCLFile(p)
-		}
+		f, diags := l.parseFile(p)
 		l.diags = append(l.diags, diags...)
 		if f != nil && !diags.HasErrors() {
 			l.files = append(l.files, f)
@@ -139,6 +136,43 @@ func (l *loader) load() {
 		return
 	}
 	l.evaluate(vars)
+}
+
+// parseFile reads and parses one template or variable file (JSON syntax
+// if its name ends in .json) within the size and nesting limits, which
+// are checked before the parser, whose recursion they bound, runs.
+func (l *loader) parseFile(p string) (*hcl.File, hcl.Diagnostics) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: err.Error() + "."}}
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxTemplateSize+1))
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: fmt.Sprintf("%s: %s.", p, err)}}
+	}
+	if len(src) > MaxTemplateSize {
+		st, _ := f.Stat()
+		size := int64(len(src))
+		if st != nil && st.Size() > size {
+			size = st.Size()
+		}
+		return nil, hcl.Diagnostics{sizeDiag(p, size, MaxTemplateSize, "a template file")}
+	}
+	l.read += int64(len(src))
+	if l.read > MaxConfigSize {
+		return nil, hcl.Diagnostics{sizeDiag(p, int64(len(src)), MaxConfigSize, fmt.Sprintf("with the files read before it (%d bytes in all), a configuration", l.read))}
+	}
+	if strings.HasSuffix(p, ".json") {
+		if diags := checkJSONNesting(src, p); diags.HasErrors() {
+			return nil, diags
+		}
+		return l.parser.ParseJSON(src, p)
+	}
+	if diags := checkNesting(src, p, hcl.InitialPos, false); diags.HasErrors() {
+		return nil, diags
+	}
+	return l.parser.ParseHCL(src, p)
 }
 
 // templatePaths expands the command-line paths into template files and

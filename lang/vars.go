@@ -169,7 +169,11 @@ func (l *loader) parseRawValue(v *rawVariable, raw, origin string) (cty.Value, b
 	if v.Type.IsPrimitiveType() || v.Type == cty.DynamicPseudoType {
 		return cty.StringVal(raw), true
 	}
-	expr, diags := hclsyntax.ParseExpression([]byte(raw), origin, hcl.InitialPos)
+	diags := checkNesting([]byte(raw), origin, hcl.InitialPos, false)
+	var expr hclsyntax.Expression
+	if !diags.HasErrors() {
+		expr, diags = hclsyntax.ParseExpression([]byte(raw), origin, hcl.InitialPos)
+	}
 	if !diags.HasErrors() {
 		var val cty.Value
 		val, diags = expr.Value(nil)
@@ -188,13 +192,7 @@ func (l *loader) readVarFile(path string, decl map[string]*rawVariable, given ma
 		l.errorf(nil, "Cannot read variable file", "%s.", err)
 		return
 	}
-	var f *hcl.File
-	var diags hcl.Diagnostics
-	if strings.HasSuffix(path, ".json") {
-		f, diags = l.parser.ParseJSONFile(path)
-	} else {
-		f, diags = l.parser.ParseHCLFile(path)
-	}
+	f, diags := l.parseFile(path)
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
 		return
@@ -223,8 +221,15 @@ func (l *loader) variableNames() []string {
 	return names
 }
 
+// maxSuggest bounds the candidates didYouMean compares, so that a
+// configuration with thousands of names and as many errors stays linear.
+const maxSuggest = 1000
+
 // didYouMean returns " Did you mean "x"?" for the nearest candidate, or "".
 func didYouMean(name string, candidates []string) string {
+	if len(candidates) > maxSuggest {
+		return ""
+	}
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		if d := levenshtein.Distance(name, c, nil); d < bestDist {

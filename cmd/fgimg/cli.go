@@ -184,6 +184,9 @@ func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *plann
 	return cfg, plan
 }
 
+// snippetBudget is how many bytes of source printDiags scans for snippets.
+const snippetBudget = 8 << 20
+
 func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
 	if len(diags) == 0 {
 		return
@@ -195,8 +198,24 @@ func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) 
 			width = uint(wd)
 		}
 	}
-	tw := hcl.NewDiagnosticTextWriter(w, files, width, color)
-	tw.WriteDiagnostics(diags)
+	// HCL finds a snippet by scanning its file from the start, so many
+	// errors in a huge file would take hours to print: past a budget of
+	// scanned bytes, diagnostics are printed with their position only.
+	withSource := hcl.NewDiagnosticTextWriter(w, files, width, color)
+	bare := hcl.NewDiagnosticTextWriter(w, nil, width, color)
+	budget := snippetBudget
+	for _, d := range diags {
+		tw := withSource
+		if d.Subject != nil {
+			if f := files[d.Subject.Filename]; f != nil {
+				budget -= len(f.Bytes)
+				if budget < 0 {
+					tw = bare
+				}
+			}
+		}
+		tw.WriteDiagnostic(d)
+	}
 	errs := 0
 	for _, d := range diags {
 		if d.Severity == hcl.DiagError {
