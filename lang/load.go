@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -106,7 +107,7 @@ func (l *loader) errorf(rng *hcl.Range, summary, detail string, args ...any) {
 }
 
 func (l *loader) load() {
-	paths, dir, err := templatePaths(l.opts.Paths)
+	paths, dir, named, err := templatePaths(l.opts.Paths)
 	if err != nil {
 		l.errorf(nil, "Cannot read templates", "%s", err)
 		return
@@ -121,7 +122,7 @@ func (l *loader) load() {
 		return
 	}
 	for _, p := range paths {
-		f, diags := l.parseFile(p)
+		f, diags := l.parseFile(p, named)
 		l.diags = append(l.diags, diags...)
 		if f != nil && !diags.HasErrors() {
 			l.files = append(l.files, f)
@@ -141,12 +142,27 @@ func (l *loader) load() {
 // parseFile reads and parses one template or variable file (JSON syntax
 // if its name ends in .json) within the size and nesting limits, which
 // are checked before the parser, whose recursion they bound, runs.
-func (l *loader) parseFile(p string) (*hcl.File, hcl.Diagnostics) {
-	f, err := os.Open(p)
+// Only files the operator named (named templates, -var-file) may be
+// other than regular files, such as a pipe; a FIFO or device found in
+// the configuration's directory is refused rather than waited on.
+func (l *loader) parseFile(p string, named bool) (*hcl.File, hcl.Diagnostics) {
+	cannot := func(err error) (*hcl.File, hcl.Diagnostics) {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: fmt.Sprintf("%s.", err)}}
+	}
+	flags := os.O_RDONLY
+	if !named {
+		flags |= syscall.O_NONBLOCK
+	}
+	f, err := os.OpenFile(p, flags, 0)
 	if err != nil {
-		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: err.Error() + "."}}
+		return cannot(err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return cannot(err)
+	} else if !named && !st.Mode().IsRegular() {
+		return cannot(fmt.Errorf("%s is not a regular file (%s)", p, fileKind(st.Mode())))
+	}
 	src, err := io.ReadAll(io.LimitReader(f, MaxTemplateSize+1))
 	if err != nil {
 		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: fmt.Sprintf("%s: %s.", p, err)}}
@@ -176,21 +192,22 @@ func (l *loader) parseFile(p string) (*hcl.File, hcl.Diagnostics) {
 }
 
 // templatePaths expands the command-line paths into template files and
-// the configuration directory.
-func templatePaths(args []string) (files []string, dir string, err error) {
+// the configuration directory; named says the files were named, not
+// found in a directory.
+func templatePaths(args []string) (files []string, dir string, named bool, err error) {
 	if len(args) == 0 {
 		args = []string{"."}
 	}
 	if len(args) == 1 {
 		st, err := os.Stat(args[0])
 		if err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 		if st.IsDir() {
 			dir = args[0]
 			entries, err := os.ReadDir(dir)
 			if err != nil {
-				return nil, "", err
+				return nil, "", false, err
 			}
 			for _, e := range entries {
 				n := e.Name()
@@ -199,23 +216,23 @@ func templatePaths(args []string) (files []string, dir string, err error) {
 				}
 			}
 			if len(files) == 0 {
-				return nil, "", fmt.Errorf("no *%s or *%s files in %s", SuffixHCL, SuffixJSON, dir)
+				return nil, "", false, fmt.Errorf("no *%s or *%s files in %s", SuffixHCL, SuffixJSON, dir)
 			}
-			return files, dir, nil
+			return files, dir, false, nil
 		}
 	}
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 		if st.IsDir() {
-			return nil, "", fmt.Errorf("%s is a directory: give one directory or any number of files", a)
+			return nil, "", false, fmt.Errorf("%s is a directory: give one directory or any number of files", a)
 		}
 		files = append(files, a)
 	}
 	sort.Strings(files)
-	return files, filepath.Dir(files[0]), nil
+	return files, filepath.Dir(files[0]), true, nil
 }
 
 func currentUser() string {

@@ -57,12 +57,12 @@ func (l *loader) evalVariables(dir string) map[string]cty.Value {
 		autos, _ := filepath.Glob(filepath.Join(dir, "*"+AutoVarsSuffix))
 		sort.Strings(autos)
 		for _, f := range autos {
-			l.readVarFile(f, decl, given)
+			l.readVarFile(f, false, decl, given)
 		}
 	}
 	for _, a := range l.opts.Vars {
 		if a.File != "" {
-			l.readVarFile(a.File, decl, given)
+			l.readVarFile(a.File, true, decl, given)
 			continue
 		}
 		v, ok := decl[a.Name]
@@ -186,13 +186,14 @@ func (l *loader) parseRawValue(v *rawVariable, raw, origin string) (cty.Value, b
 	return cty.NilVal, false
 }
 
-// readVarFile reads name = value assignments from an HCL or JSON file.
-func (l *loader) readVarFile(path string, decl map[string]*rawVariable, given map[string]varValue) {
+// readVarFile reads name = value assignments from an HCL or JSON file;
+// named says the operator named it with -var-file.
+func (l *loader) readVarFile(path string, named bool, decl map[string]*rawVariable, given map[string]varValue) {
 	if _, err := os.Stat(path); err != nil {
 		l.errorf(nil, "Cannot read variable file", "%s.", err)
 		return
 	}
-	f, diags := l.parseFile(path)
+	f, diags := l.parseFile(path, named)
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
 		return

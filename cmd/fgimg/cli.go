@@ -21,6 +21,8 @@ const (
 	exitFailed      = 1
 	exitUsage       = 2
 	exitUnformatted = 3
+	exitCrash       = 70 // a bug: fgimg panicked (EX_SOFTWARE)
+	// A signal ends a command with 128+n: 130 for SIGINT, 143 for SIGTERM.
 )
 
 const usage = `fgimg builds OS images for clouds and bare metal from declarative templates.
@@ -49,19 +51,36 @@ func (e usageError) Error() string { return e.msg }
 type command struct {
 	name string
 	run  func(ctx context.Context, args []string, out, errw io.Writer) int
+	// readOnly commands leave nothing to clean up: a signal ends them at
+	// once. The others stop when their context is cancelled.
+	readOnly bool
 }
 
 func commands() []command {
 	return []command{
-		{"validate", cmdValidate},
-		{"build", cmdBuild},
-		{"boot", cmdBoot},
-		{"plan", cmdPlan},
-		{"inspect", cmdInspect},
-		{"fmt", cmdFmt},
-		{"cache", cmdCache},
-		{"version", cmdVersion},
+		{"validate", cmdValidate, true},
+		{"build", cmdBuild, false},
+		{"boot", cmdBoot, false},
+		{"plan", cmdPlan, true},
+		{"inspect", cmdInspect, true},
+		{"fmt", cmdFmt, false},
+		{"cache", cmdCache, true},
+		{"version", cmdVersion, true},
 	}
+}
+
+// endsAtOnce says whether a signal may end the command line args at
+// once: anything but a command that cleans up after itself.
+func endsAtOnce(args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.readOnly
+		}
+	}
+	return true
 }
 
 func run(ctx context.Context, args []string, out, errw io.Writer) int {
