@@ -1,6 +1,7 @@
 package lang
 
 import (
+	"fmt"
 	"os"
 	"path"
 	"regexp"
@@ -415,11 +416,33 @@ func (l *loader) evalFile(b *hcl.Block, ctx *hcl.EvalContext) *File {
 			l.errorf(a.Expr.Range().Ptr(), "Invalid file mode", "%s.", err)
 		} else {
 			f.Mode = &m
+			l.warnMode(m, a)
 		}
 	}
 	f.Owner = l.principal(s, "owner")
 	f.Group = l.principal(s, "group")
 	return f
+}
+
+// warnMode warns about modes that are valid but almost surely a
+// mistake: a setuid or setgid file anyone may write, and the sticky bit,
+// which does nothing on a file.
+func (l *loader) warnMode(m uint32, a *hcl.Attribute) {
+	var problems []string
+	if m&0o6000 != 0 && m&0o002 != 0 {
+		problems = append(problems, "it is setuid or setgid and anyone may write to it")
+	}
+	if m&0o1000 != 0 {
+		problems = append(problems, "the sticky bit (1000) has no effect on files")
+	}
+	if len(problems) > 0 {
+		l.diags = append(l.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Unsafe file mode",
+			Detail:   fmt.Sprintf("The mode %04o is probably a mistake: %s.", m, strings.Join(problems, "; ")),
+			Subject:  a.Expr.Range().Ptr(),
+		})
+	}
 }
 
 // principal evaluates an owner or group: a name or a number.

@@ -22,6 +22,8 @@ const (
 	MaxNesting = 256
 	// MaxPedigree bounds how many images a pedigree holds.
 	MaxPedigree = 256
+	// MaxNameLength bounds variable, image and target names.
+	MaxNameLength = 128
 )
 
 // checkNesting scans HCL native source for nesting deeper than

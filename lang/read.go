@@ -105,16 +105,49 @@ func (s *readScope) resolve(dir, p string) (real, root string, err error) {
 	if err != nil {
 		return "", "", err
 	}
+	// The path as written must lie in the scope, whether or not it
+	// exists (so that a template cannot probe what exists outside), and
+	// so must the file it leads to.
+	if s.root(s.realDir(abs)) == "" {
+		return "", "", &errOutside{path: abs, real: abs, roots: s.roots}
+	}
 	real, err = filepath.EvalSymlinks(abs)
 	if err != nil {
 		return "", "", err
 	}
+	if root = s.root(real); root == "" {
+		return "", "", &errOutside{path: abs, real: real, roots: s.roots}
+	}
+	return real, root, nil
+}
+
+// root returns the root of the scope that holds p, or "".
+func (s *readScope) root(p string) string {
 	for _, r := range s.roots {
-		if within(real, r) {
-			return real, r, nil
+		if within(p, r) {
+			return r
 		}
 	}
-	return "", "", &errOutside{path: abs, real: real, roots: s.roots}
+	return ""
+}
+
+// realDir resolves the symlinks of the directories an absolute path
+// starts with, as far as they exist, but not its last name, so that it
+// compares with the scope's roots (themselves resolved: /tmp may be a
+// symlink).
+func (s *readScope) realDir(abs string) string {
+	dir, rest := filepath.Dir(abs), filepath.Base(abs)
+	for {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
 }
 
 func within(p, root string) bool {

@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-func mustWrite(t *testing.T, path, content string) {
+func writeFileT(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ const readBase = `image "base" {
 func TestTemplatesReadOnlyTheirTree(t *testing.T) {
 	outside := t.TempDir()
 	secret := filepath.Join(outside, "shadow")
-	mustWrite(t, secret, "root:$6$secret:19000:0:99999:7:::\n")
+	writeFileT(t, secret, "root:$6$secret:19000:0:99999:7:::\n")
 	big := filepath.Join(t.TempDir(), "big")
 
 	tests := []struct {
@@ -48,14 +48,14 @@ func TestTemplatesReadOnlyTheirTree(t *testing.T) {
 		{name: "absolute source", body: `file "/etc/x" { source = "` + secret + `" }`, want: "Source outside the configuration"},
 		{name: "host file", body: `file "/etc/x" { source = "/etc/hostname" }`, want: "Source outside the configuration"},
 		{name: "dotdot source", body: `file "/etc/x" { source = "../sibling.txt" }`, want: "Source outside the configuration",
-			setup: func(t *testing.T, dir string) { mustWrite(t, filepath.Join(dir, "..", "sibling.txt"), "x") }},
+			setup: func(t *testing.T, dir string) { writeFileT(t, filepath.Join(dir, "..", "sibling.txt"), "x") }},
 		{name: "symlink source", body: `file "/etc/x" { source = "shadow" }`, want: "leads to " + secret,
 			setup: func(t *testing.T, dir string) { os.Symlink(secret, filepath.Join(dir, "shadow")) }},
 		{name: "symlinked directory source", body: `file "/etc/x" { source = "etc" }`, want: "Source outside the configuration",
 			setup: func(t *testing.T, dir string) { os.Symlink(outside, filepath.Join(dir, "etc")) }},
 		{name: "symlink inside the tree", body: `file "/etc/x" { source = "link" }`,
 			setup: func(t *testing.T, dir string) {
-				mustWrite(t, filepath.Join(dir, "files", "motd"), "hi")
+				writeFileT(t, filepath.Join(dir, "files", "motd"), "hi")
 				os.Symlink("files/motd", filepath.Join(dir, "link"))
 			}},
 		{name: "file of the environment", body: `file "/etc/x" { content = file("/proc/self/environ") }`, want: "outside what a template may read"},
@@ -86,7 +86,7 @@ image "other" {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "config")
-			mustWrite(t, filepath.Join(dir, "main.fg.hcl"), readBase+tt.body+"\n}\n")
+			writeFileT(t, filepath.Join(dir, "main.fg.hcl"), readBase+tt.body+"\n}\n")
 			if tt.setup != nil {
 				tt.setup(t, dir)
 			}
@@ -119,9 +119,9 @@ func TestReadScopeIsTheGitWorkTree(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(repo, ".git"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustWrite(t, filepath.Join(repo, "shared", "motd"), "shared\n")
+	writeFileT(t, filepath.Join(repo, "shared", "motd"), "shared\n")
 	dir := filepath.Join(repo, "images", "web")
-	mustWrite(t, filepath.Join(dir, "main.fg.hcl"), readBase+`file "/etc/motd" { source = "../../shared/motd" }
+	writeFileT(t, filepath.Join(dir, "main.fg.hcl"), readBase+`file "/etc/motd" { source = "../../shared/motd" }
   file "/etc/issue" { content = file("../../shared/motd") }
 }
 `)
@@ -133,10 +133,10 @@ func TestReadScopeIsTheGitWorkTree(t *testing.T) {
 	if got := cfg.Images[0].Files[0].Source; got != real {
 		t.Errorf("source resolved to %s, want %s", got, real)
 	}
-	mustWrite(t, filepath.Join(dir, "main.fg.hcl"), readBase+`file "/etc/motd" { source = "../../../outside" }
+	writeFileT(t, filepath.Join(dir, "main.fg.hcl"), readBase+`file "/etc/motd" { source = "../../../outside" }
 }
 `)
-	mustWrite(t, filepath.Join(repo, "..", "outside"), "x")
+	writeFileT(t, filepath.Join(repo, "..", "outside"), "x")
 	if _, diags := loadDir(t, dir); !strings.Contains(diags.Error(), "Source outside the configuration") {
 		t.Errorf("a file beside the checkout was accepted: %v", diags)
 	}
