@@ -37,6 +37,12 @@ func checkNesting(src []byte, filename string, start hcl.Pos, template bool) hcl
 		toks, _ = hclsyntax.LexConfig(src, filename, start)
 	}
 	var n nesting
+	return n.scan(toks)
+}
+
+// scan steps through toks and reports where the depth first passes
+// MaxNesting.
+func (n *nesting) scan(toks hclsyntax.Tokens) hcl.Diagnostics {
 	for i, tok := range toks {
 		var next *hclsyntax.Token
 		if i+1 < len(toks) {
@@ -153,14 +159,8 @@ func checkJSONNesting(src []byte, filename string) hcl.Diagnostics {
 			var n nesting
 			n.depth = depth
 			toks, _ := hclsyntax.LexTemplate(src[i+1:j], filename, start)
-			for k, tok := range toks {
-				var next *hclsyntax.Token
-				if k+1 < len(toks) {
-					next = &toks[k+1]
-				}
-				if n.step(tok, next) > MaxNesting {
-					return hcl.Diagnostics{nestingDiag(tok.Range)}
-				}
+			if diags := n.scan(toks); diags.HasErrors() {
+				return diags
 			}
 			col += j - i
 			i = j

@@ -16,11 +16,10 @@ import (
 )
 
 // fgimgProcess starts fgimg as a real process (the test binary acting
-// as main) in dir.
-func fgimgProcess(ctx context.Context, dir string, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "FGIMG_TEST_AS_MAIN=1")
-	cmd.Dir = dir
+// as main) in dir, with a cache of its own.
+func fgimgProcess(t *testing.T, ctx context.Context, dir string, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	e := &env{t: t, dir: dir, cache: t.TempDir()}
+	cmd := e.command(ctx, nil, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	return cmd, &stderr
@@ -84,7 +83,7 @@ func TestHostileTemplatesNeitherCrashNorHang(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "main.fg.hcl"), tt.template)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*tt.bound)
 			defer cancel()
-			cmd, stderr := fgimgProcess(ctx, dir, "validate")
+			cmd, stderr := fgimgProcess(t, ctx, dir, "validate")
 			start := time.Now()
 			code := exitCode(t, cmd.Run())
 			took := time.Since(start)
@@ -125,11 +124,7 @@ func TestSignalsStopReadingCommands(t *testing.T) {
 			defer w.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			args := []string{tt.command, "-var-file", "/dev/fd/3"}
-			if tt.command == "plan" {
-				args = append(args, "--cache-dir", t.TempDir())
-			}
-			cmd, stderr := fgimgProcess(ctx, dir, args...)
+			cmd, stderr := fgimgProcess(t, ctx, dir, tt.command, "-var-file", "/dev/fd/3")
 			cmd.ExtraFiles = []*os.File{r}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
