@@ -16,6 +16,7 @@ type evaluator struct {
 	images map[string]cty.Value
 	funcs  map[string]map[string]function.Function // by directory
 	scope  *readScope
+	l      *loader // for diagnostics
 }
 
 // ctx is the context for expressions in dir that refer to what refs
@@ -42,10 +43,11 @@ func (e *evaluator) ctx(dir string, refs []hcl.Traversal) *hcl.EvalContext {
 			continue
 		}
 		name := stepName(tr)
-		if name == "" { // the whole object, as in keys(local)
-			for n, v := range all {
-				some[n] = v
-			}
+		if name == "" {
+			// The whole object, as in keys(local), would cost every
+			// value for each such expression.
+			e.l.errorf(tr.SourceRange().Ptr(), "Invalid reference",
+				"The %q object cannot be used as a whole; name one of its values, as %s.<name>.", tr.RootName(), tr.RootName())
 			continue
 		}
 		if v, ok := all[name]; ok {
@@ -75,6 +77,7 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		images: map[string]cty.Value{},
 		funcs:  map[string]map[string]function.Function{},
 		scope:  l.scope,
+		l:      l,
 	}
 	if vars == nil {
 		e.vars = cty.DynamicVal
