@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fgimg/fgimg/internal/fsat"
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/mountinfo"
 	"golang.org/x/sys/unix"
@@ -167,7 +168,7 @@ func bootstrapTar(s *Bootstrap, env *Env) error {
 	if s.SourcePath == "" {
 		return fmt.Errorf("tar bootstrap: no tarball given")
 	}
-	f, err := os.Open(s.SourcePath)
+	f, err := fsat.OpenRegular(s.SourcePath)
 	if err != nil {
 		return fmt.Errorf("tar bootstrap: %w", err)
 	}
