@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
-	"github.com/fgimg/fgimg/internal/proc"
+	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
 
@@ -172,67 +170,24 @@ func runInImage(ctx context.Context, env *Env, what string, pick errorLines, ext
 	return nil
 }
 
-// hostToolDirs are searched for host tools after PATH, which for a
-// non-root user often lacks the sbin directories.
-var hostToolDirs = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
-
-// findHostTool returns the path of a host tool, or an error saying how
-// to install it.
-func findHostTool(name, pkg string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range hostToolDirs {
-		p := d + "/" + name
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s is not installed: apt-get install %s", name, pkg)
-}
-
-// hostKillDelay bounds the wait for a killed host tool's output to end.
-const hostKillDelay = 5 * time.Second
-
-// onHost runs a host tool writing into the root filesystem: in its own
-// process group, killed with the group when ctx is done, and with a
-// parent death signal so that it dies with fgimg. Output goes to the log.
-func onHost(ctx context.Context, env *Env, what string, pick errorLines, path string, args ...string) error {
-	logCommand(env.Log, append([]string{path}, args...))
-	out := newOutputTail(env.Log)
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = hostEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	cmd.WaitDelay = hostKillDelay
-	err := proc.Run(cmd)
-	if cmd.Process != nil {
-		// Whatever the tool left running in its group goes with it.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+// onHost runs a host tool writing into the root filesystem (see
+// internal/hosttool: its process group dies with ctx and with fgimg).
+// Output goes to the log.
+func onHost(ctx context.Context, env *Env, what string, pick errorLines, tool string, args ...string) error {
+	cmd, err := hosttool.Command(ctx, tool, args...)
 	if err != nil {
+		return err
+	}
+	logCommand(env.Log, cmd.Args)
+	out := newOutputTail(env.Log)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := hosttool.Run(cmd); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: interrupted: %w", what, ctx.Err())
 		}
 		return commandFailed(what, err, out, pick)
 	}
 	return nil
-}
-
-// hostEnv is fgimg's environment with the standard directories added to
-// PATH: bootstrap tools call chroot and other sbin programs.
-func hostEnv() []string {
-	env := os.Environ()
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "PATH=") {
-			env[i] = kv + ":" + standardPath
-			return env
-		}
-	}
-	return append(env, "PATH="+standardPath)
 }
 
 // logCommand writes "+ args" to the log, as set -x would.
