@@ -16,6 +16,8 @@ var Packages = map[string]Package{
 	"debootstrap": {"debootstrap", "debootstrap"},
 	"mmdebstrap":  {"mmdebstrap", "mmdebstrap"},
 	"useradd":     {"passwd", "shadow-utils"},
+	"usermod":     {"passwd", "shadow-utils"},
+	"groupadd":    {"passwd", "shadow-utils"},
 	// Disk targets.
 	"mkfs.ext4": {"e2fsprogs", "e2fsprogs"},
 	"tune2fs":   {"e2fsprogs", "e2fsprogs"},
