@@ -1,7 +1,9 @@
 # fgimg: host packages, build, test, bench and lint. Plain Go: no build
 # tags, no cgo.
 # Go on PATH, else where the official tarball puts it (sudo resets PATH).
-GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+ifeq ($(origin GO),undefined)
+GO      := $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+endif
 BENCH   ?= .
 BENCHTIME ?= 1x
 FUZZTIME ?= 30s
