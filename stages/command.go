@@ -8,7 +8,6 @@ import (
 	"io"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/fgimg/fgimg/internal/hosttool"
@@ -17,52 +16,11 @@ import (
 
 const standardPath = sandbox.StandardPath
 
-// tailSize is how much of a command's output is kept for its error.
-const tailSize = 64 << 10
-
 // outputTail passes a command's output on to the stage log and keeps its
 // end, from which an error quotes the tool's own complaint.
-type outputTail struct {
-	mu  sync.Mutex
-	log io.Writer
-	buf []byte
-	cut bool // the start of the output was dropped
-}
+type outputTail = hosttool.Tail
 
-func newOutputTail(log io.Writer) *outputTail { return &outputTail{log: log} }
-
-func (t *outputTail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - tailSize; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-		t.cut = true
-	}
-	return t.log.Write(p)
-}
-
-// lines returns the kept output's complete, non-blank lines, with
-// carriage-return progress reduced to its last state.
-func (t *outputTail) lines() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	all := strings.Split(string(t.buf), "\n")
-	if t.cut {
-		all = all[1:] // a partial line
-	}
-	var out []string
-	for _, l := range all {
-		if i := strings.LastIndexByte(strings.TrimRight(l, "\r"), '\r'); i >= 0 {
-			l = l[i+1:]
-		}
-		l = strings.TrimRight(l, " \t\r")
-		if strings.TrimSpace(l) != "" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
+func newOutputTail(log io.Writer) *outputTail { return &outputTail{W: log} }
 
 // errorLines picks the lines of a tool's output that state its error.
 type errorLines func(line string) bool
@@ -82,10 +40,10 @@ func linesWithPrefix(prefixes ...string) errorLines {
 // maxErrorLines bounds how many lines of a tool's output an error quotes.
 const maxErrorLines = 5
 
-// quote returns the last lines pick selects, or without any, the last
+// quote returns the last of t's lines that pick selects, or without any, the last
 // few lines of output.
-func (t *outputTail) quote(pick errorLines) []string {
-	lines := t.lines()
+func quote(t *outputTail, pick errorLines) []string {
+	lines := t.Lines()
 	var picked []string
 	if pick != nil {
 		for _, l := range lines {
@@ -144,7 +102,7 @@ func commandFailed(what string, err error, out *outputTail, pick errorLines) err
 	default:
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return &CommandError{What: what, Status: status, Lines: out.quote(pick), Err: err}
+	return &CommandError{What: what, Status: status, Lines: quote(out, pick), Err: err}
 }
 
 // inImage runs args inside env.Root (used as it is) through sandbox.Run,

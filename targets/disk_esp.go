@@ -1,7 +1,6 @@
 package targets
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -371,27 +370,5 @@ func countFreeClusters(rw backend.WritableFile, off int64, bs []byte) error {
 	return nil
 }
 
-// diskToolOutput keeps the last 8 KiB written to it: a tool's last words.
-type diskToolOutput struct{ b []byte }
-
-const diskToolOutputSize = 8 << 10
-
-func (t *diskToolOutput) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 2*diskToolOutputSize {
-		t.b = append(t.b[:0], t.b[len(t.b)-diskToolOutputSize:]...)
-	}
-	return len(p), nil
-}
-
-// String returns the last lines, trimmed.
-func (t *diskToolOutput) String() string {
-	b := t.b
-	if len(b) > diskToolOutputSize {
-		b = b[len(b)-diskToolOutputSize:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return strings.TrimSpace(string(b))
-}
+// diskToolOutput keeps a disk tool's last words.
+type diskToolOutput = hosttool.Tail

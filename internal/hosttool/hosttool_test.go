@@ -198,3 +198,28 @@ func TestEnvAddsTheSbinDirectories(t *testing.T) {
 		t.Errorf("CleanEnv keeps the caller's tool settings: %v", clean)
 	}
 }
+
+func TestTailKeepsTheToolsLastWords(t *testing.T) {
+	var log strings.Builder
+	tail := &hosttool.Tail{W: &log, Size: 40}
+	for _, s := range []string{"a first line that will be cut off\n", "Progress 10%\rProgress 100%\n", "\n  \n", "E: Unable to locate package nosuch\n"} {
+		if n, err := tail.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+	}
+	if !strings.HasPrefix(log.String(), "a first line") {
+		t.Errorf("the output was not passed on: %q", log.String())
+	}
+	// Only the last 40 bytes are kept; their partial first line is dropped.
+	if got := tail.Lines(); !slices.Equal(got, []string{"E: Unable to locate package nosuch"}) {
+		t.Errorf("Lines() = %q", got)
+	}
+	big := &hosttool.Tail{}
+	big.Write([]byte("one\nProgress 10%\rProgress 100%\n\n  two  \nthree"))
+	if got := big.Last(3); got != "Progress 100%; two; three" {
+		t.Errorf("Last(3) = %q", got)
+	}
+	if got := (&hosttool.Tail{}).Last(3); got != "no message" {
+		t.Errorf("Last of nothing = %q", got)
+	}
+}

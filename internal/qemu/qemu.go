@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -351,7 +350,7 @@ func (o *Options) run(ctx context.Context, bin, accel, vars string) (attempt, er
 		return res, err
 	}
 	defer pr.Close()
-	stderr := &stderrTail{w: o.Log}
+	stderr := &hosttool.Tail{W: o.Log, Size: 4096}
 	// Its own process group, so that killing it kills whatever it
 	// started; and killed with us if we die first.
 	cmd, err := hosttool.Command(context.Background(), bin, args...)
@@ -481,44 +480,11 @@ loop:
 		return res, fmt.Errorf("%w after %s waiting for %s", ErrTimeout, o.Timeout, o.what())
 	case res.Outcome == Exited:
 		if waitErr != nil { // QEMU failed; when the guest stops, it exits 0
-			return res, fmt.Errorf("%w (%v) before %s: %s", ErrExited, waitErr, o.what(), stderr.last())
+			return res, fmt.Errorf("%w (%v) before %s: %s", ErrExited, waitErr, o.what(), stderr.Last(3))
 		}
 		return res, fmt.Errorf("%w: the guest powered off or rebooted before %s", ErrExited, o.what())
 	}
 	return res, nil
-}
-
-// stderrTail passes QEMU's stderr on and keeps its end for messages.
-type stderrTail struct {
-	w   io.Writer
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (s *stderrTail) Write(p []byte) (int, error) {
-	s.w.Write(p)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	if len(s.buf) > 4096 {
-		s.buf = s.buf[len(s.buf)-4096:]
-	}
-	return len(p), nil
-}
-
-// last returns QEMU's last messages, one line.
-func (s *stderrTail) last() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(string(s.buf)), "\n")
-	if len(lines) > 3 {
-		lines = lines[len(lines)-3:]
-	}
-	msg := strings.Join(lines, "; ")
-	if msg == "" {
-		msg = "no message"
-	}
-	return msg
 }
 
 // shellQuote renders a command line for the log.
