@@ -16,11 +16,9 @@ import (
 
 const standardPath = sandbox.StandardPath
 
-// outputTail passes a command's output on to the stage log and keeps its
-// end, from which an error quotes the tool's own complaint.
-type outputTail = hosttool.Tail
-
-func newOutputTail(log io.Writer) *outputTail { return &outputTail{W: log} }
+// newOutputTail passes a command's output on to the stage log and keeps
+// its end, from which an error quotes the tool's own complaint.
+func newOutputTail(log io.Writer) *hosttool.Tail { return &hosttool.Tail{W: log} }
 
 // errorLines picks the lines of a tool's output that state its error.
 type errorLines func(line string) bool
@@ -42,7 +40,7 @@ const maxErrorLines = 5
 
 // quote returns the last of t's lines that pick selects, or without any, the last
 // few lines of output.
-func quote(t *outputTail, pick errorLines) []string {
+func quote(t *hosttool.Tail, pick errorLines) []string {
 	lines := t.Lines()
 	var picked []string
 	if pick != nil {
@@ -85,7 +83,7 @@ func (e *CommandError) Unwrap() error { return e.Err }
 // commandFailed turns a command's error into one that names the command
 // and quotes its output. Errors other than a failed exit (cancellation,
 // a command that could not start) are wrapped with what alone.
-func commandFailed(what string, err error, out *outputTail, pick errorLines) error {
+func commandFailed(what string, err error, out *hosttool.Tail, pick errorLines) error {
 	var status string
 	var sbErr *sandbox.ExitError
 	var exErr *exec.ExitError
@@ -108,7 +106,7 @@ func commandFailed(what string, err error, out *outputTail, pick errorLines) err
 // inImage runs args inside env.Root (used as it is) through sandbox.Run,
 // after logging them as "+ args"; the command's output goes to the log.
 // extraEnv adds to the sandbox's standard environment.
-func inImage(ctx context.Context, env *Env, extraEnv []string, args ...string) (*outputTail, error) {
+func inImage(ctx context.Context, env *Env, extraEnv []string, args ...string) (*hosttool.Tail, error) {
 	logCommand(env.Log, args)
 	out := newOutputTail(env.Log)
 	err := sandbox.Run(ctx, sandbox.Spec{

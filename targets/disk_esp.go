@@ -172,7 +172,7 @@ func (w *espWriter) installSyslinux(ctx context.Context) error {
 		return err
 	}
 	cmd.Env = hosttool.CleanEnv("SOURCE_DATE_EPOCH="+strconv.FormatInt(max(w.stamp, fatEpoch), 10), "MTOOLS_SKIP_CHECK=1")
-	var out diskToolOutput
+	var out hosttool.Tail
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := hosttool.Run(cmd); err != nil {
 		if ctx.Err() != nil {
@@ -369,6 +369,3 @@ func countFreeClusters(rw backend.WritableFile, off int64, bs []byte) error {
 	}
 	return nil
 }
-
-// diskToolOutput keeps a disk tool's last words.
-type diskToolOutput = hosttool.Tail

@@ -100,7 +100,7 @@ func (w *ext4Writer) write(ctx context.Context) error {
 		}
 		cmd.Dir = filepath.Dir(w.path)
 		cmd.Env = hosttool.CleanEnv(append(env, "E2FSPROGS_FAKE_TIME="+clock)...)
-		var out diskToolOutput
+		var out hosttool.Tail
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err = hosttool.Run(cmd)
 		return out.String(), err
