@@ -1,15 +1,71 @@
-# fgimg: build, test, bench and lint. Plain Go: no build tags, no cgo.
-GO      ?= go
+# fgimg: host packages, build, test, bench and lint. Plain Go: no build
+# tags, no cgo.
+# Go on PATH, else where the official tarball puts it (sudo resets PATH).
+ifeq ($(origin GO),undefined)
+GO      := $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+endif
 BENCH   ?= .
 BENCHTIME ?= 1x
 FUZZTIME ?= 30s
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: build test bench lint fuzz clean
+# The host packages fgimg and its tests use, by Debian and Ubuntu name: the
+# one list (internal/hosttool's table names the package of each tool, and
+# its tests check that every one is here).
+# busybox-static: the test kit's tiny root filesystems.
+# debootstrap, mmdebstrap: bootstrap stages and the end-to-end builds of
+#   the Debian examples from the mirror.
+# passwd: useradd and friends, copied into test root filesystems.
+# passt, uidmap: pasta and newuidmap for the sandbox's unprivileged builds.
+# skopeo: checks that OCI targets are readable by the field's tools.
+# docker-registry: a local registry for pulling docker:// images.
+# e2fsprogs, dosfstools, mtools, syslinux, syslinux-common, systemd-boot-efi,
+#   eatmydata, util-linux: disk targets (mkfs.ext4 -d, FAT checks, boot loaders).
+# qemu-system-x86, qemu-utils, ovmf: booting what was built (BIOS, UEFI,
+#   netboot) and checking qcow2 files; cpio, zstd, pigz: initramfs checks.
+APT_PACKAGES = \
+  busybox-static debootstrap mmdebstrap passwd passt uidmap skopeo \
+  docker-registry e2fsprogs dosfstools mtools syslinux syslinux-common \
+  systemd-boot-efi eatmydata util-linux qemu-system-x86 qemu-utils ovmf \
+  cpio zstd pigz ca-certificates coreutils make git gzip tar
 
-build:
+# The example that `make demo` builds and boots.
+DEMO_TARGET ?= base-cloud
+DEMO_PATH   ?= examples/debian
+
+CHECK_GO = @$(GO) version >/dev/null 2>&1 || { echo "Go 1.26 or later is needed and $(GO) is not there:"; \
+	echo "download it from https://go.dev/dl/ and unpack it: tar -C /usr/local -xzf go1.26.*.linux-amd64.tar.gz"; exit 1; }
+
+.PHONY: deps go build demo test bench lint fuzz clean
+
+# deps installs APT_PACKAGES that are missing (nothing to do, and no root
+# needed, when all are installed). Go is not among them: Debian's is too
+# old; `make go` says where to get it.
+deps:
+	@missing=; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null | grep -qx installed || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all $(words $(APT_PACKAGES)) host packages are installed"; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "deps: no apt-get here; install the equivalents of these Debian packages:" $$missing; exit 1; \
+	else \
+		echo "deps: installing" $$missing; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+	$(CHECK_GO)
+
+go:
+	$(CHECK_GO)
+
+build: go
 	$(GO) build -o bin/fgimg ./cmd/fgimg
 
-test:
+# demo builds the example's base image into a qcow2 disk and boots it.
+demo: deps build
+	$(SUDO) ./bin/fgimg boot -build $(DEMO_TARGET) $(DEMO_PATH)
+
+test: deps
 	$(GO) test -timeout 30m ./...
 
 # Benchmarks, each beside the tool a user would otherwise run, one run

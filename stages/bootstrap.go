@@ -93,13 +93,9 @@ func bootstrapDebian(ctx context.Context, s *Bootstrap, env *Env) error {
 	if err != nil {
 		return err
 	}
-	tool, err := findHostTool(s.Tool, s.Tool)
-	if err != nil {
-		return err
-	}
 	// A killed tool leaves /proc, /sys and the like mounted in the root.
 	defer unmountBelow(root, env.Log)
-	if err := onHost(ctx, env, s.Tool, linesWithPrefix("E:", "W: Failure"), tool, args...); err != nil {
+	if err := onHost(ctx, env, s.Tool, linesWithPrefix("E:", "W: Failure"), s.Tool, args...); err != nil {
 		if s.Tool == "debootstrap" && ctx.Err() == nil {
 			logDebootstrapLog(env)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
 )
 
@@ -73,9 +74,9 @@ func fakeTool(t *testing.T, name, script string) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeRootFile(t, dir, name, "#!/bin/sh\n"+script, 0o755)
-	old := hostToolDirs
-	hostToolDirs = []string{dir}
-	t.Cleanup(func() { hostToolDirs = old })
+	old := hosttool.StandardDirs
+	hosttool.StandardDirs = []string{dir}
+	t.Cleanup(func() { hosttool.StandardDirs = old })
 	t.Setenv("PATH", dir)
 	return dir
 }
@@ -84,7 +85,7 @@ func TestBootstrapToolMissing(t *testing.T) {
 	fakeTool(t, "unrelated", "")
 	for _, tool := range []string{"debootstrap", "mmdebstrap"} {
 		_, err := runStage(t, &Bootstrap{Tool: tool, Suite: "bookworm"}, t.TempDir())
-		want := tool + " is not installed: apt-get install " + tool
+		want := hosttool.Missing(tool).Error() // with the package on this host's distribution
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v, want %q", err, want)
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // End-to-end tests against a real Debian root filesystem: bootstrapped
@@ -52,9 +54,7 @@ func requireDebian(t *testing.T) {
 		t.Skip("end-to-end test with debootstrap and the Debian mirror (-short)")
 	}
 	requireRoot(t)
-	if _, err := findHostTool("debootstrap", "debootstrap"); err != nil {
-		t.Skipf("%v", err)
-	}
+	testkit.Need(t, "debootstrap")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, debianRelease, nil)
@@ -322,9 +322,7 @@ func groupID(t *testing.T, groupFile, group string) int {
 
 func TestMmdebstrap(t *testing.T) {
 	requireDebian(t)
-	if _, err := findHostTool("mmdebstrap", "mmdebstrap"); err != nil {
-		t.Skipf("%v", err)
-	}
+	testkit.Need(t, "mmdebstrap")
 	root := filepath.Join(t.TempDir(), "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)

@@ -631,10 +631,7 @@ func TestFromBadReference(t *testing.T) {
 // the test ends and returns its host:port.
 func registry(t *testing.T) string {
 	t.Helper()
-	const bin = "/usr/bin/docker-registry"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%s not found (apt-get install docker-registry): %v", bin, err)
-	}
+	bin := testkit.Need(t, "docker-registry")[0]
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // shadowRoot is a busybox root filesystem with the host's own shadow
@@ -19,12 +21,9 @@ import (
 func shadowRoot(t *testing.T) string {
 	t.Helper()
 	root := busyboxRoot(t)
-	tools := []string{"/usr/sbin/useradd", "/usr/sbin/usermod", "/usr/sbin/groupadd"}
+	tools := testkit.Need(t, "useradd", "usermod", "groupadd")
 	files := map[string]bool{}
 	for _, tool := range tools {
-		if _, err := os.Stat(tool); err != nil {
-			t.Skipf("the host has no %s (Debian package passwd)", tool)
-		}
 		files[tool] = true
 		out, err := exec.Command("ldd", tool).Output()
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fgimg/fgimg/internal/layer"
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // benchImage writes a generated three-layer image (about 20,000 files and
@@ -124,9 +125,7 @@ func BenchmarkSquashGzip(b *testing.B) {
 		}
 	})
 	b.Run("tar-pigz", func(b *testing.B) {
-		if _, err := exec.LookPath("pigz"); err != nil {
-			b.Skip("pigz not installed")
-		}
+		testkit.Need(b, "pigz")
 		b.SetBytes(size)
 		out := filepath.Join(root, "pigz.tar.gz")
 		for b.Loop() {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // benchDiskTree writes a root file system of about 1.1 GB in 60,000
@@ -80,7 +82,7 @@ func BenchmarkRawDisk(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("tree: %d files, %d MB; disk %s, root partition %s", files, size>>20, formatDiskSize(lay.size, false), formatDiskSize(lay.rootSize, false))
-	mkfs, _ := diskTool("mkfs.ext4")
+	mkfs := testkit.Need(b, "mkfs.ext4")[0]
 	var mkfsTime, rawTime time.Duration
 	var rawSelf, rawKids, mkfsRSS int64
 	for b.Loop() {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/lang"
 )
 
@@ -37,11 +38,7 @@ func TestRawDiskBoots(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("building the image needs root")
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "debootstrap", "tar"} {
-		if _, err := diskTool(tool); err != nil {
-			t.Skipf("%s is not installed (Debian packages qemu-system-x86, debootstrap)", tool)
-		}
-	}
+	testkit.Need(t, "qemu-system-x86_64", "debootstrap", "tar")
 	needDiskTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://deb.debian.org/debian/dists/bookworm/Release", nil)
@@ -67,9 +64,7 @@ func TestRawDiskBoots(t *testing.T) {
 
 	t.Run("bios", func(t *testing.T) { bootToLogin(t, img, nil) })
 	t.Run("uefi", func(t *testing.T) {
-		if _, err := os.Stat(ovmfCode); err != nil {
-			t.Skip("OVMF is not installed (Debian package ovmf)")
-		}
+		testkit.Need(t, ovmfCode, ovmfVars)
 		vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
 		b, err := os.ReadFile(ovmfVars)
 		if err != nil {
@@ -90,10 +85,7 @@ func TestRawDiskBoots(t *testing.T) {
 func debianBaseTree(t *testing.T) string {
 	t.Helper()
 	work := t.TempDir()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command on PATH to build fgimg with")
-	}
+	goTool := testkit.Need(t, "go")[0]
 	fgimg := filepath.Join(work, "fgimg")
 	if out, err := exec.Command(goTool, "build", "-o", fgimg, "../cmd/fgimg").CombinedOutput(); err != nil {
 		t.Fatalf("building fgimg: %v\n%s", err, out)

@@ -1,14 +1,12 @@
 package targets
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"strconv"
 	"strings"
@@ -18,49 +16,35 @@ import (
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
 
-	"github.com/fgimg/fgimg/internal/proc"
+	"github.com/fgimg/fgimg/internal/hosttool"
 )
 
-// Host files and tools, by Debian package.
+// Host files, in Debian's places (internal/hosttool names their packages).
 const (
-	gptMBR          = "/usr/lib/syslinux/mbr/gptmbr.bin"             // syslinux-common
-	systemdBootPath = "/usr/lib/systemd/boot/efi/systemd-boot%s.efi" // systemd-boot-efi
+	gptMBR          = hosttool.GPTMBR
+	systemdBootPath = hosttool.SystemdBootFmt
 )
 
-// diskTool finds a program on the build host, also in the sbin
-// directories a user's PATH may lack.
-func diskTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		p := dir + "/" + name
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found", name)
-}
-
-// checkDiskTools checks that the host has the tools a disk needs.
+// checkDiskTools checks that the host has the tools a disk needs, and
+// says which packages provide those it lacks.
 func checkDiskTools(l bootLoaders) error {
-	need := []struct{ tool, pkg string }{{"mkfs.ext4", "e2fsprogs"}, {"tune2fs", "e2fsprogs"}, {"e2fsck", "e2fsprogs"}}
+	need := []string{"mkfs.ext4", "tune2fs", "e2fsck"}
 	if l.bios {
-		need = append(need, struct{ tool, pkg string }{"syslinux", "syslinux"}, struct{ tool, pkg string }{"mcopy", "mtools"})
+		need = append(need, "syslinux", "mcopy")
 	}
 	var missing []string
-	for _, n := range need {
-		if _, err := diskTool(n.tool); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", n.tool, n.pkg))
+	for _, tool := range need {
+		if _, err := hosttool.Find(tool); err != nil {
+			missing = append(missing, err.Error())
 		}
 	}
 	if l.bios {
-		if _, err := os.Stat(gptMBR); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (Debian package syslinux-common)", gptMBR))
+		if err := hosttool.NeedFile(gptMBR); err != nil {
+			missing = append(missing, err.Error())
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("writing a disk needs, on the build host: %s", strings.Join(missing, ", "))
+		return fmt.Errorf("writing a disk needs tools of the build host: %s", strings.Join(missing, "; "))
 	}
 	return nil
 }
@@ -77,7 +61,7 @@ func findSystemdBoot(root, efiArch string) (string, error) {
 	if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
 		return p, nil
 	}
-	return "", fmt.Errorf("UEFI boot needs systemd-boot: install systemd-boot-efi on the build host (or in the image); %s not found", p)
+	return "", fmt.Errorf("UEFI boot needs systemd-boot, in the image or on the build host: %w", hosttool.Missing(p))
 }
 
 // espWriter fills the EFI system partition: a FAT32 file system made
@@ -181,17 +165,16 @@ func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 // works on the image file without mounting it): it writes ldlinux.sys
 // and ldlinux.c32 to /syslinux and its boot sector to the ESP.
 func (w *espWriter) installSyslinux(ctx context.Context) error {
-	tool, err := diskTool("syslinux")
+	// The installer ends with sync(2), which waits for every dirty page
+	// on the machine: seconds after a build.
+	cmd, err := hosttool.Unsynced(ctx, "syslinux", "--install", "--offset", strconv.FormatInt(w.part.Start, 10), "--directory", "/syslinux", w.path)
 	if err != nil {
 		return err
 	}
-	// The installer ends with sync(2), which waits for every dirty page
-	// on the machine: seconds after a build.
-	cmd := unsyncedCommand(ctx, tool, "--install", "--offset", strconv.FormatInt(w.part.Start, 10), "--directory", "/syslinux", w.path)
-	cmd.Env = diskToolEnv("SOURCE_DATE_EPOCH="+strconv.FormatInt(max(w.stamp, fatEpoch), 10), "MTOOLS_SKIP_CHECK=1")
-	var out diskToolOutput
+	cmd.Env = hosttool.CleanEnv("SOURCE_DATE_EPOCH="+strconv.FormatInt(max(w.stamp, fatEpoch), 10), "MTOOLS_SKIP_CHECK=1")
+	var out hosttool.Tail
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := proc.Run(cmd); err != nil {
+	if err := hosttool.Run(cmd); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -385,57 +368,4 @@ func countFreeClusters(rw backend.WritableFile, off int64, bs []byte) error {
 		}
 	}
 	return nil
-}
-
-// diskToolEnv is the environment for a host tool: the caller's PATH
-// and TMPDIR and a fixed locale, so its messages are English and its
-// output depends on nothing else of the caller's (no MKE2FS_CONFIG, no
-// E2FSPROGS_FAKE_TIME but ours).
-func diskToolEnv(extra ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}
-	if os.Getenv("PATH") == "" {
-		env[0] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	}
-	if tmp := os.Getenv("TMPDIR"); tmp != "" {
-		env = append(env, "TMPDIR="+tmp)
-	}
-	return append(env, extra...)
-}
-
-// diskToolOutput keeps the last 8 KiB written to it: a tool's last words.
-type diskToolOutput struct{ b []byte }
-
-const diskToolOutputSize = 8 << 10
-
-func (t *diskToolOutput) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 2*diskToolOutputSize {
-		t.b = append(t.b[:0], t.b[len(t.b)-diskToolOutputSize:]...)
-	}
-	return len(p), nil
-}
-
-// String returns the last lines, trimmed.
-func (t *diskToolOutput) String() string {
-	b := t.b
-	if len(b) > diskToolOutputSize {
-		b = b[len(b)-diskToolOutputSize:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// unsyncedCommand runs a tool that writes only the scratch disk file
-// under eatmydata (Debian package eatmydata) when the host has it, so its
-// fsync and sync calls do nothing: the artifact is made durable once,
-// when the cache stores it, and mkfs.ext4's final flush of a multi-GB
-// file, or syslinux's sync of every dirty page on the machine, would only
-// add seconds.
-func unsyncedCommand(ctx context.Context, tool string, args ...string) *exec.Cmd {
-	if eat, err := diskTool("eatmydata"); err == nil {
-		return exec.CommandContext(ctx, eat, append([]string{tool}, args...)...)
-	}
-	return exec.CommandContext(ctx, tool, args...)
 }

@@ -18,10 +18,7 @@ func TestESPHookFollowsKernelUpdates(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	chroot, err := exec.LookPath("chroot")
-	if err != nil {
-		t.Skip("no chroot command")
-	}
+	chroot := testkit.Need(t, "chroot")[0]
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
 	put := func(rel, body string) { t.Helper(); writeIn(t, root, rel, body) }

@@ -22,6 +22,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/lang"
 )
@@ -34,16 +35,7 @@ const (
 // needDiskTools skips the test when the host lacks what a disk needs.
 func needDiskTools(t testing.TB, tools ...string) {
 	t.Helper()
-	for _, tool := range append([]string{"mkfs.ext4", "e2fsck", "debugfs", "syslinux", "mdir", "mtype", "mcopy"}, tools...) {
-		if _, err := diskTool(tool); err != nil {
-			t.Skipf("%s not installed (Debian packages e2fsprogs, syslinux, syslinux-common, mtools, systemd-boot-efi)", tool)
-		}
-	}
-	for _, f := range []string{gptMBR, fmt.Sprintf(systemdBootPath, "x64")} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("%s missing (Debian packages syslinux-common, systemd-boot-efi)", f)
-		}
-	}
+	testkit.Need(t, append([]string{"mkfs.ext4", "e2fsck", "debugfs", "syslinux", "mdir", "mtype", "mcopy", gptMBR, hosttool.SystemdBoot}, tools...)...)
 }
 
 // diskTree makes a busybox root file system with two fake kernels, the
@@ -86,12 +78,12 @@ func diskInput(root string) *Input {
 // run runs a host tool and returns its output.
 func runTool(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	p, err := diskTool(name)
+	p, err := hosttool.Find(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(p, args...)
-	cmd.Env = diskToolEnv("MTOOLS_SKIP_CHECK=1")
+	cmd.Env = hosttool.CleanEnv("MTOOLS_SKIP_CHECK=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
@@ -361,7 +353,7 @@ func checkESP(t *testing.T, img string, info DiskInfo, boot string, args []strin
 			}
 		}
 	}
-	if _, err := diskTool("fsck.fat"); err == nil {
+	if _, err := hosttool.Find("fsck.fat"); err == nil || testkit.ToolsRequired() {
 		esp := filepath.Join(t.TempDir(), "esp.img")
 		runTool(t, "dd", "if="+img, "of="+esp, "bs=1M", fmt.Sprintf("skip=%d", info.ESP.Start/diskMiB),
 			fmt.Sprintf("count=%d", info.ESP.Size/diskMiB), "conv=sparse", "status=none")

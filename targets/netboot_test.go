@@ -482,10 +482,7 @@ func TestNetbootBootsInQEMU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM under emulation (about 10 s each); skipped in -short mode")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (Debian package qemu-system-x86)")
-	}
+	qemu := testkit.Need(t, "qemu-system-x86_64")[0]
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to put a device node in the image")
 	}
@@ -675,11 +672,7 @@ func TestNetbootBenchHelper(t *testing.T) {
 // RSS. fgimg runs in a child process (this test binary), so its time
 // includes starting up and its peak RSS is its own.
 func BenchmarkNetboot(b *testing.B) {
-	for _, tool := range []string{"cpio", "pigz", "zstd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("%s not installed", tool)
-		}
-	}
+	testkit.Need(b, "cpio", "pigz", "zstd")
 	tree := netbootBenchTree(b)
 	out := b.TempDir()
 	run := func(cmd *exec.Cmd) (time.Duration, int64) {

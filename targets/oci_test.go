@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/lang"
 )
 
@@ -267,9 +268,7 @@ func TestOCILayerDigestChecked(t *testing.T) {
 
 // skopeo is what users will point at the layout.
 func TestOCISkopeoInspect(t *testing.T) {
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		t.Skip("skopeo not installed (apt-get install skopeo)")
-	}
+	testkit.Need(t, "skopeo")
 	epoch := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
 	in := ociInput(t, &epoch)
 	dir, _ := writeTarget(t, OCI{}, in, &Spec{TargetKind: "oci"})

@@ -25,11 +25,7 @@ import (
 
 func needQemuImg(t testing.TB) {
 	t.Helper()
-	for _, tool := range []string{"qemu-img", "qemu-io"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian package qemu-utils)", tool)
-		}
-	}
+	testkit.Need(t, "qemu-img", "qemu-io")
 }
 
 // qcow2Check runs qemu-img check, which must find no corruption, leak or
@@ -198,9 +194,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM under emulation; skipped in -short mode")
 	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (Debian package qemu-system-x86)")
-	}
+	testkit.Need(t, qemu.DefaultBinary)
 	needDiskTools(t)
 	kroot, version := testkit.DebianKernel(t)
 
@@ -263,9 +257,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 		name := map[bool]string{false: "bios", true: "uefi"}[uefi]
 		t.Run(name, func(t *testing.T) {
 			if uefi {
-				if _, err := os.Stat(qemu.DefaultOVMFCode); err != nil {
-					t.Skip("OVMF not installed (Debian package ovmf)")
-				}
+				testkit.Need(t, qemu.DefaultOVMFCode, qemu.DefaultOVMFVars)
 			}
 			var console bytes.Buffer
 			res, err := qemu.Boot(context.Background(), qemu.Options{
@@ -354,11 +346,7 @@ func qcow2BenchRoot(b *testing.B, tree string) string {
 // Every measurement starts after a sync(2), so that none pays for
 // another's writeback, and the order of the runs alternates.
 func BenchmarkQCOW2(b *testing.B) {
-	for _, tool := range []string{"mkfs.ext4", "qemu-img"} {
-		if _, err := diskTool(tool); err != nil {
-			b.Skipf("%s not installed", tool)
-		}
-	}
+	mkfs := testkit.Need(b, "mkfs.ext4", "qemu-img")[0]
 	root := qcow2BenchRoot(b, netbootBenchTree(b))
 	work := b.TempDir()
 	// The target's raw disk, for the conversions alone, and its layout,
@@ -369,7 +357,6 @@ func BenchmarkQCOW2(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	mkfs, _ := diskTool("mkfs.ext4")
 	// Each measurement starts with no dirty pages of another's to write
 	// back; the reference's two commands run back to back, as one.
 	sync := true

@@ -138,9 +138,7 @@ func TestSquashMatchesLayerApply(t *testing.T) {
 // A hard link whose target an upper layer deleted must still give an
 // archive GNU tar extracts, with all surviving names one file.
 func TestSquashHardLinkTargetDeleted(t *testing.T) {
-	if _, err := exec.LookPath("tar"); err != nil {
-		t.Skip("no tar")
-	}
+	testkit.Need(t, "tar")
 	out := filepath.Join(t.TempDir(), "rootfs.tar")
 	if err := os.WriteFile(out, squash(t, chain(t), nil), 0o644); err != nil {
 		t.Fatal(err)
@@ -257,9 +255,7 @@ func TestSquashSourceDateEpoch(t *testing.T) {
 // Sparse entries, which GNU tar writes and archive/tar expands, cannot be
 // copied by offset; the entries after them must still be right.
 func TestSquashSparse(t *testing.T) {
-	if _, err := exec.LookPath("tar"); err != nil {
-		t.Skip("no tar")
-	}
+	testkit.Need(t, "tar")
 	src := t.TempDir()
 	f, err := os.Create(filepath.Join(src, "a-sparse"))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,9 +22,8 @@ import (
 
 func cmdBoot(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg boot", flag.ContinueOnError)
-	var cf configFlags
-	cf.register(fs, false)
-	outDir := fs.String("o", "out", "find the target's artifacts in `DIR`/<target>/, as fgimg build -o wrote them")
+	var bf buildFlags // for -build, and -o, -var and -var-file for the boot
+	bf.register(fs)
 	accel := fs.String("accel", "auto", "QEMU accelerator: kvm, tcg, or auto (KVM when it works here)")
 	memory := fs.Int("memory", qemu.DefaultMemory, "guest memory in `MiB`")
 	smp := fs.Int("smp", qemu.DefaultCPUs, "number of guest `CPUs`")
@@ -39,21 +39,21 @@ func cmdBoot(ctx context.Context, args []string, out, errw io.Writer) int {
 	timeout := fs.Duration("timeout", qemu.DefaultTimeout, "give up after this long")
 	logFile := fs.String("log", "", "write the serial console to `FILE` (default OUT/<target>/boot.log)")
 	quiet := fs.Bool("quiet", false, "do not show the console; only log it")
-	build := fs.Bool("build", false, "build the target first, as fgimg build -o OUT -only TARGET PATH")
-	cacheDir := fs.String("cache-dir", "", "with -build: the cache `directory`")
+	build := fs.Bool("build", false, "build the target first, as fgimg build -only TARGET with the other build flags given here")
 	fs.Usage = func() {
-		fmt.Fprintln(errw, `Usage: fgimg boot [flags] TARGET [PATH]
+		fmt.Fprintln(fs.Output(), `Usage: fgimg boot [flags] TARGET [PATH]
 
 Boots a built raw, qcow2 or netboot target in QEMU as a smoke test: exits
 0 when the guest's serial console reaches a login prompt (or -expect TEXT),
 1 on a kernel panic, if the guest stops, or on timeout. Disks are used with
 -snapshot: the boot never changes them. Build the target first with
-fgimg build -o OUT -only TARGET PATH, or give -build.
+fgimg build -o OUT -only TARGET PATH, or give -build: boot then takes
+every flag of build and passes it on.
 
 Flags:`)
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args, errw)
+	pos, err := parseFlags(fs, args, out, errw)
 	if err != nil {
 		return flagResult(err, errw)
 	}
@@ -72,23 +72,14 @@ Flags:`)
 	}
 	name, paths := pos[0], pos[1:]
 	if *build {
-		bargs := []string{"-o", *outDir, "-only", name}
-		if *cacheDir != "" {
-			bargs = append(bargs, "-cache-dir", *cacheDir)
-		}
-		for _, v := range cf.vars {
-			if v.File != "" {
-				bargs = append(bargs, "-var-file", v.File)
-			} else {
-				bargs = append(bargs, "-var", v.Name+"="+v.Value)
-			}
-		}
-		if code := cmdBuild(ctx, append(bargs, paths...), out, errw); code != exitOK {
+		b := bf
+		b.only = append(slices.Clone(bf.only), name)
+		if code := b.build(ctx, paths, out, errw); code != exitOK {
 			return code
 		}
 	}
 
-	cfg, plan := cf.load(paths, errw)
+	cfg, plan := bf.load(paths, errw)
 	if plan == nil {
 		return exitFailed
 	}
@@ -110,24 +101,24 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	dir := filepath.Join(*outDir, name)
+	dir := filepath.Join(bf.outDir, name)
 	m, err := readManifest(dir)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: target %q has not been built in %s (%v).\nBuild it first: fgimg build -o %s -only %s %s\n",
-			name, *outDir, err, *outDir, name, pathsArg(paths))
+			name, bf.outDir, err, bf.outDir, name, pathsArg(paths))
 		return exitFailed
 	}
 	if m.Kind != target.Kind {
 		fmt.Fprintf(errw, "fgimg: %s holds a %s target, but %q is a %s target now; rebuild it: fgimg build -o %s -only %s %s\n",
-			dir, m.Kind, name, target.Kind, *outDir, name, pathsArg(paths))
+			dir, m.Kind, name, target.Kind, bf.outDir, name, pathsArg(paths))
 		return exitFailed
 	}
 	if stale(plan, m) {
 		fmt.Fprintf(errw, "fgimg: note: %s was built from another version of the configuration; to boot the current one: fgimg build -o %s -only %s %s\n",
-			dir, *outDir, name, pathsArg(paths))
+			dir, bf.outDir, name, pathsArg(paths))
 	}
 	if err := m.attach(&opts, dir); err != nil {
-		fmt.Fprintf(errw, "fgimg: %s: %s; rebuild it: fgimg build -o %s -only %s %s\n", dir, err, *outDir, name, pathsArg(paths))
+		fmt.Fprintf(errw, "fgimg: %s: %s; rebuild it: fgimg build -o %s -only %s %s\n", dir, err, bf.outDir, name, pathsArg(paths))
 		return exitFailed
 	}
 

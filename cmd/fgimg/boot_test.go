@@ -288,8 +288,8 @@ func TestBootRefusals(t *testing.T) {
 	if code, _, errw := fgimg(t, "boot"); code != 2 || !strings.Contains(errw, "boot needs a target name") {
 		t.Errorf("no target: exit %d\n%s", code, errw)
 	}
-	if code, _, errw := fgimg(t, "boot", "-h"); code != 0 || !strings.Contains(errw, "Usage: fgimg boot [flags] TARGET [PATH]") {
-		t.Errorf("-h: exit %d\n%s", code, errw)
+	if code, out, _ := fgimg(t, "boot", "-h"); code != 0 || !strings.Contains(out, "Usage: fgimg boot [flags] TARGET [PATH]") {
+		t.Errorf("-h: exit %d\n%s", code, out)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/fgimg/fgimg/internal/engine"
 	"github.com/fgimg/fgimg/internal/layer"
@@ -17,30 +18,52 @@ import (
 	"github.com/fgimg/fgimg/targets"
 )
 
+// buildFlags are build's flags. boot -build takes the same ones, so
+// that the two cannot drift apart.
+type buildFlags struct {
+	configFlags
+	outDir string
+	jobs   int
+	json   bool
+	// stageTimeout stops a stage that runs longer; 0 means no limit.
+	stageTimeout time.Duration
+}
+
+func (b *buildFlags) register(fs *flag.FlagSet) {
+	b.configFlags.register(fs, true)
+	fs.StringVar(&b.outDir, "o", "out", "each target's artifacts are in `DIR`/<target>/")
+	fs.IntVar(&b.jobs, "j", runtime.NumCPU(), "build at most `N` stages at once")
+	fs.BoolVar(&b.json, "json", false, "print one JSON build event per line, for CI")
+	fs.DurationVar(&b.stageTimeout, "stage-timeout", stages.DefaultStageTimeout, "stop a stage that runs longer than `DURATION` (0: no limit)")
+}
+
 func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg build", flag.ContinueOnError)
-	var cf configFlags
-	cf.register(fs, true)
-	outDir := fs.String("o", "out", "write each target's artifacts to `DIR`/<target>/")
-	jobs := fs.Int("j", runtime.NumCPU(), "build at most `N` stages at once")
-	asJSON := fs.Bool("json", false, "print one JSON event per line, for CI")
-	stageTimeout := fs.Duration("stage-timeout", stages.DefaultStageTimeout, "stop a stage that runs longer than `DURATION` (0: no limit)")
+	var bf buildFlags
+	bf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(errw, "Usage: fgimg build [flags] [PATH]\n\nBuilds every image stage that is not cached and writes each target's\nartifacts and manifest.json to OUT/<target>/.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg build [flags] [PATH]\n\nBuilds every image stage that is not cached and writes each target's\nartifacts and manifest.json to OUT/<target>/.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	paths, err := parseFlags(fs, args, errw)
+	paths, err := parseFlags(fs, args, out, errw)
 	if err != nil {
 		return flagResult(err, errw)
 	}
-	if *jobs < 1 {
+	return bf.build(ctx, paths, out, errw)
+}
+
+// build builds what the flags select in paths.
+func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Writer) int {
+	cf := bf.configFlags // useCache below sets its store for this build only
+	if bf.jobs < 1 {
 		return flagResult(usageError{"-j must be at least 1"}, errw)
 	}
-	if *stageTimeout < 0 {
+	stageTimeout := bf.stageTimeout
+	if stageTimeout < 0 {
 		return flagResult(usageError{"--stage-timeout must not be negative"}, errw)
 	}
-	if *stageTimeout == 0 {
-		*stageTimeout = -1 // the engine's "none"
+	if stageTimeout == 0 {
+		stageTimeout = -1 // the engine's "none"
 	}
 	// Building mounts overlays: do it in a private mount namespace, so
 	// that no mount outlives fgimg however it ends. In the calling
@@ -68,16 +91,16 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	if !buildable(plan, errw) {
 		return exitFailed
 	}
-	prog := newProgress(errw, *asJSON, out, len(plan.Stages))
+	prog := newProgress(errw, bf.json, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
-		Jobs:   *jobs,
-		Out:    *outDir,
+		Jobs:   bf.jobs,
+		Out:    bf.outDir,
 		Epoch:  epoch,
 		Report: prog.event,
 		LogDir: filepath.Join(store.Dir(), "logs"),
 
-		StageTimeout: *stageTimeout,
+		StageTimeout: stageTimeout,
 	}
 	err = eng.Build(ctx, plan)
 	prog.finish(err)

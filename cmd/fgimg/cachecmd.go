@@ -26,8 +26,8 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 	sub := args[0]
 	fs := flag.NewFlagSet("fgimg cache "+sub, flag.ContinueOnError)
 	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
-	fs.Usage = func() { fmt.Fprint(errw, cacheUsage); fs.PrintDefaults() }
-	if pos, err := parseFlags(fs, args[1:], errw); err != nil {
+	fs.Usage = func() { fmt.Fprint(fs.Output(), cacheUsage); fs.PrintDefaults() }
+	if pos, err := parseFlags(fs, args[1:], out, errw); err != nil {
 		return flagResult(err, errw)
 	} else if len(pos) > 0 {
 		return flagResult(usageError{"fgimg cache " + sub + " takes no arguments"}, errw)

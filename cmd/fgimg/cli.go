@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -115,7 +116,7 @@ type configFlags struct {
 }
 
 func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
-	fs.Func("var", "set a variable: -var name=value (repeatable)", func(s string) error {
+	fs.Func("var", "set a variable to a value, as `name=value` (repeatable)", func(s string) error {
 		name, value, ok := strings.Cut(s, "=")
 		if !ok || name == "" {
 			return fmt.Errorf("want name=value, got %q", s)
@@ -154,15 +155,21 @@ func splitNames(s string) []string {
 	return out
 }
 
-// parseFlags parses flags and positional arguments in any order.
-func parseFlags(fs *flag.FlagSet, args []string, errw io.Writer) ([]string, error) {
-	fs.SetOutput(errw)
+// parseFlags parses flags and positional arguments in any order. Help
+// asked for with -h or --help goes to out; a mistake and the usage that
+// follows it go to errw.
+func parseFlags(fs *flag.FlagSet, args []string, out, errw io.Writer) ([]string, error) {
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
+	defer fs.SetOutput(errw)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				out.Write(msg.Bytes())
 				return nil, err
 			}
+			errw.Write(msg.Bytes())
 			return nil, usageError{err.Error()}
 		}
 		args = fs.Args()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -221,5 +222,68 @@ func TestFmt(t *testing.T) {
 func TestExamplesAreFormatted(t *testing.T) {
 	if code, out, errw := fgimg(t, "fmt", "-check", "-recursive", "../../examples"); code != 0 {
 		t.Errorf("examples need fgimg fmt:\n%s%s", out, errw)
+	}
+}
+
+// Help asked for is the output, on stdout with exit 0, however it is
+// asked for; a mistake in the flags goes to stderr.
+func TestHelpGoesToStdout(t *testing.T) {
+	for _, cmd := range [][]string{{"validate"}, {"plan"}, {"build"}, {"boot"}, {"inspect"}, {"fmt"}, {"cache", "ls"}} {
+		for _, h := range []string{"-h", "-help", "--help"} {
+			args := append(append([]string{}, cmd...), h)
+			code, out, errw := fgimg(t, args...)
+			if code != 0 || !strings.HasPrefix(out, "Usage: fgimg "+cmd[0]) || errw != "" {
+				t.Errorf("fgimg %s: exit %d, stdout %q, stderr %q; want the usage on stdout and exit 0", strings.Join(args, " "), code, firstLine(out), firstLine(errw))
+			}
+		}
+		args := append(append([]string{}, cmd...), "--bogus")
+		if code, out, errw := fgimg(t, args...); code != 2 || out != "" || !strings.Contains(errw, "flag provided but not defined: -bogus") {
+			t.Errorf("fgimg %s: exit %d, stdout %q, stderr %q; want the mistake on stderr and exit 2", strings.Join(args, " "), code, firstLine(out), firstLine(errw))
+		}
+	}
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// helpFlags lists the flags that `fgimg CMD -h` shows, with their
+// placeholders ("-var name=value").
+func helpFlags(t *testing.T, cmd string) map[string]string {
+	t.Helper()
+	_, out, errw := fgimg(t, cmd, "-h")
+	flags := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^  -(\S+)(?: (\S+))?$`).FindAllStringSubmatch(out+errw, -1) {
+		flags[m[1]] = m[2]
+	}
+	if len(flags) == 0 {
+		t.Fatalf("fgimg %s -h lists no flags:\n%s%s", cmd, out, errw)
+	}
+	return flags
+}
+
+func TestVarPlaceholderIsNameEqualsValue(t *testing.T) {
+	for _, cmd := range []string{"validate", "plan", "build", "boot", "inspect"} {
+		if got := helpFlags(t, cmd)["var"]; got != "name=value" {
+			t.Errorf("fgimg %s -h shows -var %s, want -var name=value", cmd, got)
+		}
+	}
+}
+
+// boot -build builds with every flag build takes, not a subset of them.
+func TestBootTakesEveryBuildFlag(t *testing.T) {
+	build, boot := helpFlags(t, "build"), helpFlags(t, "boot")
+	for name, placeholder := range build {
+		if got, ok := boot[name]; !ok || got != placeholder {
+			t.Errorf("build takes -%s %s; boot -build does not (boot has %q, %v)", name, placeholder, got, ok)
+		}
+	}
+	// And passes them on: build's own check of -j answers.
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.fg.hcl"), small)
+	code, _, errw := fgimg(t, "boot", "-build", "-j", "0", "-json", "-except", "hpc", "disk", dir)
+	if code != 2 || !strings.Contains(errw, "-j must be at least 1") {
+		t.Errorf("boot -build -j 0: exit %d, want 2 and build's complaint about -j:\n%s", code, errw)
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/qemu"
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // TestDebianExamples builds the examples for real with debootstrap from
@@ -23,9 +26,7 @@ func TestDebianExamples(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("end-to-end: building needs root")
 	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		t.Skip("end-to-end: debootstrap is not installed (apt-get install debootstrap)")
-	}
+	testkit.Need(t, "debootstrap", "skopeo")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://deb.debian.org/debian/dists/bookworm/Release", nil)
@@ -57,12 +58,10 @@ func TestDebianExamples(t *testing.T) {
 			t.Errorf("the build host's resolv.conf leaked into the image: %q", b)
 		}
 	}
-	if out, err := exec.Command("skopeo", "inspect", "oci:"+filepath.Join(e.out, "web-oci")+":latest").CombinedOutput(); err == nil {
-		if !strings.Contains(string(out), `"Architecture": "amd64"`) {
-			t.Errorf("skopeo inspect:\n%s", out)
-		}
-	} else if _, lookErr := exec.LookPath("skopeo"); lookErr == nil {
+	if out, err := exec.Command("skopeo", "inspect", "oci:"+filepath.Join(e.out, "web-oci")+":latest").CombinedOutput(); err != nil {
 		t.Errorf("skopeo inspect: %v\n%s", err, out)
+	} else if !strings.Contains(string(out), `"Architecture": "amd64"`) {
+		t.Errorf("skopeo inspect:\n%s", out)
 	}
 	for _, a := range []string{"base-cloud/disk.qcow2", "base-uefi/disk.raw", "hadoop-cloud/disk.qcow2", "hpc-netboot/vmlinuz", "hpc-netboot/boot.ipxe"} {
 		if _, err := os.Stat(filepath.Join(e.out, a)); err != nil {
@@ -74,9 +73,7 @@ func TestDebianExamples(t *testing.T) {
 		t.Errorf("second build: exit %d, built %v\n%s", code, names(events, "built"), stderr)
 	}
 	e.verifyCache()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("boots: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 ovmf)")
-	}
+	testkit.Need(t, "qemu-system-x86_64", qemu.DefaultOVMFCode, qemu.DefaultOVMFVars)
 	for _, b := range []struct {
 		target string
 		flags  []string

@@ -22,10 +22,10 @@ func cmdFmt(ctx context.Context, args []string, out, errw io.Writer) int {
 	diff := fs.Bool("diff", false, "print the changes as a unified diff")
 	recursive := fs.Bool("recursive", false, "also format templates in subdirectories")
 	fs.Usage = func() {
-		fmt.Fprintln(errw, "Usage: fgimg fmt [flags] [PATH...]\n\nRewrites *.fg.hcl and *.auto.fgvars.hcl files in canonical format and\nlists the files it changed.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg fmt [flags] [PATH...]\n\nRewrites *.fg.hcl and *.auto.fgvars.hcl files in canonical format and\nlists the files it changed.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	paths, err := parseFlags(fs, args, errw)
+	paths, err := parseFlags(fs, args, out, errw)
 	if err != nil {
 		return flagResult(err, errw)
 	}

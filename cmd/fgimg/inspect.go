@@ -20,10 +20,10 @@ func cmdInspect(_ context.Context, args []string, out, errw io.Writer) int {
 	cf.register(fs, false)
 	asJSON := fs.Bool("json", false, "print the image as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(errw, "Usage: fgimg inspect [flags] IMAGE [PATH]\n\nShows an image as resolved: pedigree, metadata after inheritance, stages.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg inspect [flags] IMAGE [PATH]\n\nShows an image as resolved: pedigree, metadata after inheritance, stages.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args, errw)
+	pos, err := parseFlags(fs, args, out, errw)
 	if err != nil {
 		return flagResult(err, errw)
 	}

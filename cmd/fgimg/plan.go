@@ -17,10 +17,10 @@ func cmdValidate(_ context.Context, args []string, out, errw io.Writer) int {
 	var cf configFlags
 	cf.register(fs, false)
 	fs.Usage = func() {
-		fmt.Fprintln(errw, "Usage: fgimg validate [flags] [PATH]\n\nChecks templates, variables and file sources; reports every problem.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg validate [flags] [PATH]\n\nChecks templates, variables and file sources; reports every problem.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	paths, err := parseFlags(fs, args, errw)
+	paths, err := parseFlags(fs, args, out, errw)
 	if err != nil {
 		return flagResult(err, errw)
 	}
@@ -39,10 +39,10 @@ func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the plan as JSON (a stable interface)")
 	asDot := fs.Bool("dot", false, "print the stage graph in Graphviz dot format")
 	fs.Usage = func() {
-		fmt.Fprintln(errw, "Usage: fgimg plan [flags] [PATH]\n\nShows the stage graph: what would be built and what is cached.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg plan [flags] [PATH]\n\nShows the stage graph: what would be built and what is cached.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	paths, err := parseFlags(fs, args, errw)
+	paths, err := parseFlags(fs, args, out, errw)
 	if err != nil {
 		return flagResult(err, errw)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 var (
@@ -264,9 +266,7 @@ func TestWriteTreeDeterministic(t *testing.T) {
 // TestWriteTreeExtractsWithGNUCpio extracts the archive with GNU cpio
 // and compares the result with the source tree.
 func TestWriteTreeExtractsWithGNUCpio(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("GNU cpio not installed (Debian package cpio)")
-	}
+	testkit.Need(t, "cpio")
 	dir := sampleTree(t)
 	archive := filepath.Join(t.TempDir(), "a.cpio")
 	if err := os.WriteFile(archive, writeTree(t, dir, TreeOptions{Epoch: &epoch}), 0o644); err != nil {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // entryOf is a parsed entry with its data.
@@ -203,9 +205,7 @@ func TestWriterReportsWriteErrors(t *testing.T) {
 // TestReaderReadsGNUCpio reads an archive GNU cpio wrote, so the reader
 // the other tests rely on is checked against the reference.
 func TestReaderReadsGNUCpio(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("GNU cpio not installed (Debian package cpio)")
-	}
+	testkit.Need(t, "cpio")
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "d"), 0o755)
 	os.WriteFile(filepath.Join(dir, "d/f"), []byte("contents"), 0o600)

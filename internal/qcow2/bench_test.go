@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // benchTree writes a tree of 50,000 small files (512 B to 16 KiB of
@@ -59,11 +61,7 @@ func benchTree(b *testing.B, dir string) (files int, bytes int64) {
 //
 //	go test -run '^$' -bench Convert -benchtime 1x ./internal/qcow2/
 func BenchmarkConvert(b *testing.B) {
-	for _, tool := range []string{"mkfs.ext4", "qemu-img"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			b.Skipf("%s not installed", tool)
-		}
-	}
+	testkit.Need(b, "mkfs.ext4", "qemu-img")
 	dir := b.TempDir()
 	files, size := benchTree(b, filepath.Join(dir, "tree"))
 	raw := filepath.Join(dir, "disk.raw")

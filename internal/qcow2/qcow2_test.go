@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // text makes n bytes of compressible text with some binary noise.
@@ -291,9 +293,7 @@ func TestQemu(t *testing.T) {
 
 func needTool(t testing.TB, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed (Debian package qemu-utils)", name)
-	}
+	testkit.Need(t, name)
 }
 
 func run(t testing.TB, name string, args ...string) string {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
 )
 
@@ -20,9 +21,7 @@ func realQEMU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a real kernel under QEMU, 5-20 s (drop -short to run)")
 	}
-	if _, err := exec.LookPath(DefaultBinary); err != nil {
-		t.Skip("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
-	}
+	testkit.Need(t, DefaultBinary)
 }
 
 // debianKernel returns the vmlinuz of Debian's kernel package, or skips.
@@ -35,9 +34,7 @@ func debianKernel(t *testing.T) string {
 // a gzipped newc cpio archive.
 func initramfs(t *testing.T, init string) string {
 	t.Helper()
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio is not installed (Debian package cpio)")
-	}
+	testkit.Need(t, "cpio")
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
 	if err := os.WriteFile(filepath.Join(root, "init"), []byte(init), 0o755); err != nil {
@@ -90,9 +87,7 @@ func TestRealBootReportsAPanic(t *testing.T) {
 
 func TestRealUEFIBootReachesALoginPrompt(t *testing.T) {
 	realQEMU(t)
-	if _, err := os.Stat(DefaultOVMFCode); err != nil {
-		t.Skip("OVMF is not installed (Debian package ovmf)")
-	}
+	testkit.Need(t, DefaultOVMFCode, DefaultOVMFVars)
 	kernel := debianKernel(t)
 	initrd := initramfs(t, `#!/bin/sh
 /bin/busybox mount -t devtmpfs devtmpfs /dev
@@ -102,7 +97,7 @@ exec /bin/busybox getty 115200 ttyS0
 	opts := Options{Kernel: kernel, Initrd: initrd, UEFI: true, Memory: 512, Timeout: 3 * time.Minute}
 	var disk string
 	var before []byte
-	if _, err := exec.LookPath("qemu-img"); err == nil {
+	if _, err := hosttool.Find("qemu-img"); err == nil || testkit.ToolsRequired() {
 		disk = filepath.Join(t.TempDir(), "disk.qcow2")
 		if b, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", disk, "64M").CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img: %v\n%s", err, b)

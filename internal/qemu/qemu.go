@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/fgimg/fgimg/internal/proc"
+	"github.com/fgimg/fgimg/internal/hosttool"
 )
 
 // Options says what to boot and how.
@@ -116,9 +115,9 @@ func Boot(ctx context.Context, o Options) (Result, error) {
 	if err := o.check(); err != nil {
 		return Result{}, err
 	}
-	bin, err := exec.LookPath(o.Binary)
+	bin, err := hosttool.Find(o.Binary)
 	if err != nil {
-		return Result{}, fmt.Errorf("QEMU is not installed (%s not found; Debian package qemu-system-x86): %w", o.Binary, err)
+		return Result{}, fmt.Errorf("booting needs QEMU: %w", err)
 	}
 	accel, auto, err := chooseAccel(o.Accel, kvmProbe, o.Log)
 	if err != nil {
@@ -207,7 +206,7 @@ func (o *Options) check() error {
 	if o.UEFI {
 		for _, f := range []string{o.OVMFCode, o.OVMFVars} {
 			if _, err := os.Stat(f); err != nil {
-				return fmt.Errorf("UEFI boot needs the OVMF firmware (Debian package ovmf): %w", err)
+				return firmwareErr(f, err)
 			}
 		}
 	}
@@ -255,11 +254,20 @@ func chooseAccel(requested string, probe func() error, log io.Writer) (accel str
 	return "", false, fmt.Errorf("accelerator %q: want kvm, tcg or auto", requested)
 }
 
+// firmwareErr says that the OVMF firmware file path is unusable, and
+// which package provides it.
+func firmwareErr(path string, err error) error {
+	if _, known := hosttool.Packages[path]; known && errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("UEFI boot needs the OVMF firmware: %w", hosttool.Missing(path))
+	}
+	return fmt.Errorf("UEFI boot needs the OVMF firmware (Debian package ovmf): %w", err)
+}
+
 // copyVars copies the OVMF variable store template for one boot.
 func copyVars(template, dir string) (string, error) {
 	src, err := os.Open(template)
 	if err != nil {
-		return "", fmt.Errorf("UEFI boot needs the OVMF firmware (Debian package ovmf): %w", err)
+		return "", firmwareErr(template, err)
 	}
 	defer src.Close()
 	dst, err := os.CreateTemp(dir, "OVMF_VARS-*.fd")
@@ -342,15 +350,18 @@ func (o *Options) run(ctx context.Context, bin, accel, vars string) (attempt, er
 		return res, err
 	}
 	defer pr.Close()
-	stderr := &stderrTail{w: o.Log}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout = pw
-	cmd.Stderr = stderr
+	stderr := &hosttool.Tail{W: o.Log, Size: 4096}
 	// Its own process group, so that killing it kills whatever it
 	// started; and killed with us if we die first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd, err := hosttool.Command(context.Background(), bin, args...)
+	if err != nil {
+		pw.Close()
+		return res, err
+	}
+	cmd.Stdout = pw
+	cmd.Stderr = stderr
 	start := time.Now()
-	waited, err := proc.Start(cmd)
+	waited, err := hosttool.Start(cmd)
 	pw.Close()
 	if err != nil {
 		return res, fmt.Errorf("starting QEMU: %w", err)
@@ -469,44 +480,11 @@ loop:
 		return res, fmt.Errorf("%w after %s waiting for %s", ErrTimeout, o.Timeout, o.what())
 	case res.Outcome == Exited:
 		if waitErr != nil { // QEMU failed; when the guest stops, it exits 0
-			return res, fmt.Errorf("%w (%v) before %s: %s", ErrExited, waitErr, o.what(), stderr.last())
+			return res, fmt.Errorf("%w (%v) before %s: %s", ErrExited, waitErr, o.what(), stderr.Last(3))
 		}
 		return res, fmt.Errorf("%w: the guest powered off or rebooted before %s", ErrExited, o.what())
 	}
 	return res, nil
-}
-
-// stderrTail passes QEMU's stderr on and keeps its end for messages.
-type stderrTail struct {
-	w   io.Writer
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (s *stderrTail) Write(p []byte) (int, error) {
-	s.w.Write(p)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	if len(s.buf) > 4096 {
-		s.buf = s.buf[len(s.buf)-4096:]
-	}
-	return len(p), nil
-}
-
-// last returns QEMU's last messages, one line.
-func (s *stderrTail) last() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(string(s.buf)), "\n")
-	if len(lines) > 3 {
-		lines = lines[len(lines)-3:]
-	}
-	msg := strings.Join(lines, "; ")
-	if msg == "" {
-		msg = "no message"
-	}
-	return msg
 }
 
 // shellQuote renders a command line for the log.

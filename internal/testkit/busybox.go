@@ -3,6 +3,7 @@ package testkit
 import (
 	"debug/elf"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/hosttool"
 )
 
 // BusyboxPath is where Debian's busybox-static package installs its
@@ -106,9 +109,17 @@ func busybox(t testing.TB) map[string]bool {
 		}
 	})
 	if staticErr != nil {
-		t.Skipf("testkit: no usable static busybox (%v); install Debian's busybox-static package", staticErr)
+		Missing(t, fmt.Errorf("testkit needs a static busybox at %s (%v): %w", BusyboxPath, staticErr, hosttool.Missing("busybox")))
 	}
 	return listApplets
+}
+
+// StaticBusybox returns the path of the host's static busybox, or ends
+// the test as Need does.
+func StaticBusybox(tb testing.TB) string {
+	tb.Helper()
+	busybox(tb)
+	return BusyboxPath
 }
 
 var errDynamic = errors.New("dynamically linked")

@@ -18,6 +18,7 @@ import (
 // package cannot be had.
 func DebianKernel(t testing.TB) (root, version string) {
 	t.Helper()
+	Need(t, "apt-cache", "apt-get", "dpkg-deb")
 	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").Output()
 	if err != nil {
 		t.Skipf("no Debian kernel: apt-cache depends linux-image-amd64: %v", err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -271,5 +272,53 @@ func TestRootfsTar(t *testing.T) {
 	}
 	if h := seen["bin/busybox"]; h == nil || h.Size < 100000 {
 		t.Errorf("bin/busybox: %+v", h)
+	}
+}
+
+// recorder notes how Need ended a test, without ending this one.
+type recorder struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Skipf(f string, a ...any) {
+	r.skipped = fmt.Sprintf(f, a...)
+	runtime.Goexit()
+}
+func (r *recorder) Fatalf(f string, a ...any) {
+	r.failed = fmt.Sprintf(f, a...)
+	runtime.Goexit()
+}
+
+// needs runs Need in a goroutine of its own (it ends it, as t.Skip would).
+func needs(t *testing.T, names ...string) *recorder {
+	r := &recorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Need(r, names...)
+	}()
+	<-done
+	return r
+}
+
+func TestNeedSkipsLocallyAndFailsInCI(t *testing.T) {
+	t.Setenv("CI", "")
+	t.Setenv(RequireTools, "")
+	if r := needs(t, "sh", "/bin/sh"); r.skipped != "" || r.failed != "" {
+		t.Errorf("sh is there, yet Need: skipped %q, failed %q", r.skipped, r.failed)
+	}
+	r := needs(t, "sh", "mkfs.ext4-no-such")
+	if r.failed != "" || !strings.Contains(r.skipped, "mkfs.ext4-no-such not found") {
+		t.Errorf("locally, a missing tool skips: skipped %q, failed %q", r.skipped, r.failed)
+	}
+	for _, env := range [][2]string{{RequireTools, "1"}, {"CI", "true"}} {
+		t.Setenv(env[0], env[1])
+		r := needs(t, "/no/such/file")
+		if r.skipped != "" || !strings.Contains(r.failed, "/no/such/file not found") {
+			t.Errorf("with %s=%s, a missing file fails: skipped %q, failed %q", env[0], env[1], r.skipped, r.failed)
+		}
+		t.Setenv(env[0], "")
 	}
 }

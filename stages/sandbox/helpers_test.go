@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -201,21 +200,7 @@ var busyboxApplets = []string{
 // /etc/lowerfile containing "lower\n".
 func busyboxRootfs(t *testing.T, dir string) {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox is not installed (apt-get install -y busybox-static)")
-	}
-	f, err := elf.Open(bb)
-	if err != nil {
-		t.Skipf("cannot read %s: %v", bb, err)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			f.Close()
-			t.Skipf("%s is dynamically linked (apt-get install -y busybox-static)", bb)
-		}
-	}
-	f.Close()
+	bb := testkit.StaticBusybox(t)
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
