@@ -240,18 +240,34 @@ func (e *Engine) storeLayer(tree string, origin bool) (cache.Descriptor, error) 
 
 // fail keeps the failed stage's log and reports the failure.
 func (e *Engine) fail(rep *reporter, s *planner.Stage, name, logPath string, start time.Time, err error) error {
-	kept := logPath
-	if e.LogDir != "" {
-		if mkErr := os.MkdirAll(e.LogDir, 0o755); mkErr == nil {
-			dst := filepath.Join(e.LogDir, planner.Short(s.Digest)+".log")
-			if copyFile(logPath, dst) == nil {
-				kept = dst
-			}
-		}
-	}
-	err = &StageError{Stage: s, Err: err, Log: kept, Tail: tail(kept, 20)}
+	lines := tail(logPath, 20)
+	kept := keepLog(logPath, e.LogDir, planner.Short(s.Digest)+".log")
+	err = &StageError{Stage: s, Err: err, Log: kept, Tail: lines}
 	rep.send(Event{Kind: Failed, Stage: s, Name: name, Duration: time.Since(start), Err: err})
 	return err
+}
+
+// keepLog moves a failed stage's log, which lives in scratch space that
+// is removed, to dir/name and returns where it now is, or "" when it
+// could not be kept. Renaming needs no free space, which matters when
+// the stage failed because the cache's filesystem is full; a copy (dir
+// on another filesystem) that fails is removed rather than left empty.
+func keepLog(logPath, dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return ""
+	}
+	dst := filepath.Join(dir, name)
+	if os.Rename(logPath, dst) == nil {
+		return dst
+	}
+	if err := copyFile(logPath, dst); err != nil {
+		os.Remove(dst)
+		return ""
+	}
+	return dst
 }
 
 func copyFile(src, dst string) error {
