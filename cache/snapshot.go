@@ -71,11 +71,13 @@ func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.R
 			removeAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o755); err != nil { // a root filesystem's mode
-		return err
-	}
 	if err := unpack(f, tmp); err != nil {
 		return fmt.Errorf("unpacking: %w", err)
+	}
+	// The overlay's root takes its mode from the upper dir, so the
+	// snapshot's own can be private (see privateMode).
+	if err := os.Chmod(tmp, privateMode); err != nil {
+		return err
 	}
 	// Unpacking writes many files; one syncfs is far cheaper than an
 	// fsync each, and a snapshot must not survive a power loss

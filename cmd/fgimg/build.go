@@ -46,7 +46,7 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "fgimg: SOURCE_DATE_EPOCH: %s\n", err)
 		return exitUsage
 	}
-	store, err := openCache(cf.cacheDir, true)
+	store, err := openCache(cf.cacheDir, true, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed

@@ -41,7 +41,7 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "fgimg: unknown cache command %q\n\n%s", sub, cacheUsage)
 		return exitUsage
 	}
-	store, err := openCache(*dirFlag, false)
+	store, err := openCache(*dirFlag, false, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
