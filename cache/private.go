@@ -46,25 +46,30 @@ func prepareRoot(root string) (notice string, err error) {
 	if perm&0o077 == 0 {
 		return "", nil
 	}
-	if !isStore(root) {
+	empty, store := isStore(root)
+	if !store {
 		return "", fmt.Errorf("%s is open to other users (mode %04o) and is not an fgimg cache; the cache holds images' setuid binaries and secrets, so use a new directory (fgimg creates it with mode 0700) or chmod 0700 this one", root, perm)
 	}
 	if err := os.Chmod(root, privateMode); err != nil {
 		return "", err
 	}
+	if empty {
+		return "", nil // a directory made for the cache: nothing to tell
+	}
 	return fmt.Sprintf("the cache %s was open to other users (mode %04o); it is now 0700, since it holds images' setuid binaries and secrets", root, perm), nil
 }
 
-// isStore reports whether dir is empty or already laid out as a store.
-func isStore(dir string) bool {
+// isStore reports whether dir is empty, and whether it is empty or
+// already laid out as a store.
+func isStore(dir string) (empty, store bool) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return false
+		return false, false
 	}
 	if len(entries) == 0 {
-		return true
+		return true, true
 	}
-	return isDir(filepath.Join(dir, "blobs", "sha256")) && isDir(filepath.Join(dir, "records", "sha256"))
+	return false, isDir(filepath.Join(dir, "blobs", "sha256")) && isDir(filepath.Join(dir, "records", "sha256"))
 }
 
 // mkdirPrivate creates dir and its missing parents below the store's root

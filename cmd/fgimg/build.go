@@ -11,6 +11,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/engine"
 	"github.com/fgimg/fgimg/internal/layer"
+	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
 	"github.com/fgimg/fgimg/targets"
@@ -52,6 +53,10 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 		return exitFailed
 	}
 	defer store.Close()
+	if err := outdir.Outside(*outDir, store.Dir()); err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
 	defer cf.useCache(store)()
 	_, plan := cf.load(paths, errw)
 	if plan == nil {

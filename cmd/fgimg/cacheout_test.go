@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -57,5 +59,136 @@ target "tar" "filler-rootfs" { image = image.filler }
 		if fi, err := os.Stat(l); err == nil && fi.Size() == 0 {
 			t.Errorf("an empty log was left behind: %s", l)
 		}
+	}
+}
+
+// OUT is often a directory with the user's own files: a target whose name
+// matches one of them must not delete it, nor a folder named <target>.tmp.
+func TestOutputKeepsWhatFgimgDidNotWrite(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildConfig + `
+target "tar" "projects" {
+  image       = image.child
+  compression = "gzip"
+}
+`)
+	thesis := filepath.Join(e.out, "projects", "thesis", "chapter1.tex")
+	notes := filepath.Join(e.out, "child-rootfs.tmp", "notes.txt")
+	for _, f := range []string{thesis, notes} {
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		writeFile(t, f, "three years of work")
+	}
+	code, events, stderr := e.build(nil)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr)
+	}
+	for _, f := range []string{thesis, notes} {
+		if b, err := os.ReadFile(f); err != nil || string(b) != "three years of work" {
+			t.Errorf("the user's %s: %v %q", f, err, b)
+		}
+	}
+	if !strings.Contains(stderr, filepath.Join(e.out, "projects")) || !strings.Contains(stderr, "manifest.json") {
+		t.Errorf("the refusal does not name the folder and why:\n%s", stderr)
+	}
+	if got := names(events, "failed"); len(got) != 1 || got[0] != "target projects" {
+		t.Errorf("failed %v, want only target projects", got)
+	}
+	// The other targets were written beside the user's files, and fgimg
+	// replaces its own folder on the next build...
+	manifest := filepath.Join(e.out, "child-rootfs", "manifest.json")
+	if _, err := os.Stat(manifest); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := e.build(nil, "-only", "child-rootfs"); code != 0 {
+		t.Fatalf("rewriting its own folder: exit %d\n%s", code, stderr)
+	}
+	// ...but not once the user has put a file of their own in it.
+	mine := filepath.Join(e.out, "child-rootfs", "mine.txt")
+	writeFile(t, mine, "mine")
+	if code, _, stderr := e.build(nil, "-only", "child-rootfs"); code != 1 || !strings.Contains(stderr, "mine.txt") {
+		t.Errorf("a folder holding a file fgimg did not write was replaced: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(mine); err != nil {
+		t.Errorf("the user's file in a target folder: %v", err)
+	}
+}
+
+// -o pointing into the cache with a target named "blobs" used to wipe the
+// cache's blobs and exit 0.
+func TestOutputInsideTheCacheIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildConfig + `
+target "tar" "blobs" { image = image.child }
+`)
+	if code, _, stderr := e.build(nil, "-only", "child-rootfs"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(e.cache, "blobs", "sha256", "*"))
+	for _, out := range []string{e.cache, filepath.Join(e.cache, "blobs", "..")} {
+		code, _, stderr := e.build(nil, "-o", out, "-only", "blobs")
+		if code != 1 || !strings.Contains(stderr, "inside the cache") {
+			t.Errorf("-o %s: exit %d, want 1 and a refusal\n%s", out, code, stderr)
+		}
+	}
+	after, _ := filepath.Glob(filepath.Join(e.cache, "blobs", "sha256", "*"))
+	if len(after) < len(blobs) {
+		t.Errorf("the cache lost blobs: %d before, %d after", len(blobs), len(after))
+	}
+	e.verifyCache()
+}
+
+// Concurrent builds into one OUT: each exits 0, and OUT/<target> is never
+// missing or half written, neither while they run nor after.
+func TestConcurrentExportsIntoOneOutput(t *testing.T) {
+	e := newEnv(t)
+	if code, _, stderr := e.build(nil); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	artifact := filepath.Join(e.out, "child-rootfs", "rootfs.tar")
+	want := mustRead(t, artifact)
+	stop := make(chan struct{})
+	var missing []string
+	var watch sync.WaitGroup
+	watch.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, f := range []string{artifact, filepath.Join(e.out, "sibling-oci", "index.json")} {
+				if _, err := os.Stat(f); err != nil {
+					missing = append(missing, err.Error())
+				}
+			}
+		}
+	})
+	const n = 6
+	var wg sync.WaitGroup
+	codes, errs := make([]int, n), make([]string, n)
+	for i := range n {
+		wg.Go(func() { codes[i], _, errs[i] = e.build(nil) })
+	}
+	wg.Wait()
+	close(stop)
+	watch.Wait()
+	for i := range n {
+		if codes[i] != 0 {
+			t.Errorf("build %d: exit %d\n%s", i, codes[i], errs[i])
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("an artifact was missing %d times while builds exported, first: %s", len(missing), missing[0])
+	}
+	if got, err := os.ReadFile(artifact); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("after the builds, %s: %v (%d bytes, want %d)", artifact, err, len(got), len(want))
+	}
+	entries, _ := os.ReadDir(e.out)
+	if len(entries) != 2 {
+		var got []string
+		for _, d := range entries {
+			got = append(got, d.Name())
+		}
+		t.Errorf("OUT holds %v, want only the two target folders", got)
 	}
 }
