@@ -94,8 +94,11 @@ func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.R
 
 // snapshotPath assumes d has passed checkDigest.
 func (s *Store) snapshotPath(d digest.Digest) string {
-	return filepath.Join(s.SnapshotsDir(), d.Encoded()[:snapshotNameLen])
+	return filepath.Join(s.SnapshotsDir(), snapshotName(d))
 }
+
+// snapshotName is the name of layer d's snapshot in snapshots/.
+func snapshotName(d digest.Digest) string { return d.Encoded()[:snapshotNameLen] }
 
 func isDir(p string) bool {
 	fi, err := os.Lstat(p)

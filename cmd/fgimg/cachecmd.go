@@ -15,7 +15,8 @@ const cacheUsage = `Usage: fgimg cache <ls|du|verify> [--cache-dir DIR]
 
   ls       list stored stages and targets: digest, kind, size, when built
   du       how much the cache holds
-  verify   rehash every blob; report corrupt or missing ones (exit 1 if any)
+  verify   rehash every blob; report corrupt or missing ones; compare every
+           snapshot with its layer and remove those that differ (exit 1 if any)
 `
 
 func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {

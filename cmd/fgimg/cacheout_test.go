@@ -1,7 +1,10 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,5 +193,67 @@ func TestConcurrentExportsIntoOneOutput(t *testing.T) {
 			got = append(got, d.Name())
 		}
 		t.Errorf("OUT holds %v, want only the two target folders", got)
+	}
+}
+
+// A snapshot's etc/passwd edited in the cache used to be built upon by
+// later stages while verify said "sound". Verify reports and drops it,
+// and the next stage sees the image's own file.
+func TestVerifyCatchesATamperedSnapshot(t *testing.T) {
+	e := newEnv(t)
+	if code, _, stderr := e.build(nil, "-only", "child-rootfs"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	passwds, _ := filepath.Glob(filepath.Join(e.cache, "snapshots", "*", "etc", "passwd"))
+	if len(passwds) != 1 {
+		t.Fatalf("want one snapshot with etc/passwd (the bootstrap's), got %v", passwds)
+	}
+	orig := mustRead(t, passwds[0])
+	writeFile(t, passwds[0], "root::0:0:root:/root:/bin/sh\n")
+	out, err := e.command(context.Background(), nil, "cache", "verify").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "tampered snapshot") || !strings.Contains(string(out), "etc/passwd") {
+		t.Errorf("cache verify must report the tampered snapshot and fail: %v\n%s", err, out)
+	}
+	e.verifyCache() // and it is gone: the cache is sound again
+	e.write(buildConfig + `
+image "reader" {
+  parent = image.base
+  run    = ["cp /etc/passwd /etc/passwd.seen"]
+}
+target "tar" "reader-rootfs" {
+  image       = image.reader
+  compression = "none"
+}
+`)
+	if code, _, stderr := e.build(nil, "-only", "reader-rootfs"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	seen := readTarFile(t, filepath.Join(e.out, "reader-rootfs", "rootfs.tar"), "etc/passwd.seen")
+	if !bytes.Equal(seen, orig) {
+		t.Errorf("a later stage saw etc/passwd %q, want the image's %q", seen, orig)
+	}
+}
+
+// readTarFile returns the content of one file in a tarball.
+func readTarFile(t *testing.T, path, name string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s not in %s: %v", name, path, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
 	}
 }
