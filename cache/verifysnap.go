@@ -3,8 +3,10 @@ package cache
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/opencontainers/go-digest"
@@ -25,6 +27,12 @@ func (s *Store) verifySnapshots(sound map[string]digest.Digest, corrupt map[stri
 	var problems []Problem
 	for _, e := range entries {
 		p := filepath.Join(s.SnapshotsDir(), e.Name())
+		if strings.HasPrefix(e.Name(), flatPrefix) {
+			if prob, ok := s.verifyFlat(e, sound); !ok {
+				problems = append(problems, prob)
+			}
+			continue
+		}
 		if !e.IsDir() {
 			problems = append(problems, Problem{Kind: StrayFile, Path: p, Detail: "not a snapshot"})
 			continue
@@ -48,6 +56,60 @@ func (s *Store) verifySnapshots(sound map[string]digest.Digest, corrupt map[stri
 		problems = append(problems, prob)
 	}
 	return problems, nil
+}
+
+// verifyFlat checks one entry of snapshots/ that belongs to a flat
+// snapshot: its .layers list is checked with the snapshot itself (a list
+// left without one by a crash is removed); the snapshot is compared with
+// its layers applied afresh, and removed if it differs or a layer is gone.
+func (s *Store) verifyFlat(e fs.DirEntry, sound map[string]digest.Digest) (Problem, bool) {
+	p := filepath.Join(s.SnapshotsDir(), e.Name())
+	if name, ok := strings.CutSuffix(e.Name(), ".layers"); ok && e.Type().IsRegular() {
+		if !isDir(filepath.Join(s.SnapshotsDir(), name)) {
+			os.Remove(p)
+		}
+		return Problem{}, true
+	}
+	if !e.IsDir() {
+		return Problem{Kind: StrayFile, Path: p, Detail: "not a snapshot"}, false
+	}
+	why := s.compareFlat(e.Name(), sound)
+	if why == nil {
+		return Problem{}, true
+	}
+	prob := Problem{Kind: TamperedSnapshot, Path: p, Detail: why.Error()}
+	if err := s.dropSnapshot(e.Name(), ""); err != nil {
+		prob.Detail += fmt.Sprintf("; removing it failed: %v", err)
+	} else {
+		os.Remove(p + ".layers")
+		prob.Detail += "; removed it, so the next build that needs it makes it again"
+	}
+	return prob, false
+}
+
+func (s *Store) compareFlat(name string, sound map[string]digest.Digest) error {
+	layers, err := s.flatLayers(name)
+	if err != nil {
+		return fmt.Errorf("its list of layers: %w", err)
+	}
+	for _, l := range layers {
+		if sound[snapshotName(l)] != l {
+			return fmt.Errorf("its layer %s is missing or corrupt", l)
+		}
+	}
+	scratch, err := s.scratch()
+	if err != nil {
+		return err
+	}
+	want, err := os.MkdirTemp(scratch, "verify-")
+	if err != nil {
+		return err
+	}
+	defer removeAll(want)
+	if err := s.applyLayers(layers, want); err != nil {
+		return err
+	}
+	return layer.CompareTrees(want, filepath.Join(s.SnapshotsDir(), name))
 }
 
 func (s *Store) compareSnapshot(d digest.Digest, dir string) error {

@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -256,4 +258,65 @@ func readTarFile(t *testing.T, path, name string) []byte {
 			return b
 		}
 	}
+}
+
+// A pedigree deeper than about 230 stages failed to build: the overlay's
+// lower dirs no longer fit in one page of mount options. Plan accepts
+// any depth, so build must too.
+func TestDeepPedigreeBuilds(t *testing.T) {
+	e := newEnv(t)
+	const depth = 300
+	var b strings.Builder
+	b.WriteString(`
+image "i0" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+}
+`)
+	for i := 1; i <= depth; i++ {
+		fmt.Fprintf(&b, `
+image "i%d" {
+  parent = image.i%d
+  file "/etc/layers/%d" {
+    content = "%d"
+  }
+}
+`, i, i-1, i, i)
+	}
+	fmt.Fprintf(&b, `
+image "top" {
+  parent = image.i%d
+  run    = ["ls /etc/layers | wc -l > /etc/layer-count"]
+}
+target "tar" "deep" {
+  image       = image.top
+  compression = "none"
+}
+`, depth)
+	e.write(b.String())
+	start := time.Now()
+	code, _, stderr := e.build(nil)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, tailLines(stderr, 20))
+	}
+	t.Logf("built a %d-stage pedigree in %s", depth+2, time.Since(start).Round(time.Millisecond))
+	tarball := filepath.Join(e.out, "deep", "rootfs.tar")
+	if got := strings.TrimSpace(string(readTarFile(t, tarball, "etc/layer-count"))); got != fmt.Sprint(depth) {
+		t.Errorf("the top stage saw %s files of its %d ancestors", got, depth)
+	}
+	for _, i := range []int{1, depth / 2, depth} {
+		if got := string(readTarFile(t, tarball, fmt.Sprintf("etc/layers/%d", i))); got != fmt.Sprint(i) {
+			t.Errorf("etc/layers/%d holds %q", i, got)
+		}
+	}
+	e.verifyCache()
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -175,33 +175,21 @@ func (e *Engine) runStage(ctx context.Context, s *planner.Stage, work string, lo
 	return res, upper, err
 }
 
-// lowerDirs returns the snapshots of top and every stage below it,
-// topmost first, as names relative to the snapshots directory. Stages
-// whose layers are byte-identical (two commands that change nothing, say)
-// share one snapshot, which overlayfs refuses to stack twice; only its
-// topmost place is kept, which leaves the merged view as it was, since
-// the copy above holds the same files and whiteouts as the one below.
+// lowerDirs returns the overlay lower dirs of top and every stage below
+// it, topmost first, as names relative to the snapshots directory (see
+// cache.Store.LowerDirs, which also keeps deep pedigrees mountable).
 func (e *Engine) lowerDirs(top *planner.Stage) ([]string, error) {
-	var lower []string
-	seen := map[digest.Digest]bool{}
+	var layers []digest.Digest
 	for s := top; s != nil; s = s.Input {
 		l, err := e.layerOf(s)
 		if err != nil {
 			return nil, err
 		}
-		if seen[l.Digest] {
-			continue
-		}
-		seen[l.Digest] = true
-		dir, err := e.Store.Snapshot(l.Digest, func(r io.Reader, dir string) error {
-			return layer.Apply(r, dir, layer.ApplyOptions{Overlay: true})
-		})
-		if err != nil {
-			return nil, err
-		}
-		lower = append(lower, filepath.Base(dir))
+		layers = append(layers, l.Digest)
 	}
-	return lower, nil
+	return e.Store.LowerDirs(layers, func(r io.Reader, dir string) error {
+		return layer.Apply(r, dir, layer.ApplyOptions{Overlay: true})
+	})
 }
 
 // layerOf returns the stored layer of a built stage.

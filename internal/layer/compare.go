@@ -29,22 +29,50 @@ func Compare(r io.Reader, dir string) error {
 	if err != nil {
 		return fmt.Errorf("reading the layer: %w", err)
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(WriteDiff(pw, dir, Options{})) }()
-	got, err := summarize(pr, lenient)
-	pr.CloseWithError(io.ErrClosedPipe) // stop the writer if we stopped early
+	got, err := summarizeTree(dir, true, lenient)
 	if err != nil {
 		return err
 	}
+	return compareSummaries(want, got, "the layer")
+}
+
+// CompareTrees reports, as an error naming the first path that differs,
+// whether the plain trees want and got differ, in what Compare compares.
+func CompareTrees(want, got string) error {
+	lenient := os.Geteuid() != 0
+	w, err := summarizeTree(want, false, lenient)
+	if err != nil {
+		return err
+	}
+	g, err := summarizeTree(got, false, lenient)
+	if err != nil {
+		return err
+	}
+	return compareSummaries(w, g, "the expected tree")
+}
+
+// summarizeTree summarizes the layer that WriteTree (or, with diff,
+// WriteDiff) makes of dir.
+func summarizeTree(dir string, diff, lenient bool) ([]entrySummary, error) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(write(pw, dir, Options{}, diff)) }()
+	out, err := summarize(pr, lenient)
+	pr.CloseWithError(io.ErrClosedPipe) // stop the writer if we stopped early
+	return out, err
+}
+
+// compareSummaries names the first difference between want (from
+// source) and got.
+func compareSummaries(want, got []entrySummary, source string) error {
 	i, j := 0, 0
 	for i < len(want) || j < len(got) {
 		switch {
 		case j == len(got) || (i < len(want) && want[i].name < got[j].name):
 			return fmt.Errorf("%s is missing", want[i].name)
 		case i == len(want) || got[j].name < want[i].name:
-			return fmt.Errorf("%s is not in the layer", got[j].name)
+			return fmt.Errorf("%s is not in %s", got[j].name, source)
 		case want[i].what != got[j].what:
-			return fmt.Errorf("%s differs: the layer has %s, the tree %s", want[i].name, want[i].what, got[j].what)
+			return fmt.Errorf("%s differs: %s has %s, the tree %s", want[i].name, source, want[i].what, got[j].what)
 		}
 		i, j = i+1, j+1
 	}
