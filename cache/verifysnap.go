@@ -78,7 +78,11 @@ func (s *Store) verifyFlat(e fs.DirEntry, sound map[string]digest.Digest) (Probl
 		return Problem{}, true
 	}
 	prob := Problem{Kind: TamperedSnapshot, Path: p, Detail: why.Error()}
-	if err := s.dropSnapshot(e.Name(), ""); err != nil {
+	var key digest.Digest // its lock's name, when its list is readable
+	if layers, err := s.flatLayers(e.Name()); err == nil {
+		key = flatKey(layers)
+	}
+	if err := s.dropSnapshot(e.Name(), key); err != nil {
 		prob.Detail += fmt.Sprintf("; removing it failed: %v", err)
 	} else {
 		os.Remove(p + ".layers")
@@ -121,9 +125,10 @@ func (s *Store) compareSnapshot(d digest.Digest, dir string) error {
 	return layer.Compare(f, dir)
 }
 
-// dropSnapshot removes snapshots/name under the snapshot lock of its
-// layer d (when known), so that no unpack races with it: it is first
-// renamed into scratch space, so that it vanishes at once.
+// dropSnapshot removes snapshots/name under the snapshot lock of d (its
+// layer, or a flat snapshot's key; when known), so that no unpack races
+// with it: it is first renamed into scratch space, so that it vanishes at
+// once.
 func (s *Store) dropSnapshot(name string, d digest.Digest) error {
 	if d != "" {
 		unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", d.Encoded()))
