@@ -99,11 +99,7 @@ func (s *Store) flatSnapshot(layers []digest.Digest) (string, error) {
 	if isDir(dir) {
 		return dir, nil
 	}
-	scratch, err := s.scratch()
-	if err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(scratch, "flat-")
+	tmp, err := s.TempDir("flat-")
 	if err != nil {
 		return "", err
 	}

@@ -101,11 +101,7 @@ func (s *Store) compareFlat(name string, sound map[string]digest.Digest) error {
 			return fmt.Errorf("its layer %s is missing or corrupt", l)
 		}
 	}
-	scratch, err := s.scratch()
-	if err != nil {
-		return err
-	}
-	want, err := os.MkdirTemp(scratch, "verify-")
+	want, err := s.TempDir("verify-")
 	if err != nil {
 		return err
 	}
@@ -137,11 +133,7 @@ func (s *Store) dropSnapshot(name string, d digest.Digest) error {
 		}
 		defer unlock()
 	}
-	scratch, err := s.scratch()
-	if err != nil {
-		return err
-	}
-	trash, err := os.MkdirTemp(scratch, "dropped-")
+	trash, err := s.TempDir("dropped-")
 	if err != nil {
 		return err
 	}
