@@ -53,6 +53,9 @@ type Image struct {
 	Users    []*User
 	Services []*Service
 	Run      []string
+	// Network gives the image's run commands outbound network access
+	// (packages always have it); not inherited.
+	Network bool
 }
 
 // Pedigree returns the image's ancestors and itself, root first.

@@ -183,6 +183,7 @@ func TestDigestsChangeExactlyTheEditedStageAndAbove(t *testing.T) {
 		"a package":        {func(v *variant) { v.hpcPackages = `"openmpi-bin", "hwloc", "numactl"` }, above(4)},
 		"a file's content": {func(v *variant) { v.hpcConf = "mpi = off\n" }, above(5)},
 		"a variable":       {func(v *variant) { v.vars = []lang.VarArg{{Name: "swappiness", Value: "1"}} }, above(6)},
+		"the run network":  {func(v *variant) { v.hpcMeta = "network = true" }, above(6)},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -1,17 +1,17 @@
 package stages
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/fgimg/fgimg/internal/fsat"
 	"github.com/fgimg/fgimg/internal/layer"
+	"github.com/fgimg/fgimg/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,7 +168,7 @@ func bootstrapTar(s *Bootstrap, env *Env) error {
 	if s.SourcePath == "" {
 		return fmt.Errorf("tar bootstrap: no tarball given")
 	}
-	f, err := os.Open(s.SourcePath)
+	f, err := fsat.OpenRegular(s.SourcePath)
 	if err != nil {
 		return fmt.Errorf("tar bootstrap: %w", err)
 	}
@@ -201,48 +201,20 @@ func bootstrapTar(s *Bootstrap, env *Env) error {
 // unmountBelow detaches whatever is mounted at or below dir in this
 // mount namespace, deepest first, noting it in the log.
 func unmountBelow(dir string, log io.Writer) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.Self()
 	if err != nil {
 		return
 	}
 	var points []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		p := unescapeMountinfo(fields[4])
-		if strings.HasPrefix(p, dir+"/") {
-			points = append(points, p)
+	for _, m := range mounts {
+		if strings.HasPrefix(m.Point, dir+"/") {
+			points = append(points, m.Point)
 		}
 	}
-	f.Close()
 	sort.Sort(sort.Reverse(sort.StringSlice(points)))
 	for _, p := range points {
 		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
 			fmt.Fprintf(log, "fgimg: unmounted %s, left mounted by the bootstrap tool\n", p)
 		}
 	}
-}
-
-// unescapeMountinfo decodes the octal escapes (\040 for a space) of a
-// mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

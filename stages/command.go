@@ -149,23 +149,32 @@ func commandFailed(what string, err error, out *outputTail, pick errorLines) err
 	return &CommandError{What: what, Status: status, Lines: out.quote(pick), Err: err}
 }
 
+// network says whether a command inside the image gets outbound network
+// access (sandbox.Spec.Network).
+type network bool
+
+const (
+	offline network = false
+	online  network = true
+)
+
 // inImage runs args inside env.Root (used as it is) through sandbox.Run,
 // after logging them as "+ args"; the command's output goes to the log.
 // extraEnv adds to the sandbox's standard environment.
-func inImage(ctx context.Context, env *Env, extraEnv []string, args ...string) (*outputTail, error) {
+func inImage(ctx context.Context, env *Env, net network, extraEnv []string, args ...string) (*outputTail, error) {
 	logCommand(env.Log, args)
 	out := newOutputTail(env.Log)
 	err := sandbox.Run(ctx, sandbox.Spec{
 		Upper: env.Root, Args: args, Env: extraEnv,
-		Stdout: out, Stderr: out,
+		Stdout: out, Stderr: out, Network: bool(net),
 	})
 	return out, err
 }
 
 // runInImage is inImage with the error explained: what names the
 // command, pick selects the tool's error lines.
-func runInImage(ctx context.Context, env *Env, what string, pick errorLines, extraEnv []string, args ...string) error {
-	out, err := inImage(ctx, env, extraEnv, args...)
+func runInImage(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, args ...string) error {
+	out, err := inImage(ctx, env, net, extraEnv, args...)
 	if err != nil {
 		return commandFailed(what, err, out, pick)
 	}

@@ -73,14 +73,14 @@ func installApt(ctx context.Context, r *root, env *Env, aptGet string, names []s
 		}
 	}()
 	// A mirror's passing hiccup is retried, not a failed build.
-	if err := runInImage(ctx, env, "apt-get update", aptErrors, aptEnv, aptGet, "update", "-o", aptRetries); err != nil {
+	if err := runInImage(ctx, env, online, "apt-get update", aptErrors, aptEnv, aptGet, "update", "-o", aptRetries); err != nil {
 		return err
 	}
 	args := append([]string{aptGet, "install", "-y", "-o", aptRetries, "-o", "Dpkg::Options::=--force-confold"}, names...)
-	if err := runInImage(ctx, env, "apt-get install", aptErrors, aptEnv, args...); err != nil {
+	if err := runInImage(ctx, env, online, "apt-get install", aptErrors, aptEnv, args...); err != nil {
 		return err
 	}
-	if err := runInImage(ctx, env, "apt-get clean", aptErrors, aptEnv, aptGet, "clean"); err != nil {
+	if err := runInImage(ctx, env, online, "apt-get clean", aptErrors, aptEnv, aptGet, "clean"); err != nil {
 		return err
 	}
 	if err := r.clearDir("/var/lib/apt/lists", nil); err != nil {
@@ -143,10 +143,10 @@ func dnfErrors(l string) bool {
 
 func installDnf(ctx context.Context, env *Env, pm, path string, names []string) error {
 	args := append([]string{path, "install", "-y"}, names...)
-	if err := runInImage(ctx, env, pm+" install", dnfErrors, nil, args...); err != nil {
+	if err := runInImage(ctx, env, online, pm+" install", dnfErrors, nil, args...); err != nil {
 		return err
 	}
-	return runInImage(ctx, env, pm+" clean", dnfErrors, nil, path, "clean", "all")
+	return runInImage(ctx, env, online, pm+" clean", dnfErrors, nil, path, "clean", "all")
 }
 
 // apkErrors are apk's ERROR lines and the package lines that follow them.
@@ -156,5 +156,5 @@ func apkErrors(l string) bool {
 
 func installApk(ctx context.Context, env *Env, path string, names []string) error {
 	args := append([]string{path, "add", "--no-cache"}, names...)
-	return runInImage(ctx, env, "apk add", apkErrors, nil, args...)
+	return runInImage(ctx, env, online, "apk add", apkErrors, nil, args...)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"time"
 )
 
 // Env is where one stage runs.
@@ -21,6 +22,21 @@ type Env struct {
 	Log io.Writer
 	// Arch is the image architecture, e.g. "amd64".
 	Arch string
+	// Timeout bounds the stage's run time: zero means
+	// DefaultStageTimeout, a negative value no bound.
+	Timeout time.Duration
+}
+
+// DefaultStageTimeout is the stage timeout unless Env.Timeout sets
+// another: generous, for a large package installation from a slow
+// mirror, yet a hung command does not block a build forever.
+const DefaultStageTimeout = 3 * time.Hour
+
+// TimeoutError reports a stage stopped by its timeout.
+type TimeoutError struct{ Timeout time.Duration }
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("stopped after %s, the stage timeout (fgimg build --stage-timeout sets another; 0 means none)", e.Timeout)
 }
 
 // Result is what a stage reports beside its layer.
@@ -53,28 +69,47 @@ func Run(ctx context.Context, spec Spec, env *Env) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("%s stage: %w", spec.Kind(), err)
 	}
+	timeout := e.Timeout
+	if timeout == 0 {
+		timeout = DefaultStageTimeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, &TimeoutError{Timeout: timeout})
+		defer cancel()
+	}
+	res, err := runKind(ctx, spec, &e)
+	if err != nil {
+		var te *TimeoutError
+		if errors.As(context.Cause(ctx), &te) {
+			fmt.Fprintf(e.Log, "fgimg: %v\n", err)
+			err = te
+		}
+		return Result{}, fmt.Errorf("%s stage: %w", spec.Kind(), err)
+	}
+	return res, nil
+}
 
+// runKind dispatches on the spec's type.
+func runKind(ctx context.Context, spec Spec, e *Env) (Result, error) {
 	var err error
 	switch s := spec.(type) {
 	case *Bootstrap:
-		err = runBootstrap(ctx, s, &e)
+		err = runBootstrap(ctx, s, e)
 	case *From:
-		return runFrom(ctx, s, &e)
+		return runFrom(ctx, s, e)
 	case *Packages:
-		err = runPackages(ctx, s, &e)
+		err = runPackages(ctx, s, e)
 	case *Files:
-		err = runFiles(ctx, s, &e)
+		err = runFiles(ctx, s, e)
 	case *Users:
-		err = runUsers(ctx, s, &e)
+		err = runUsers(ctx, s, e)
 	case *Services:
-		err = runServices(ctx, s, &e)
+		err = runServices(ctx, s, e)
 	case *Script:
-		err = runCommands(ctx, s, &e)
+		err = runCommands(ctx, s, e)
 	default:
 		return Result{}, fmt.Errorf("stages: unknown stage kind %q (%T)", spec.Kind(), spec)
 	}
-	if err != nil {
-		return Result{}, fmt.Errorf("%s stage: %w", spec.Kind(), err)
-	}
-	return Result{}, nil
+	return Result{}, err
 }

@@ -30,7 +30,7 @@ func runCommands(ctx context.Context, s *Script, env *Env) error {
 		out := newOutputTail(env.Log)
 		err := sandbox.Run(ctx, sandbox.Spec{
 			Upper: env.Root, Args: []string{"/bin/sh", "-c", c},
-			Stdout: out, Stderr: out,
+			Stdout: out, Stderr: out, Network: s.Network,
 		})
 		if err != nil {
 			what := "command " + strconv.Itoa(i+1) + " of " + strconv.Itoa(len(s.Commands)) + " " + strconv.Quote(c)

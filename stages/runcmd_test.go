@@ -78,3 +78,47 @@ func TestRunWithoutShell(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestRunStageTimeout(t *testing.T) {
+	root := busyboxRoot(t)
+	start := time.Now()
+	_, err := Run(context.Background(), &Script{Commands: []string{"sleep 1000", "touch /tmp/after"}},
+		&Env{Root: root, Timeout: 500 * time.Millisecond})
+	var te *TimeoutError
+	if !errors.As(err, &te) || te.Timeout != 500*time.Millisecond {
+		t.Fatalf("err = %v; want a *TimeoutError", err)
+	}
+	want := "run stage: stopped after 500ms, the stage timeout (fgimg build --stage-timeout sets another; 0 means none)"
+	if err.Error() != want {
+		t.Errorf("error %q\nwant %q", err, want)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the stage took %s to stop", d)
+	}
+	if exists(root, "tmp/after") {
+		t.Error("a command ran after the timeout")
+	}
+}
+
+// A run stage has the network only when the image asks for it.
+func TestRunNetworkSwitch(t *testing.T) {
+	root := busyboxRoot(t)
+	probe := "busybox ip route > /tmp/routes"
+	mustRunStage(t, &Script{Commands: []string{probe}}, root)
+	if got := readRootFile(t, root, "tmp/routes"); got != "" {
+		t.Errorf("routes without the network:\n%s", got)
+	}
+	mustRunStage(t, &Script{Commands: []string{probe}, Network: true}, root)
+	if got := readRootFile(t, root, "tmp/routes"); !strings.HasPrefix(got, "default via ") {
+		t.Errorf("no default route with network = true:\n%s", got)
+	}
+}
+
+func TestRunForkBombStopped(t *testing.T) {
+	root := busyboxRoot(t)
+	_, err := runStage(t, &Script{Commands: []string{"bomb() { bomb | bomb & }; bomb; sleep 1000"}}, root)
+	var pl *sandbox.ProcessLimitError
+	if !errors.As(err, &pl) || !strings.Contains(err.Error(), `command 1 of 1 "bomb() { bomb | bomb & }; bomb; sleep 1000": stopped: the command reached the limit of 4096 processes`) {
+		t.Fatalf("err = %v; want the process limit named", err)
+	}
+}

@@ -37,7 +37,7 @@ func runServices(ctx context.Context, s *Services, env *Env) error {
 			verb, doing = "enable", "enabling"
 		}
 		what := fmt.Sprintf("%s unit %s: systemctl %s", doing, u.Name, verb)
-		err := runInImage(ctx, env, what, systemctlErrors, []string{"SYSTEMD_OFFLINE=1"}, systemctl, verb, u.Name)
+		err := runInImage(ctx, env, offline, what, systemctlErrors, []string{"SYSTEMD_OFFLINE=1"}, systemctl, verb, u.Name)
 		if err != nil {
 			return err
 		}

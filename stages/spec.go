@@ -115,6 +115,9 @@ type Unit struct {
 // Script runs shell commands in order: the image's run phase.
 type Script struct {
 	Commands []string `json:"commands"`
+	// Network gives the commands outbound network access; without it
+	// they have only a loopback interface of their own.
+	Network bool `json:"network,omitempty"`
 }
 
 func (*Bootstrap) Kind() string { return "bootstrap" }

@@ -92,7 +92,7 @@ func ensureUser(ctx context.Context, r *root, env *Env, t *userTools, u User) er
 		if t.busybox {
 			tool = t.addgroup
 		}
-		if err := runInImage(ctx, env, "creating group "+g, toolErrors(tool), nil, tool, g); err != nil {
+		if err := runInImage(ctx, env, offline, "creating group "+g, toolErrors(tool), nil, tool, g); err != nil {
 			return err
 		}
 	}
@@ -113,7 +113,7 @@ func ensureUser(ctx context.Context, r *root, env *Env, t *userTools, u User) er
 	}
 	for _, args := range cmds {
 		what := path.Base(args[0])
-		if err := runInImage(ctx, env, what, toolErrors(args[0]), nil, args...); err != nil {
+		if err := runInImage(ctx, env, offline, what, toolErrors(args[0]), nil, args...); err != nil {
 			return err
 		}
 	}

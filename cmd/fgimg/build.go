@@ -13,6 +13,7 @@ import (
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/stages/sandbox"
 	"github.com/fgimg/fgimg/targets"
 )
@@ -24,6 +25,7 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	outDir := fs.String("o", "out", "write each target's artifacts to `DIR`/<target>/")
 	jobs := fs.Int("j", runtime.NumCPU(), "build at most `N` stages at once")
 	asJSON := fs.Bool("json", false, "print one JSON event per line, for CI")
+	stageTimeout := fs.Duration("stage-timeout", stages.DefaultStageTimeout, "stop a stage that runs longer than `DURATION` (0: no limit)")
 	fs.Usage = func() {
 		fmt.Fprintln(errw, "Usage: fgimg build [flags] [PATH]\n\nBuilds every image stage that is not cached and writes each target's\nartifacts and manifest.json to OUT/<target>/.\n\nFlags:")
 		fs.PrintDefaults()
@@ -34,6 +36,12 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	if *jobs < 1 {
 		return flagResult(usageError{"-j must be at least 1"}, errw)
+	}
+	if *stageTimeout < 0 {
+		return flagResult(usageError{"--stage-timeout must not be negative"}, errw)
+	}
+	if *stageTimeout == 0 {
+		*stageTimeout = -1 // the engine's "none"
 	}
 	// Building mounts overlays: do it in a private mount namespace, so
 	// that no mount outlives fgimg however it ends. In the calling
@@ -73,6 +81,8 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 		Epoch:  epoch,
 		Report: prog.event,
 		LogDir: filepath.Join(store.Dir(), "logs"),
+
+		StageTimeout: *stageTimeout,
 	}
 	err = eng.Build(ctx, plan)
 	prog.finish(err)

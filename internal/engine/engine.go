@@ -36,6 +36,9 @@ type Engine struct {
 	Report func(Event)
 	// LogDir keeps the full logs of failed stages.
 	LogDir string
+	// StageTimeout bounds each stage's run time (stages.Env.Timeout):
+	// zero means stages.DefaultStageTimeout, negative no bound.
+	StageTimeout time.Duration
 }
 
 // Build builds every stage of the plan that is not cached and exports
@@ -151,7 +154,7 @@ func (e *Engine) runStage(ctx context.Context, s *planner.Stage, work string, lo
 		if err := os.Mkdir(root, 0o755); err != nil {
 			return stages.Result{}, "", err
 		}
-		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch})
+		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch, Timeout: e.StageTimeout})
 		return res, root, err
 	}
 	lower, err := e.lowerDirs(s.Input)
@@ -168,7 +171,7 @@ func (e *Engine) runStage(ctx context.Context, s *planner.Stage, work string, lo
 	if err != nil {
 		return stages.Result{}, "", err
 	}
-	res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: merged, Log: log, Arch: arch})
+	res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: merged, Log: log, Arch: arch, Timeout: e.StageTimeout})
 	if uerr := unmount(); uerr != nil && err == nil {
 		err = fmt.Errorf("unmounting the stage's root filesystem: %w", uerr)
 	}

@@ -8,17 +8,39 @@
 // # Running commands
 //
 // [Run] re-executes the current binary (/proc/self/exe) as a small init
-// process in new mount, PID and UTS namespaces. The init makes every mount
-// private, mounts the overlay on top of the upper directory (so the overlay
-// exists only in its own mount namespace), mounts /proc, a read-only /sys,
-// a /dev tmpfs (null, zero, full, random, urandom and tty bound from the
-// host, a new devpts instance for /dev/pts and /dev/ptmx, a /dev/shm tmpfs)
-// and the host's /etc/resolv.conf (read-only), pivots into the root, and
-// runs the command, reaping orphans as PID 1, with a minimal environment:
-// PATH, HOME=/root, LANG=C.UTF-8 and whatever [Spec.Env] adds. The
-// hostname is "fgimg". Commands run as root (in Isolate's user namespace
-// when fgimg is not root), in /, with umask 022 and no controlling
-// terminal.
+// process in new user, mount, PID, UTS, IPC and network namespaces. The
+// user namespace maps every id of fgimg's own namespace to itself, so
+// files keep their owners, while the capabilities of root inside hold
+// only over the new namespaces. The init makes every mount private,
+// mounts the overlay on top of the upper directory (so the overlay
+// exists only in its own mount namespace), mounts /proc, a read-only
+// /sys, a /dev tmpfs (null, zero, full, random, urandom and tty bound
+// from the host, a new devpts instance for /dev/pts and /dev/ptmx, a
+// /dev/shm tmpfs) and the host's /etc/resolv.conf (read-only), masks and
+// write-protects the kernel files the container runtimes do (/proc/sys,
+// /proc/kcore, /sys/firmware, ...), brings up lo, pivots into the root,
+// and runs the command, reaping orphans as PID 1, with a minimal
+// environment: PATH, HOME=/root, LANG=C.UTF-8 and whatever [Spec.Env]
+// adds. The hostname is "fgimg". Commands run as root of the user
+// namespace, in /, with umask 022 and no controlling terminal.
+//
+// # Confinement
+//
+// The command starts from a thread of the init that has given up what
+// the command must not have: its capabilities are [KeptCapabilities]
+// (Docker's default set without CAP_MKNOD) in the bounding, permitted,
+// effective and inheritable sets, no ambient ones; no_new_privs is set;
+// and a seccomp filter (see seccomp.go) denies mounting, namespaces,
+// modules, kexec, reboot, swap, the clock, keyrings, bpf, perf, ptrace and
+// the like. The init's other threads keep their capabilities to clean up.
+//
+// The network namespace has only lo unless [Spec.Network] asks for
+// outbound access: then pasta (Debian's passt) connects it to the outside
+// through a user-mode stack, with no port forwarded either way and the
+// gateway not mapped to the host's loopback. A pids cgroup bounds the
+// command's processes ([Spec.MaxProcesses]); reaching the bound stops the
+// command with a [*ProcessLimitError]. docs/SECURITY.md describes the
+// model for users.
 //
 // Nothing outlives Run: when the command ends the init kills whatever it
 // left running and exits, which drops the namespaces and with them every
@@ -52,7 +74,8 @@
 //
 //   - [Run] needs root or [Isolate]: as root it works without isolation,
 //     since each command gets its own namespaces anyway; without root it
-//     needs the user namespace set up by Isolate.
+//     needs the user namespace set up by Isolate, inside which each
+//     command gets a nested one.
 //   - [MountOverlay] always needs [Isolate]: the overlay is mounted in the
 //     calling process's mount namespace, and only a private namespace
 //     guarantees that the mount disappears when fgimg dies.
@@ -66,5 +89,8 @@
 // commands that chown files to other users fail, and overlays are mounted
 // with the userxattr option: opaque directories and redirects are then
 // recorded in user.overlay.* rather than trusted.overlay.* extended
-// attributes of the upper directory.
+// attributes of the upper directory. The overlay Run mounts for
+// [Spec.Lower] is always mounted in the command's user namespace, and so
+// always with userxattr. Without root no cgroup can be created, and
+// RLIMIT_NPROC bounds the processes instead.
 package sandbox

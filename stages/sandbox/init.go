@@ -151,7 +151,9 @@ func (r *rootfs) setup(cfg initConfig) error {
 			return fmt.Errorf("bind-mounting root %s: %w", root, err)
 		}
 	} else {
-		opts, err := overlayOptions(cfg.Lower, cfg.Upper, cfg.Work, inUserNS())
+		// The init runs in a user namespace of its own: trusted.*
+		// attributes are out of reach there.
+		opts, err := overlayOptions(cfg.Lower, cfg.Upper, cfg.Work, true)
 		if err != nil {
 			return err
 		}
@@ -179,7 +181,13 @@ func (r *rootfs) setup(cfg initConfig) error {
 	if err := r.mountDev(); err != nil {
 		return err
 	}
-	if err := r.mountResolvConf(); err != nil {
+	if err := r.mountResolvConf(cfg.ResolvConf); err != nil {
+		return err
+	}
+	if err := r.protectKernelFiles(); err != nil {
+		return err
+	}
+	if err := loopbackUp(); err != nil {
 		return err
 	}
 	return r.pivot()
@@ -312,12 +320,15 @@ func (r *rootfs) mountDev() error {
 
 const resolvConf = "/etc/resolv.conf"
 
-// mountResolvConf binds the host's resolv.conf read-only over the root's.
-// If the root's is a symlink, as with systemd-resolved, the bind goes on
-// its target, resolved inside the root; a missing file (or dangling
-// target) is created as a stub.
-func (r *rootfs) mountResolvConf() error {
-	if fi, err := os.Stat(resolvConf); err != nil || !fi.Mode().IsRegular() {
+// mountResolvConf binds src, the host's resolv.conf or Run's rewrite of
+// it, read-only over the root's. If the root's is a symlink, as with
+// systemd-resolved, the bind goes on its target, resolved inside the
+// root; a missing file (or dangling target) is created as a stub.
+func (r *rootfs) mountResolvConf(src string) error {
+	if src == "" {
+		src = resolvConf
+	}
+	if fi, err := os.Stat(src); err != nil || !fi.Mode().IsRegular() {
 		return nil // the host has none to share
 	}
 	full, err := securejoin.SecureJoin(r.root, resolvConf)
@@ -341,7 +352,7 @@ func (r *rootfs) mountResolvConf() error {
 	default:
 		return err
 	}
-	if err := r.mount(resolvConf, p, "", unix.MS_BIND, ""); err != nil {
+	if err := r.mount(src, p, "", unix.MS_BIND, ""); err != nil {
 		return err
 	}
 	return remountReadOnly(full)
@@ -432,10 +443,33 @@ func (r *rootfs) cleanup() {
 	}
 }
 
-// runCommand starts the command inside the root, reaps every
-// process that ends up as the init's child, and once the command exits
-// kills whatever it left behind.
+// runCommand runs the command on a thread of its own, confined (see
+// confineThread), and waits for it. The thread stays locked, so it ends
+// with the goroutine and its confinement never reaches other work; it
+// lives as long as the command, whose parent death signal is tied to it.
 func runCommand(cfg initConfig) (initStatus, error) {
+	type result struct {
+		st  initStatus
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := confineThread(); err != nil {
+			done <- result{err: err}
+			return
+		}
+		st, err := startAndReap(cfg)
+		done <- result{st, err}
+	}()
+	r := <-done
+	return r.st, r.err
+}
+
+// startAndReap starts the command inside the root, reaps every process
+// that ends up as the init's child, and once the command exits kills
+// whatever it left behind.
+func startAndReap(cfg initConfig) (initStatus, error) {
 	if len(cfg.Args) == 0 {
 		return initStatus{}, errors.New("no command to run")
 	}

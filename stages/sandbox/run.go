@@ -11,8 +11,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Hostname is the host name commands see.
@@ -48,6 +51,14 @@ type Spec struct {
 	// Stdin, Stdout and Stderr connect the command; nil means /dev/null.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Network gives the command outbound network access through pasta.
+	// Without it the command has only a loopback interface of its own.
+	// The host's loopback services are out of reach either way.
+	Network bool
+	// MaxProcesses bounds the command's processes and threads; zero
+	// means DefaultMaxProcesses. Reaching the bound stops the command
+	// with a *ProcessLimitError.
+	MaxProcesses int
 }
 
 // ExitError reports a command that ran but did not succeed.
@@ -97,6 +108,9 @@ type initConfig struct {
 	Upper, Work string
 	Args        []string
 	Env         []string
+	// ResolvConf is the file bound over the root's /etc/resolv.conf;
+	// empty: the host's.
+	ResolvConf string
 }
 
 // initStatus is what the init reports back over its status pipe.
@@ -107,7 +121,8 @@ type initStatus struct {
 }
 
 // Run runs s.Args inside the root filesystem described by s and waits for
-// it. It needs root, or a user namespace set up by Isolate.
+// it, confined as the package documentation describes. It needs root, or
+// a user namespace set up by Isolate.
 //
 // A command that exits with a non-zero status or is killed yields an
 // *ExitError. When ctx is done, Run kills the command and everything it
@@ -157,12 +172,32 @@ func Run(ctx context.Context, s Spec) error {
 	cmd.Dir = s.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
 	cmd.ExtraFiles = []*os.File{cfgR, statW} // fds 3 and 4 in the init
+	uids, gids, setgroups, err := identityMaps()
+	if err != nil {
+		cfgR.Close()
+		statW.Close()
+		return fmt.Errorf("sandbox: %w", err)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS,
-		Setsid:     true, // no controlling terminal for build commands
-		Pdeathsig:  syscall.SIGKILL,
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
+		UidMappings:                uids,
+		GidMappings:                gids,
+		GidMappingsEnableSetgroups: setgroups,
+		Setsid:                     true, // no controlling terminal for build commands
+		Pdeathsig:                  syscall.SIGKILL,
 	}
 	cmd.WaitDelay = 10 * time.Second
+	limit := s.MaxProcesses
+	if limit <= 0 {
+		limit = DefaultMaxProcesses
+	}
+	// Without a cgroup (no root) RLIMIT_NPROC bounds the command's
+	// processes instead, without the clear error.
+	cg, cgErr := newPidsCgroup(limit)
+	if cg != nil {
+		defer cg.remove()
+	}
 
 	// The parent death signal fires when the thread that started the
 	// child exits; keep this goroutine, and so no other, on the thread
@@ -176,6 +211,61 @@ func Run(ctx context.Context, s Spec) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: starting init: %w", err)
 	}
+	// The init waits for its configuration: it is placed in the cgroup
+	// and given the network before it starts anything.
+	abort := func(err error) error {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if cg != nil {
+		if err := cg.add(cmd.Process.Pid); err != nil {
+			return abort(fmt.Errorf("limiting processes: %w", err))
+		}
+	} else {
+		lim := unix.Rlimit{Cur: uint64(limit), Max: uint64(limit)}
+		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_NPROC, &lim, nil); err != nil {
+			return abort(fmt.Errorf("limiting processes (no cgroup: %v): %w", cgErr, err))
+		}
+	}
+	var resolv string
+	if s.Network {
+		var dnsForward bool
+		resolv, dnsForward, err = loopbackResolverRewrite(resolvConf)
+		if err != nil {
+			return abort(err)
+		}
+		if resolv != "" {
+			defer os.Remove(resolv)
+		}
+		stop, err := startNetwork(cmd.Process.Pid, dnsForward)
+		if err != nil {
+			return abort(err)
+		}
+		defer stop()
+	}
+	var overLimit atomic.Bool
+	if cg != nil {
+		// A fork bomb never ends by itself: stop the command at the limit.
+		watchDone := make(chan struct{})
+		defer close(watchDone)
+		go func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-watchDone:
+					return
+				case <-t.C:
+					if cg.hitLimit() {
+						overLimit.Store(true)
+						_ = cmd.Process.Kill()
+						return
+					}
+				}
+			}
+		}()
+	}
 	statusc := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(statR)
@@ -184,12 +274,15 @@ func Run(ctx context.Context, s Spec) error {
 	// If the init dies before reading, the write fails; Wait tells why.
 	_ = json.NewEncoder(cfgW).Encode(initConfig{
 		Lower: s.Lower, Upper: s.Upper, Work: s.Work,
-		Args: s.Args, Env: Environment(s.Env),
+		Args: s.Args, Env: Environment(s.Env), ResolvConf: resolv,
 	})
 	cfgW.Close()
 
 	waitErr := cmd.Wait()
 	raw := <-statusc
+	if overLimit.Load() {
+		return &ProcessLimitError{Limit: limit}
+	}
 	var st initStatus
 	if len(raw) == 0 || json.Unmarshal(raw, &st) != nil {
 		// No report: the init was killed, by Run on cancellation or
@@ -211,4 +304,43 @@ func Run(ctx context.Context, s Spec) error {
 		return &ExitError{Code: st.Code}
 	}
 	return nil
+}
+
+// identityMaps maps every user and group id of the current user namespace
+// to itself in the command's: files keep their owners in the layers, and
+// root in the image holds capabilities only inside its own namespace.
+// setgroups is allowed unless the current namespace forbids it.
+func identityMaps() (uids, gids []syscall.SysProcIDMap, setgroups bool, err error) {
+	read := func(name string) ([]syscall.SysProcIDMap, error) {
+		b, err := os.ReadFile("/proc/self/" + name)
+		if err != nil {
+			return nil, err
+		}
+		var m []syscall.SysProcIDMap
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			f := strings.Fields(l)
+			if len(f) != 3 {
+				continue
+			}
+			inside, err1 := strconv.ParseUint(f[0], 10, 32)
+			count, err2 := strconv.ParseUint(f[2], 10, 32)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("reading /proc/self/%s: %q", name, l)
+			}
+			m = append(m, syscall.SysProcIDMap{ContainerID: int(inside), HostID: int(inside), Size: int(count)})
+		}
+		if len(m) == 0 {
+			return nil, fmt.Errorf("/proc/self/%s is empty", name)
+		}
+		return m, nil
+	}
+	if uids, err = read("uid_map"); err != nil {
+		return nil, nil, false, err
+	}
+	if gids, err = read("gid_map"); err != nil {
+		return nil, nil, false, err
+	}
+	b, err := os.ReadFile("/proc/self/setgroups")
+	setgroups = err != nil || strings.TrimSpace(string(b)) != "deny"
+	return uids, gids, setgroups, nil
 }

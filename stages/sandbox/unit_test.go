@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,5 +93,63 @@ func TestRunRejectsIncompleteSpec(t *testing.T) {
 		if err := Run(t.Context(), s); err == nil {
 			t.Errorf("Run(%+v) succeeded", s)
 		}
+	}
+}
+
+func TestLoopbackResolverRewrite(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ name, host, want string }{
+		{"systemd-resolved", "# stub\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n",
+			"# stub\nnameserver " + dnsForwardAddr + "\noptions edns0 trust-ad\nsearch lan\n"},
+		{"two loopback servers", "nameserver 127.0.0.1\nnameserver ::1\n", "nameserver " + dnsForwardAddr + "\n"},
+		{"reachable server", "nameserver 10.0.0.2\n", ""},
+		{"mixed", "nameserver 127.0.0.53\nnameserver 10.0.0.2\n", ""},
+		{"no server", "search lan\n", ""},
+	} {
+		host := filepath.Join(dir, c.name)
+		writeFile(t, host, c.host)
+		path, forward, err := loopbackResolverRewrite(host)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if c.want == "" {
+			if path != "" || forward {
+				t.Errorf("%s: rewritten to %s (forward %v); want the host's file as it is", c.name, path, forward)
+			}
+			continue
+		}
+		if !forward {
+			t.Errorf("%s: no DNS forwarding", c.name)
+		}
+		if got := readFile(t, path); got != c.want {
+			t.Errorf("%s: got %q; want %q", c.name, got, c.want)
+		}
+		os.Remove(path)
+	}
+	if _, _, err := loopbackResolverRewrite(filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("missing resolv.conf: %v", err)
+	}
+}
+
+func TestV2PidsParent(t *testing.T) {
+	mount := t.TempDir()
+	ctl := func(dir, content string) {
+		writeFile(t, filepath.Join(mount, dir, "cgroup.subtree_control"), content)
+	}
+	ctl("", "cpu memory pids\n")
+	ctl("user.slice", "memory pids\n")
+	ctl("user.slice/session-1.scope", "")
+	// A systemd scope holds processes and hands out nothing: the command
+	// cgroups go in the nearest ancestor that hands out pids.
+	if got, ok := v2PidsParent(mount, "/user.slice/session-1.scope"); !ok || got != filepath.Join(mount, "user.slice") {
+		t.Errorf("got %q, %v; want the slice", got, ok)
+	}
+	if got, ok := v2PidsParent(mount, "/user.slice"); !ok || got != filepath.Join(mount, "user.slice") {
+		t.Errorf("got %q, %v; want the own cgroup", got, ok)
+	}
+	ctl("", "cpu\n")
+	ctl("user.slice", "memory\n")
+	if got, ok := v2PidsParent(mount, "/user.slice/session-1.scope"); ok {
+		t.Errorf("got %q; want none: no cgroup hands out pids", got)
 	}
 }
