@@ -41,7 +41,7 @@ func (s *Store) AdoptSnapshot(layer digest.Digest, dir string) (string, error) {
 		removeAll(dir)
 		return target, nil
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chmod(dir, privateMode); err != nil {
 		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
 	}
 	if err := syncFS(dir); err != nil {

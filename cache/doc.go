@@ -8,6 +8,8 @@
 //	locks/<hex>                   flock(2) files, one per stage digest
 //	locks/snapshots/<hex>         flock(2) files guarding snapshot unpacking
 //	snapshots/<first 16 hex>      unpacked layers, usable as overlayfs lower dirs
+//	snapshots/flat-<16 hex>       the bottom layers of a deep chain applied into one tree
+//	logs/<stage>.log              the logs of failed stages (written by the engine)
 //	tmp/<id>/                     one directory per open Store, flock(2)ed for its lifetime
 //
 // Crash safety rests on three rules. Every file is written in the opening
@@ -17,6 +19,9 @@
 // and Has also checks that those blobs exist, so a record never claims a
 // result that is not there. A tmp directory whose lock is free belongs to
 // a dead process, and Open removes it.
+//
+// The store is private to its owner (mode 0700 throughout: see
+// prepareRoot), since snapshots hold images' setuid binaries and secrets.
 //
 // Several processes may share one store. Lock serialises work on one stage
 // digest; blobs need no lock because equal digests mean equal content.

@@ -71,11 +71,13 @@ func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.R
 			removeAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o755); err != nil { // a root filesystem's mode
-		return err
-	}
 	if err := unpack(f, tmp); err != nil {
 		return fmt.Errorf("unpacking: %w", err)
+	}
+	// The overlay's root takes its mode from the upper dir, so the
+	// snapshot's own can be private (see privateMode).
+	if err := os.Chmod(tmp, privateMode); err != nil {
+		return err
 	}
 	// Unpacking writes many files; one syncfs is far cheaper than an
 	// fsync each, and a snapshot must not survive a power loss
@@ -92,8 +94,11 @@ func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.R
 
 // snapshotPath assumes d has passed checkDigest.
 func (s *Store) snapshotPath(d digest.Digest) string {
-	return filepath.Join(s.SnapshotsDir(), d.Encoded()[:snapshotNameLen])
+	return filepath.Join(s.SnapshotsDir(), snapshotName(d))
 }
+
+// snapshotName is the name of layer d's snapshot in snapshots/.
+func snapshotName(d digest.Digest) string { return d.Encoded()[:snapshotNameLen] }
 
 func isDir(p string) bool {
 	fi, err := os.Lstat(p)

@@ -60,8 +60,8 @@ func TestSnapshotUnpacksOnce(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(snap, "layer")); !bytes.Equal(got, data) {
 		t.Error("unpack was not given the layer blob")
 	}
-	if fi, _ := os.Stat(snap); fi.Mode().Perm() != 0o755 {
-		t.Errorf("snapshot mode %v, want 0755", fi.Mode().Perm())
+	if fi, _ := os.Stat(snap); fi.Mode().Perm() != 0o700 {
+		t.Errorf("snapshot mode %v, want 0700 (private to the cache's owner)", fi.Mode().Perm())
 	}
 
 	// Later calls reuse it without unpacking.

@@ -25,6 +25,9 @@ type Store struct {
 	tmp     string
 	tmpLock *os.File
 
+	// notices are things Open changed that the user should hear of.
+	notices []string
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -48,11 +51,17 @@ func DefaultDir() (string, error) {
 }
 
 // Open opens the store in dir, creating it if needed, and removes scratch
-// files left behind by processes that died. Close releases it.
+// files left behind by processes that died. Close releases it. The store
+// is private to its owner: see prepareRoot for what Open creates, tightens
+// and refuses.
 func Open(dir string) (*Store, error) {
 	root, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
+	}
+	notice, err := prepareRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening cache %s: %w", root, err)
 	}
 	for _, sub := range []string{
 		filepath.Join("blobs", "sha256"),
@@ -61,11 +70,14 @@ func Open(dir string) (*Store, error) {
 		"snapshots",
 		"tmp",
 	} {
-		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
+		if err := mkdirPrivate(filepath.Join(root, sub)); err != nil {
 			return nil, fmt.Errorf("opening cache %s: %w", root, err)
 		}
 	}
 	s := &Store{root: root}
+	if notice != "" {
+		s.notices = append(s.notices, notice)
+	}
 	if err := s.cleanTmp(); err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", root, err)
 	}
@@ -74,6 +86,10 @@ func Open(dir string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// Notices returns what Open changed in an existing cache, in sentences
+// for the user (such as tightening a cache open to other users).
+func (s *Store) Notices() []string { return s.notices }
 
 // Dir returns the store's root directory (absolute).
 func (s *Store) Dir() string { return s.root }

@@ -24,8 +24,11 @@ const (
 	// size than the blob has.
 	BadRecord ProblemKind = "bad record"
 	// StrayFile: a file under blobs/ or records/ whose name is not a
-	// digest; the store never writes one.
+	// digest, or a file in snapshots/; the store never writes one.
 	StrayFile ProblemKind = "stray file"
+	// TamperedSnapshot: a snapshot differs from the layer blob it was
+	// unpacked from, or that blob is gone. Verify removes it.
+	TamperedSnapshot ProblemKind = "tampered snapshot"
 )
 
 // Problem is one inconsistency found by Verify.
@@ -60,14 +63,16 @@ func (p Problem) String() string {
 	}
 }
 
-// Verify rehashes every blob and checks that every blob each record names
-// exists with the recorded size. Snapshots are derived data and are not
-// checked. The error is for failures that stop verification (such as an
+// Verify rehashes every blob, checks that every blob each record names
+// exists with the recorded size, and compares every snapshot with its
+// layer blob, removing the snapshots that differ (see verifySnapshots):
+// a build that has one mounted meanwhile sees it vanish. The error is for failures that stop verification (such as an
 // unreadable directory); what is wrong with the store comes back as
 // problems. Verify reads every byte in the store, so it takes a while on
 // a big cache.
 func (s *Store) Verify() ([]Problem, error) {
 	var problems []Problem
+	sound, corrupt := map[string]digest.Digest{}, map[string]bool{} // by snapshot name
 	entries, err := os.ReadDir(s.blobDir())
 	if err != nil {
 		return nil, fmt.Errorf("verifying cache: %w", err)
@@ -87,8 +92,17 @@ func (s *Store) Verify() ([]Problem, error) {
 			problems = append(problems, Problem{Kind: CorruptBlob, Path: p, Digest: want, Detail: err.Error()})
 		case got != want:
 			problems = append(problems, Problem{Kind: CorruptBlob, Path: p, Digest: want, Actual: got})
+		default:
+			sound[snapshotName(want)] = want
+			continue
 		}
+		corrupt[snapshotName(want)] = true
 	}
+	snapProblems, err := s.verifySnapshots(sound, corrupt)
+	if err != nil {
+		return nil, fmt.Errorf("verifying cache: %w", err)
+	}
+	problems = append(problems, snapProblems...)
 
 	entries, err = os.ReadDir(s.recordDir())
 	if err != nil {

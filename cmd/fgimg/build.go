@@ -12,6 +12,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/engine"
 	"github.com/fgimg/fgimg/internal/layer"
+	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/stages/sandbox"
@@ -77,12 +78,16 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		fmt.Fprintf(errw, "fgimg: SOURCE_DATE_EPOCH: %s\n", err)
 		return exitUsage
 	}
-	store, err := openCache(cf.cacheDir, true)
+	store, err := openCache(cf.cacheDir, true, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
 	defer store.Close()
+	if err := outdir.Outside(bf.outDir, store.Dir()); err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
 	defer cf.useCache(store)()
 	_, plan := cf.load(paths, errw)
 	if plan == nil {

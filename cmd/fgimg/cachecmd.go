@@ -15,7 +15,8 @@ const cacheUsage = `Usage: fgimg cache <ls|du|verify> [--cache-dir DIR]
 
   ls       list stored stages and targets: digest, kind, size, when built
   du       how much the cache holds
-  verify   rehash every blob; report corrupt or missing ones (exit 1 if any)
+  verify   rehash every blob; report corrupt or missing ones; compare every
+           snapshot with its layer and remove those that differ (exit 1 if any)
 `
 
 func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
@@ -41,7 +42,7 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "fgimg: unknown cache command %q\n\n%s", sub, cacheUsage)
 		return exitUsage
 	}
-	store, err := openCache(*dirFlag, false)
+	store, err := openCache(*dirFlag, false, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed

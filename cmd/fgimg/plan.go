@@ -49,7 +49,7 @@ func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	if *asJSON && *asDot {
 		return flagResult(usageError{"-json and -dot exclude each other"}, errw)
 	}
-	store, err := openCache(cf.cacheDir, false)
+	store, err := openCache(cf.cacheDir, false, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/fgimg/fgimg/cache"
@@ -16,8 +17,10 @@ func cacheDir(flag string) (string, error) {
 }
 
 // openCache opens the cache; with create false a missing cache is not
-// created and (nil, nil) is returned, so that plan never writes.
-func openCache(flag string, create bool) (*cache.Store, error) {
+// created and (nil, nil) is returned, so that plan never writes. What
+// opening changed (a cache open to other users made private) is told on
+// errw.
+func openCache(flag string, create bool, errw io.Writer) (*cache.Store, error) {
 	dir, err := cacheDir(flag)
 	if err != nil {
 		return nil, err
@@ -30,6 +33,9 @@ func openCache(flag string, create bool) (*cache.Store, error) {
 	s, err := cache.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening the cache: %w", err)
+	}
+	for _, n := range s.Notices() {
+		fmt.Fprintf(errw, "fgimg: %s\n", n)
 	}
 	return s, nil
 }

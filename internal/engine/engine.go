@@ -178,33 +178,21 @@ func (e *Engine) runStage(ctx context.Context, s *planner.Stage, work string, lo
 	return res, upper, err
 }
 
-// lowerDirs returns the snapshots of top and every stage below it,
-// topmost first, as names relative to the snapshots directory. Stages
-// whose layers are byte-identical (two commands that change nothing, say)
-// share one snapshot, which overlayfs refuses to stack twice; only its
-// topmost place is kept, which leaves the merged view as it was, since
-// the copy above holds the same files and whiteouts as the one below.
+// lowerDirs returns the overlay lower dirs of top and every stage below
+// it, topmost first, as names relative to the snapshots directory (see
+// cache.Store.LowerDirs, which also keeps deep pedigrees mountable).
 func (e *Engine) lowerDirs(top *planner.Stage) ([]string, error) {
-	var lower []string
-	seen := map[digest.Digest]bool{}
+	var layers []digest.Digest
 	for s := top; s != nil; s = s.Input {
 		l, err := e.layerOf(s)
 		if err != nil {
 			return nil, err
 		}
-		if seen[l.Digest] {
-			continue
-		}
-		seen[l.Digest] = true
-		dir, err := e.Store.Snapshot(l.Digest, func(r io.Reader, dir string) error {
-			return layer.Apply(r, dir, layer.ApplyOptions{Overlay: true})
-		})
-		if err != nil {
-			return nil, err
-		}
-		lower = append(lower, filepath.Base(dir))
+		layers = append(layers, l.Digest)
 	}
-	return lower, nil
+	return e.Store.LowerDirs(layers, func(r io.Reader, dir string) error {
+		return layer.Apply(r, dir, layer.ApplyOptions{Overlay: true})
+	})
 }
 
 // layerOf returns the stored layer of a built stage.
@@ -243,18 +231,34 @@ func (e *Engine) storeLayer(tree string, origin bool) (cache.Descriptor, error) 
 
 // fail keeps the failed stage's log and reports the failure.
 func (e *Engine) fail(rep *reporter, s *planner.Stage, name, logPath string, start time.Time, err error) error {
-	kept := logPath
-	if e.LogDir != "" {
-		if mkErr := os.MkdirAll(e.LogDir, 0o755); mkErr == nil {
-			dst := filepath.Join(e.LogDir, planner.Short(s.Digest)+".log")
-			if copyFile(logPath, dst) == nil {
-				kept = dst
-			}
-		}
-	}
-	err = &StageError{Stage: s, Err: err, Log: kept, Tail: tail(kept, 20)}
+	lines := tail(logPath, 20)
+	kept := keepLog(logPath, e.LogDir, planner.Short(s.Digest)+".log")
+	err = &StageError{Stage: s, Err: err, Log: kept, Tail: lines}
 	rep.send(Event{Kind: Failed, Stage: s, Name: name, Duration: time.Since(start), Err: err})
 	return err
+}
+
+// keepLog moves a failed stage's log, which lives in scratch space that
+// is removed, to dir/name and returns where it now is, or "" when it
+// could not be kept. Renaming needs no free space, which matters when
+// the stage failed because the cache's filesystem is full; a copy (dir
+// on another filesystem) that fails is removed rather than left empty.
+func keepLog(logPath, dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return ""
+	}
+	dst := filepath.Join(dir, name)
+	if os.Rename(logPath, dst) == nil {
+		return dst
+	}
+	if err := copyFile(logPath, dst); err != nil {
+		os.Remove(dst)
+		return ""
+	}
+	return dst
 }
 
 func copyFile(src, dst string) error {

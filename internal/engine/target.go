@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
 	"github.com/fgimg/fgimg/targets"
@@ -152,18 +153,25 @@ func (e *Engine) scratchRoot(top *planner.Stage, work string) (func() error, err
 
 // export copies a target's stored artifacts to OUT/<target>/ and writes
 // its manifest.json. It returns the folder and the bytes written.
+// outdir.Replace refuses a folder fgimg did not write and swaps the new
+// one in whole, so a stale artifact never lingers.
 func (e *Engine) export(t *planner.Target) (string, int64, error) {
 	dir := filepath.Join(e.Out, t.Target.Name)
 	rec, err := e.Store.Record(t.Stage.Digest)
 	if err != nil {
 		return dir, 0, err
 	}
-	// Replace the folder as a whole, so a stale artifact never lingers.
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return dir, 0, err
-	}
+	var total int64
+	err = outdir.Replace(e.Out, t.Target.Name, func(tmp string) error {
+		total, err = e.writeExport(t, rec, tmp)
+		return err
+	})
+	return dir, total, err
+}
+
+// writeExport fills the empty folder tmp with a target's artifacts and
+// its manifest.json.
+func (e *Engine) writeExport(t *planner.Target, rec cache.Record, tmp string) (int64, error) {
 	m := Manifest{
 		Target: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, ImageID: t.Image.ID(),
 		Stages: append(digestsOf(t.Image.Stages), t.Stage.Digest),
@@ -175,26 +183,20 @@ func (e *Engine) export(t *planner.Target) (string, int64, error) {
 	for _, o := range rec.Outputs {
 		src, err := e.Store.BlobPath(o.Digest)
 		if err != nil {
-			return dir, 0, err
+			return 0, err
 		}
 		dst := filepath.Join(tmp, filepath.FromSlash(o.Name))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return dir, 0, err
+			return 0, err
 		}
 		if err := cloneFile(src, dst); err != nil {
-			return dir, 0, err
+			return 0, err
 		}
 		total += o.Size
 		m.Artifacts = append(m.Artifacts, ManifestFile{Path: o.Name, Digest: o.Digest, Size: o.Size, MediaType: o.MediaType})
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, "manifest.json"), append(b, '\n'), 0o644); err != nil {
-		return dir, 0, err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return dir, 0, err
-	}
-	return dir, total, os.Rename(tmp, dir)
+	return total, os.WriteFile(filepath.Join(tmp, outdir.ManifestName), append(b, '\n'), 0o644)
 }
 
 func digestsOf(list []*planner.Stage) []digest.Digest {
