@@ -29,6 +29,9 @@ type LoadOptions struct {
 	Environ []string
 	// User is the default image owner; empty means the user running fgimg.
 	User string
+	// TargetKinds are the target kinds templates may use, by name: their
+	// attributes come from here alone (package targets has them).
+	TargetKinds map[string]*TargetSchema
 }
 
 // VarArg is one -var name=value (Name set) or -var-file FILE (File set).

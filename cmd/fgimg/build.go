@@ -11,9 +11,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/engine"
 	"github.com/fgimg/fgimg/internal/layer"
-	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
-	"github.com/fgimg/fgimg/targets"
 )
 
 func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -57,9 +55,6 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	if plan == nil {
 		return exitFailed
 	}
-	if !buildable(plan, errw) {
-		return exitFailed
-	}
 	prog := newProgress(errw, *asJSON, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
@@ -79,19 +74,4 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
-}
-
-// buildable checks, before anything is built, that fgimg can write
-// every selected target's kind.
-func buildable(plan *planner.Plan, errw io.Writer) bool {
-	ok := true
-	for _, t := range plan.Targets {
-		if _, err := targets.For(t.Target.Kind); err != nil {
-			r := t.Target.DeclRange
-			fmt.Fprintf(errw, "Error: Target kind not buildable yet\n\n  on %s line %d, in target %q %q\n\nfgimg cannot build %s targets yet (%v); leave this one out with -except %s.\n\n",
-				r.Filename, r.Start.Line, t.Target.Kind, t.Target.Name, t.Target.Kind, err, t.Target.Name)
-			ok = false
-		}
-	}
-	return ok
 }

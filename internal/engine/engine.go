@@ -42,15 +42,14 @@ type Engine struct {
 // every target. It returns a *Failure when stages failed.
 func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
 	rep := newReporter(e.Report)
-	targetsByStage := map[*planner.Stage]*planner.Target{}
-	for _, t := range p.Targets {
-		targetsByStage[t.Stage] = t
-	}
 	errs := p.Walk(ctx, e.Jobs, func(ctx context.Context, s *planner.Stage) error {
-		if t := targetsByStage[s]; t != nil {
-			return e.target(ctx, rep, t)
+		switch s.Node {
+		case planner.TargetWrite:
+			return e.targetWrite(ctx, rep, s)
+		case planner.ImageStage:
+			return e.stage(ctx, rep, s)
 		}
-		return e.stage(ctx, rep, s)
+		return fmt.Errorf("no way to build a %q node", s.Node)
 	})
 	if len(errs) == 0 {
 		return nil

@@ -5,7 +5,7 @@ target "netbot" "a" { image = image.base } # ERROR: Unknown target kind
 target "openstack" "b" { image = image.base } # ERROR: Target kind not available yet
 target "qcow2" "c" {
   image = image.base
-  size  = "4GB" # ERROR: Invalid size
+  size  = "4GB" # ERROR: Invalid value for "size"
   boot  = "bois" # ERROR: Invalid value for "boot"
 }
 target "netboot" "d" {
