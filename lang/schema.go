@@ -9,7 +9,8 @@ import "github.com/zclconf/go-cty/cty"
 type TargetSchema struct {
 	Attributes []TargetAttribute
 	// Check validates the attributes together, after each was checked
-	// on its own; values holds every attribute (see Target.Attrs).
+	// on its own; values holds every attribute (see Target.Attrs), an
+	// attribute already diagnosed as an unknown value, which Check skips.
 	Check func(values map[string]cty.Value) []TargetProblem
 	// Unavailable reserves the kind's name: a target of this kind is an
 	// error whose detail is this text.

@@ -38,9 +38,6 @@ func (l *loader) evalTarget(raw *rawTarget, e *evaluator) *Target {
 			t.Attrs[as.Name] = cty.NullVal(as.Type)
 		}
 	}
-	if l.diags[before:].HasErrors() || t.Image == nil {
-		return nil
-	}
 	if raw.Schema.Check != nil {
 		for _, p := range raw.Schema.Check(t.Attrs) {
 			rng := raw.DeclRange
@@ -49,9 +46,9 @@ func (l *loader) evalTarget(raw *rawTarget, e *evaluator) *Target {
 			}
 			l.errorf(&rng, p.Summary, "%s", p.Detail)
 		}
-		if l.diags[before:].HasErrors() {
-			return nil
-		}
+	}
+	if l.diags[before:].HasErrors() || t.Image == nil {
+		return nil
 	}
 	return t
 }

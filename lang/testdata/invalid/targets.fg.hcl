@@ -23,3 +23,13 @@ target "qcow2" "g" {
   image    = image.base
   compress = "yes please" # ERROR: Invalid value for "compress"
 }
+target "raw" "h" {
+  image       = image.base
+  size        = "15TiB" # ERROR: Disk size too large
+  kernel_args = ["console=ttyS0", "quiet\ninit=/bin/sh"] # ERROR: Invalid value for "kernel_args"
+}
+target "raw" "i" {
+  image            = image.base
+  size             = "15TiB"
+  allow_large_size = true
+}
