@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fgimg/fgimg/internal/engine"
+	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/qemu"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/targets"

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 
-	"github.com/fgimg/fgimg/internal/engine"
+	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
@@ -58,6 +58,7 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	prog := newProgress(errw, *asJSON, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
+		Runner: &engine.Overlay{Store: store, Epoch: epoch},
 		Jobs:   *jobs,
 		Out:    *outDir,
 		Epoch:  epoch,

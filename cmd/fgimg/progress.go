@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cheggaaa/pb/v3"
-	"github.com/fgimg/fgimg/internal/engine"
+	"github.com/fgimg/fgimg/engine"
 	"golang.org/x/term"
 )
 

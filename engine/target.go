@@ -10,7 +10,6 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/planner"
-	"github.com/fgimg/fgimg/stages/sandbox"
 	"github.com/fgimg/fgimg/targets"
 	"github.com/opencontainers/go-digest"
 )
@@ -95,7 +94,7 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 		SourceDateEpoch: e.Epoch,
 	}
 	for _, st := range im.Stages {
-		out, err := e.layerOf(st)
+		out, err := layerOf(e.Store, st)
 		if err != nil {
 			return err
 		}
@@ -110,18 +109,22 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	unmount, err := e.scratchRoot(im.Stages[len(im.Stages)-1], work)
+	root, release, err := e.Runner.Mount(ctx, im.Stages[len(im.Stages)-1], work)
 	if err != nil {
 		return err
 	}
-	defer unmount()
-	in.Root = filepath.Join(work, "root")
+	defer release()
+	in.Root = root
 	out := filepath.Join(work, "out")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		return err
 	}
 	start := time.Now()
-	arts, err := t.Kind.Write(ctx, in, s.Spec.(targets.Spec), out)
+	var w TargetWriter = t.Kind
+	if e.Writer != nil {
+		w = e.Writer
+	}
+	arts, err := w.Write(ctx, in, s.Spec.(targets.Spec), out)
 	if err != nil {
 		return err
 	}
@@ -135,22 +138,6 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 	}
 	rec.Duration = time.Since(start)
 	return e.Store.PutRecord(rec)
-}
-
-// scratchRoot mounts at work/root a writable overlay of the image whose
-// last stage is top, with its upper dir in work: changes are thrown
-// away with work.
-func (e *Engine) scratchRoot(top *planner.Stage, work string) (func() error, error) {
-	lower, err := e.lowerDirs(top)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range []string{"root", "upper", "work"} {
-		if err := os.Mkdir(filepath.Join(work, d), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	return sandbox.MountOverlay(lower, e.Store.SnapshotsDir(), filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "root"))
 }
 
 // exportTarget copies the artifacts of a target's write (rec, its
