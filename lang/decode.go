@@ -140,8 +140,15 @@ func (l *loader) decodeTarget(b *hcl.Block, dir string) {
 	l.targets = append(l.targets, &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c, Schema: ks})
 }
 
+// checkName checks a declared name. Image and target names become file
+// names (OUT/<target>, cache records), so they are kept to characters
+// and a length every file system takes.
 func (l *loader) checkName(what, name string, rng hcl.Range) {
-	if !nameRe.MatchString(name) {
+	switch {
+	case len(name) > MaxNameLength:
+		l.errorf(rng.Ptr(), "Name too long",
+			"The %s name is %d characters long; names are at most %d, since they become file names.", what, len(name), MaxNameLength)
+	case !nameRe.MatchString(name):
 		l.errorf(rng.Ptr(), "Invalid "+what+" name",
 			"The name %q is not valid: names start with a lowercase letter and contain only lowercase letters, digits, underscores and dashes.", name)
 	}
@@ -162,8 +169,10 @@ func (l *loader) checkNames() {
 		dup("variable", seen, v.Name, v.DeclRange)
 	}
 	seen = map[string]hcl.Range{}
+	l.declared = map[string]bool{}
 	for _, im := range l.images {
 		dup("image", seen, im.Name, im.DeclRange)
+		l.declared[im.Name] = true
 	}
 	seen = map[string]hcl.Range{}
 	for _, t := range l.targets {

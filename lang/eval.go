@@ -15,41 +15,59 @@ type evaluator struct {
 	locals map[string]cty.Value
 	images map[string]cty.Value
 	funcs  map[string]map[string]function.Function // by directory
+	scope  *readScope
+	l      *loader // for diagnostics
 }
 
-// ctx is the context for locals: variables, locals and functions.
-func (e *evaluator) ctx(dir string) *hcl.EvalContext {
+// ctx is the context for expressions in dir that refer to what refs
+// name: local and image hold only the values named there, so building a
+// context costs what its expressions refer to, not what the
+// configuration declares (with one shared object of every local, n
+// locals cost O(n²): 20,000 of them took a minute).
+func (e *evaluator) ctx(dir string, refs []hcl.Traversal) *hcl.EvalContext {
 	fs, ok := e.funcs[dir]
 	if !ok {
-		fs = Functions(dir)
+		fs = functions(dir, e.scope)
 		e.funcs[dir] = fs
 	}
+	locals := map[string]cty.Value{}
+	images := map[string]cty.Value{}
+	for _, tr := range refs {
+		var all, some map[string]cty.Value
+		switch tr.RootName() {
+		case "local":
+			all, some = e.locals, locals
+		case "image":
+			all, some = e.images, images
+		default:
+			continue
+		}
+		name := stepName(tr)
+		if name == "" {
+			// The whole object, as in keys(local), would cost every
+			// value for each such expression.
+			e.l.errorf(tr.SourceRange().Ptr(), "Invalid reference",
+				"The %q object cannot be used as a whole; name one of its values, as %s.<name>.", tr.RootName(), tr.RootName())
+			continue
+		}
+		if v, ok := all[name]; ok {
+			some[name] = v
+		}
+	}
 	return &hcl.EvalContext{
-		Variables: map[string]cty.Value{"var": e.vars, "local": cty.ObjectVal(e.locals)},
+		Variables: map[string]cty.Value{"var": e.vars, "local": cty.ObjectVal(locals), "image": cty.ObjectVal(images)},
 		Functions: fs,
 	}
 }
 
-// bodyCtx is the context for an image or target body: the images it
-// refers to are its only image.<name> values, so that evaluating n
-// images costs O(n), not O(n²).
+// bodyCtx is the context for an image or target body: the values its
+// attributes and nested blocks refer to.
 func (e *evaluator) bodyCtx(dir string, c *hcl.BodyContent) *hcl.EvalContext {
-	ctx := e.ctx(dir)
-	refs := map[string]cty.Value{}
+	var refs []hcl.Traversal
 	forEachExpr(c, func(_ string, expr hcl.Expression) {
-		for _, tr := range expr.Variables() {
-			if tr.RootName() != "image" {
-				continue
-			}
-			if name := stepName(tr); name != "" {
-				if v, ok := e.images[name]; ok {
-					refs[name] = v
-				}
-			}
-		}
+		refs = append(refs, expr.Variables()...)
 	})
-	ctx.Variables["image"] = cty.ObjectVal(refs)
-	return ctx
+	return e.ctx(dir, refs)
 }
 
 func (l *loader) evaluate(vars map[string]cty.Value) {
@@ -58,13 +76,28 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		locals: map[string]cty.Value{},
 		images: map[string]cty.Value{},
 		funcs:  map[string]map[string]function.Function{},
+		scope:  l.scope,
+		l:      l,
 	}
 	if vars == nil {
 		e.vars = cty.DynamicVal
 	}
 	l.evalLocals(e)
+	generation := map[string]int{} // how many images an image's pedigree holds
 	for _, raw := range l.orderImages() {
-		im := l.evalImage(raw, e)
+		gen := 1
+		if deps := l.imageDeps(raw); len(deps) > 0 && deps[0].parent {
+			gen += generation[deps[0].name]
+		}
+		generation[raw.Name] = gen
+		var im *Image
+		switch {
+		case gen == MaxPedigree+1:
+			l.errorf(raw.DeclRange.Ptr(), "Pedigree too deep",
+				"Image %q would be image %d of its pedigree; a pedigree holds at most %d images.", raw.Name, gen, MaxPedigree)
+		case gen <= MaxPedigree:
+			im = l.evalImage(raw, e)
+		}
 		if im == nil {
 			e.images[raw.Name] = cty.DynamicVal
 			continue
@@ -74,8 +107,10 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 	}
 	// Keep declaration order for images, whatever order they were
 	// evaluated in.
+	listed := map[*Image]bool{}
 	for _, raw := range l.images {
-		if im, ok := l.cfg.images[raw.Name]; ok && !containsImage(l.cfg.Images, im) {
+		if im, ok := l.cfg.images[raw.Name]; ok && !listed[im] {
+			listed[im] = true
 			l.cfg.Images = append(l.cfg.Images, im)
 		}
 	}
@@ -84,15 +119,6 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 			l.cfg.Targets = append(l.cfg.Targets, t)
 		}
 	}
-}
-
-func containsImage(list []*Image, im *Image) bool {
-	for _, x := range list {
-		if x == im {
-			return true
-		}
-	}
-	return false
 }
 
 // evalLocals evaluates locals in dependency order; a cycle is an error.
@@ -144,7 +170,7 @@ func (l *loader) evalLocals(e *evaluator) {
 			e.locals[a.Name] = cty.DynamicVal
 			return
 		}
-		val, diags := a.Expr.Value(e.ctx(dirOf(a.Range)))
+		val, diags := a.Expr.Value(e.ctx(dirOf(a.Range), a.Expr.Variables()))
 		l.diags = append(l.diags, diags...)
 		if diags.HasErrors() {
 			val = cty.DynamicVal
@@ -285,13 +311,18 @@ func forEachExpr(c *hcl.BodyContent, fn func(name string, expr hcl.Expression)) 
 }
 
 // stepName returns the attribute name after a traversal's root, as in
-// image.<name>, or "".
+// image.<name> or local["<name>"], or "".
 func stepName(tr hcl.Traversal) string {
 	if len(tr) < 2 {
 		return ""
 	}
-	if a, ok := tr[1].(hcl.TraverseAttr); ok {
-		return a.Name
+	switch step := tr[1].(type) {
+	case hcl.TraverseAttr:
+		return step.Name
+	case hcl.TraverseIndex:
+		if k := step.Key; k.Type() == cty.String && k.IsKnown() && !k.IsNull() {
+			return k.AsString()
+		}
 	}
 	return ""
 }

@@ -7,8 +7,15 @@ import (
 )
 
 // Format returns src in canonical HCL format. A file with syntax errors
-// is not formatted: the diagnostics say where the errors are.
+// is not formatted: the diagnostics say where the errors are. The size
+// and nesting limits of Load apply.
 func Format(src []byte, filename string) ([]byte, hcl.Diagnostics) {
+	if len(src) > MaxTemplateSize {
+		return nil, hcl.Diagnostics{sizeDiag(filename, int64(len(src)), MaxTemplateSize, "a template file")}
+	}
+	if diags := checkNesting(src, filename, hcl.InitialPos, false); diags.HasErrors() {
+		return nil, diags
+	}
 	if _, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos); diags.HasErrors() {
 		return nil, diags
 	}

@@ -27,24 +27,34 @@ import (
 
 // Functions returns the functions available to expressions written in a
 // file that lives in baseDir; relative paths given to file functions are
-// resolved against baseDir.
+// resolved against baseDir, and file functions read only below the root
+// of the git work tree holding baseDir (else baseDir itself).
 //
 // Every function is pure: there is deliberately no timestamp, uuid, env or
 // anything else whose result depends on when or where it is evaluated (file
 // functions read only what the template's own directory tree holds).
+// A baseDir that cannot be resolved gives file functions nothing to read.
 func Functions(baseDir string) map[string]function.Function {
-	base := baseFunctions(baseDir)
+	scope, err := newReadScope([]string{baseDir}, nil)
+	if err != nil {
+		scope = &readScope{}
+	}
+	return functions(baseDir, scope)
+}
+
+func functions(baseDir string, scope *readScope) map[string]function.Function {
+	base := baseFunctions(baseDir, scope)
 	fns := make(map[string]function.Function, len(base)+1)
 	for name, f := range base {
 		fns[name] = f
 	}
 	// Templates rendered by templatefile see the same table minus
 	// templatefile itself, which rules out recursion.
-	fns["templatefile"] = makeTemplateFileFunc(baseDir, base)
+	fns["templatefile"] = makeTemplateFileFunc(baseDir, scope, base)
 	return fns
 }
 
-func baseFunctions(baseDir string) map[string]function.Function {
+func baseFunctions(baseDir string, scope *readScope) map[string]function.Function {
 	return map[string]function.Function{
 		// Numbers.
 		"abs":      stdlib.AbsoluteFunc,
@@ -140,9 +150,9 @@ func baseFunctions(baseDir string) map[string]function.Function {
 		"abspath":    makeAbsPathFunc(baseDir),
 		"basename":   stringFunc(filepath.Base),
 		"dirname":    stringFunc(filepath.Dir),
-		"file":       makeFileFunc(baseDir),
-		"filebase64": makeFileBase64Func(baseDir),
-		"fileexists": makeFileExistsFunc(baseDir),
+		"file":       makeFileFunc(baseDir, scope),
+		"filebase64": makeFileBase64Func(baseDir, scope),
+		"fileexists": makeFileExistsFunc(baseDir, scope),
 	}
 }
 
@@ -423,16 +433,16 @@ func funcPath(baseDir, p string) string {
 	return filepath.Join(baseDir, p)
 }
 
-func funcReadFile(baseDir, p string) ([]byte, error) {
-	b, err := os.ReadFile(funcPath(baseDir, p))
+func funcReadFile(baseDir string, scope *readScope, p string) ([]byte, error) {
+	b, err := scope.readFile(baseDir, p)
 	if err != nil {
 		return nil, fmt.Errorf("reading %q: %w", p, err)
 	}
 	return b, nil
 }
 
-func funcReadText(baseDir, p string) (string, error) {
-	b, err := funcReadFile(baseDir, p)
+func funcReadText(baseDir string, scope *readScope, p string) (string, error) {
+	b, err := funcReadFile(baseDir, scope, p)
 	if err != nil {
 		return "", err
 	}
@@ -442,13 +452,13 @@ func funcReadText(baseDir, p string) (string, error) {
 	return string(b), nil
 }
 
-func makeFileFunc(baseDir string) function.Function {
+func makeFileFunc(baseDir string, scope *readScope) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns the contents of a UTF-8 text file.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
 		Type:        function.StaticReturnType(cty.String),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-			s, err := funcReadText(baseDir, args[0].AsString())
+			s, err := funcReadText(baseDir, scope, args[0].AsString())
 			if err != nil {
 				return cty.NilVal, err
 			}
@@ -457,13 +467,13 @@ func makeFileFunc(baseDir string) function.Function {
 	})
 }
 
-func makeFileBase64Func(baseDir string) function.Function {
+func makeFileBase64Func(baseDir string, scope *readScope) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns the contents of a file, base64-encoded.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
 		Type:        function.StaticReturnType(cty.String),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-			b, err := funcReadFile(baseDir, args[0].AsString())
+			b, err := funcReadFile(baseDir, scope, args[0].AsString())
 			if err != nil {
 				return cty.NilVal, err
 			}
@@ -472,17 +482,23 @@ func makeFileBase64Func(baseDir string) function.Function {
 	})
 }
 
-func makeFileExistsFunc(baseDir string) function.Function {
+func makeFileExistsFunc(baseDir string, scope *readScope) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns whether a regular file exists at the path.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
 		Type:        function.StaticReturnType(cty.Bool),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
 			p := args[0].AsString()
-			fi, err := os.Stat(funcPath(baseDir, p))
+			real, _, err := scope.resolve(baseDir, p)
+			var fi os.FileInfo
+			if err == nil {
+				fi, err = os.Stat(real)
+			}
 			switch {
 			case errors.Is(err, os.ErrNotExist):
 				return cty.False, nil
+			case isOutside(err):
+				return cty.NilVal, err
 			case err != nil:
 				return cty.NilVal, fmt.Errorf("checking %q: %w", p, err)
 			case !fi.Mode().IsRegular():
@@ -510,7 +526,7 @@ func makeAbsPathFunc(baseDir string) function.Function {
 
 // makeTemplateFileFunc renders a template file with the given variables and
 // the functions in fns.
-func makeTemplateFileFunc(baseDir string, fns map[string]function.Function) function.Function {
+func makeTemplateFileFunc(baseDir string, scope *readScope, fns map[string]function.Function) function.Function {
 	return function.New(&function.Spec{
 		Description: "Renders the template file at path with the given variables.",
 		Params: []function.Parameter{
@@ -524,14 +540,18 @@ func makeTemplateFileFunc(baseDir string, fns map[string]function.Function) func
 			if err != nil {
 				return cty.NilVal, err
 			}
-			src, err := funcReadText(baseDir, p)
+			src, err := funcReadText(baseDir, scope, p)
 			if err != nil {
 				return cty.NilVal, err
 			}
 			// Diagnostics name the file as it can be found from the
 			// process's working directory.
 			filename := funcPath(baseDir, p)
-			expr, diags := hclsyntax.ParseTemplate([]byte(src), filename, hcl.InitialPos)
+			diags := checkNesting([]byte(src), filename, hcl.InitialPos, true)
+			var expr hclsyntax.Expression
+			if !diags.HasErrors() {
+				expr, diags = hclsyntax.ParseTemplate([]byte(src), filename, hcl.InitialPos)
+			}
 			if diags.HasErrors() {
 				return cty.NilVal, templateDiagsError(diags)
 			}

@@ -1,9 +1,9 @@
 package lang
 
 import (
+	"fmt"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -151,10 +151,8 @@ func (l *loader) imageRef(a *hcl.Attribute, what string) *Image {
 	if im := l.cfg.images[name]; im != nil {
 		return im
 	}
-	for _, raw := range l.images {
-		if raw.Name == name {
-			return nil // declared, but invalid or in a cycle: already reported
-		}
+	if l.declared[name] {
+		return nil // declared, but invalid or in a cycle: already reported
 	}
 	names := []string{}
 	for _, raw := range l.images {
@@ -211,12 +209,18 @@ func (l *loader) checkFrom(ref string, a *hcl.Attribute, dir string) string {
 	if transport == "dir:" {
 		p, tag = rest, ""
 	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
+	p, _, err := l.scope.resolve(dir, p)
+	if isOutside(err) {
+		l.errorf(a.Expr.Range().Ptr(), "Image source outside the configuration",
+			"The %s image cannot be used: %s.", strings.TrimSuffix(transport, ":"), err)
+		return ""
 	}
-	if _, err := os.Stat(p); err != nil {
+	if err == nil {
+		_, err = os.Stat(p)
+	}
+	if err != nil {
 		l.errorf(a.Expr.Range().Ptr(), "Image source not found",
-			"The %s image at %s cannot be read: %s.", strings.TrimSuffix(transport, ":"), p, err)
+			"The %s image at %s cannot be read: %s.", strings.TrimSuffix(transport, ":"), rest, err)
 		return ""
 	}
 	if tag != "" {
@@ -264,24 +268,38 @@ func (l *loader) evalBootstrap(b *hcl.Block, ctx *hcl.EvalContext, dir string) *
 	return bs
 }
 
-// checkSource resolves a source path relative to dir and checks it
-// exists; dirOK says whether a directory is acceptable.
+// checkSource resolves a source path relative to dir, following its
+// symlinks, and checks that it lies in what templates may read and is a
+// regular file (or, when dirOK, a directory). It returns the real path,
+// which holds no symlink: the planner and the build open it refusing any
+// symlink on the way, so it cannot be redirected after this check.
 func (l *loader) checkSource(src string, a *hcl.Attribute, dir string, dirOK bool) string {
-	p := src
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
+	p, _, err := l.scope.resolve(dir, src)
+	if isOutside(err) {
+		l.errorf(a.Expr.Range().Ptr(), "Source outside the configuration",
+			"The source %q cannot be used: %s.", src, err)
+		return ""
 	}
-	if abs, err := filepath.Abs(p); err == nil {
-		p = abs
+	var st os.FileInfo
+	if err == nil {
+		st, err = os.Stat(p)
 	}
-	st, err := os.Stat(p)
 	if err != nil {
 		l.errorf(a.Expr.Range().Ptr(), "Source not found",
 			"The source %q cannot be read: %s. Relative paths start from the directory of the template file.", src, err)
 		return ""
 	}
-	if st.IsDir() && !dirOK {
+	switch {
+	case st.IsDir() && !dirOK:
 		l.errorf(a.Expr.Range().Ptr(), "Source is a directory", "The source %q must be a file.", src)
+		return ""
+	case !st.IsDir() && !st.Mode().IsRegular():
+		want := "a regular file"
+		if dirOK {
+			want = "a regular file or a directory"
+		}
+		l.errorf(a.Expr.Range().Ptr(), "Source is not a regular file",
+			"The source %q is %s; a source must be %s.", src, fileKind(st.Mode()), want)
 		return ""
 	}
 	return p
@@ -398,11 +416,33 @@ func (l *loader) evalFile(b *hcl.Block, ctx *hcl.EvalContext) *File {
 			l.errorf(a.Expr.Range().Ptr(), "Invalid file mode", "%s.", err)
 		} else {
 			f.Mode = &m
+			l.warnMode(m, a)
 		}
 	}
 	f.Owner = l.principal(s, "owner")
 	f.Group = l.principal(s, "group")
 	return f
+}
+
+// warnMode warns about modes that are valid but almost surely a
+// mistake: a setuid or setgid file anyone may write, and the sticky bit,
+// which does nothing on a file.
+func (l *loader) warnMode(m uint32, a *hcl.Attribute) {
+	var problems []string
+	if m&0o6000 != 0 && m&0o002 != 0 {
+		problems = append(problems, "it is setuid or setgid and anyone may write to it")
+	}
+	if m&0o1000 != 0 {
+		problems = append(problems, "the sticky bit (1000) has no effect on files")
+	}
+	if len(problems) > 0 {
+		l.diags = append(l.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Unsafe file mode",
+			Detail:   fmt.Sprintf("The mode %04o is probably a mistake: %s.", m, strings.Join(problems, "; ")),
+			Subject:  a.Expr.Range().Ptr(),
+		})
+	}
 }
 
 // principal evaluates an owner or group: a name or a number.

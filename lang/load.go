@@ -2,11 +2,13 @@ package lang
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
@@ -32,6 +34,10 @@ type LoadOptions struct {
 	// TargetKinds are the target kinds templates may use, by name: their
 	// attributes come from here alone (package targets has them).
 	TargetKinds map[string]*TargetSchema
+	// AllowRead widens what templates may read (file sources, file
+	// functions, local images) beyond their directory trees: the
+	// operator's --allow-read directories.
+	AllowRead []string
 }
 
 // VarArg is one -var name=value (Name set) or -var-file FILE (File set).
@@ -82,12 +88,15 @@ type loader struct {
 	opts   LoadOptions
 	cfg    *Config
 	diags  hcl.Diagnostics
+	scope  *readScope // what templates may read
+	read   int64      // bytes of template and variable files read so far
 
 	files []*hcl.File
 	// blocks collected by phase 1
 	variables []*rawVariable
 	locals    []*hcl.Attribute
 	images    []*rawImage
+	declared  map[string]bool // image names
 	targets   []*rawTarget
 }
 
@@ -101,20 +110,22 @@ func (l *loader) errorf(rng *hcl.Range, summary, detail string, args ...any) {
 }
 
 func (l *loader) load() {
-	paths, dir, err := templatePaths(l.opts.Paths)
+	paths, dir, named, err := templatePaths(l.opts.Paths)
 	if err != nil {
 		l.errorf(nil, "Cannot read templates", "%s", err)
 		return
 	}
 	l.cfg.Dir = dir
+	dirs := make([]string, len(paths))
+	for i, p := range paths {
+		dirs[i] = filepath.Dir(p)
+	}
+	if l.scope, err = newReadScope(dirs, l.opts.AllowRead); err != nil {
+		l.errorf(nil, "Cannot read templates", "%s", err)
+		return
+	}
 	for _, p := range paths {
-		var f *hcl.File
-		var diags hcl.Diagnostics
-		if strings.HasSuffix(p, ".json") {
-			f, diags = l.parser.ParseJSONFile(p)
-		} else {
-			f, diags = l.parser.ParseHCLFile(p)
-		}
+		f, diags := l.parseFile(p, named)
 		l.diags = append(l.diags, diags...)
 		if f != nil && !diags.HasErrors() {
 			l.files = append(l.files, f)
@@ -131,22 +142,75 @@ func (l *loader) load() {
 	l.evaluate(vars)
 }
 
+// parseFile reads and parses one template or variable file (JSON syntax
+// if its name ends in .json) within the size and nesting limits, which
+// are checked before the parser, whose recursion they bound, runs.
+// Only files the operator named (named templates, -var-file) may be
+// other than regular files, such as a pipe; a FIFO or device found in
+// the configuration's directory is refused rather than waited on.
+func (l *loader) parseFile(p string, named bool) (*hcl.File, hcl.Diagnostics) {
+	cannot := func(err error) (*hcl.File, hcl.Diagnostics) {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: fmt.Sprintf("%s.", err)}}
+	}
+	flags := os.O_RDONLY
+	if !named {
+		flags |= syscall.O_NONBLOCK
+	}
+	f, err := os.OpenFile(p, flags, 0)
+	if err != nil {
+		return cannot(err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return cannot(err)
+	} else if !named && !st.Mode().IsRegular() {
+		return cannot(fmt.Errorf("%s is not a regular file (%s)", p, fileKind(st.Mode())))
+	}
+	src, err := io.ReadAll(io.LimitReader(f, MaxTemplateSize+1))
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read file", Detail: fmt.Sprintf("%s: %s.", p, err)}}
+	}
+	if len(src) > MaxTemplateSize {
+		st, _ := f.Stat()
+		size := int64(len(src))
+		if st != nil && st.Size() > size {
+			size = st.Size()
+		}
+		return nil, hcl.Diagnostics{sizeDiag(p, size, MaxTemplateSize, "a template file")}
+	}
+	l.read += int64(len(src))
+	if l.read > MaxConfigSize {
+		return nil, hcl.Diagnostics{sizeDiag(p, int64(len(src)), MaxConfigSize, fmt.Sprintf("with the files read before it (%d bytes in all), a configuration", l.read))}
+	}
+	if strings.HasSuffix(p, ".json") {
+		if diags := checkJSONNesting(src, p); diags.HasErrors() {
+			return nil, diags
+		}
+		return l.parser.ParseJSON(src, p)
+	}
+	if diags := checkNesting(src, p, hcl.InitialPos, false); diags.HasErrors() {
+		return nil, diags
+	}
+	return l.parser.ParseHCL(src, p)
+}
+
 // templatePaths expands the command-line paths into template files and
-// the configuration directory.
-func templatePaths(args []string) (files []string, dir string, err error) {
+// the configuration directory; named says the files were named, not
+// found in a directory.
+func templatePaths(args []string) (files []string, dir string, named bool, err error) {
 	if len(args) == 0 {
 		args = []string{"."}
 	}
 	if len(args) == 1 {
 		st, err := os.Stat(args[0])
 		if err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 		if st.IsDir() {
 			dir = args[0]
 			entries, err := os.ReadDir(dir)
 			if err != nil {
-				return nil, "", err
+				return nil, "", false, err
 			}
 			for _, e := range entries {
 				n := e.Name()
@@ -155,23 +219,23 @@ func templatePaths(args []string) (files []string, dir string, err error) {
 				}
 			}
 			if len(files) == 0 {
-				return nil, "", fmt.Errorf("no *%s or *%s files in %s", SuffixHCL, SuffixJSON, dir)
+				return nil, "", false, fmt.Errorf("no *%s or *%s files in %s", SuffixHCL, SuffixJSON, dir)
 			}
-			return files, dir, nil
+			return files, dir, false, nil
 		}
 	}
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 		if st.IsDir() {
-			return nil, "", fmt.Errorf("%s is a directory: give one directory or any number of files", a)
+			return nil, "", false, fmt.Errorf("%s is a directory: give one directory or any number of files", a)
 		}
 		files = append(files, a)
 	}
 	sort.Strings(files)
-	return files, filepath.Dir(files[0]), nil
+	return files, filepath.Dir(files[0]), true, nil
 }
 
 func currentUser() string {

@@ -57,12 +57,12 @@ func (l *loader) evalVariables(dir string) map[string]cty.Value {
 		autos, _ := filepath.Glob(filepath.Join(dir, "*"+AutoVarsSuffix))
 		sort.Strings(autos)
 		for _, f := range autos {
-			l.readVarFile(f, decl, given)
+			l.readVarFile(f, false, decl, given)
 		}
 	}
 	for _, a := range l.opts.Vars {
 		if a.File != "" {
-			l.readVarFile(a.File, decl, given)
+			l.readVarFile(a.File, true, decl, given)
 			continue
 		}
 		v, ok := decl[a.Name]
@@ -132,7 +132,7 @@ func (l *loader) settle(v *rawVariable, given map[string]varValue) (cty.Value, b
 	}
 	ctx := &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(map[string]cty.Value{v.Name: val})},
-		Functions: Functions(filepath.Dir(v.DeclRange.Filename)),
+		Functions: functions(filepath.Dir(v.DeclRange.Filename), l.scope),
 	}
 	for _, vc := range v.Validations {
 		cond := vc.Attributes["condition"]
@@ -169,7 +169,11 @@ func (l *loader) parseRawValue(v *rawVariable, raw, origin string) (cty.Value, b
 	if v.Type.IsPrimitiveType() || v.Type == cty.DynamicPseudoType {
 		return cty.StringVal(raw), true
 	}
-	expr, diags := hclsyntax.ParseExpression([]byte(raw), origin, hcl.InitialPos)
+	diags := checkNesting([]byte(raw), origin, hcl.InitialPos, false)
+	var expr hclsyntax.Expression
+	if !diags.HasErrors() {
+		expr, diags = hclsyntax.ParseExpression([]byte(raw), origin, hcl.InitialPos)
+	}
 	if !diags.HasErrors() {
 		var val cty.Value
 		val, diags = expr.Value(nil)
@@ -182,19 +186,14 @@ func (l *loader) parseRawValue(v *rawVariable, raw, origin string) (cty.Value, b
 	return cty.NilVal, false
 }
 
-// readVarFile reads name = value assignments from an HCL or JSON file.
-func (l *loader) readVarFile(path string, decl map[string]*rawVariable, given map[string]varValue) {
+// readVarFile reads name = value assignments from an HCL or JSON file;
+// named says the operator named it with -var-file.
+func (l *loader) readVarFile(path string, named bool, decl map[string]*rawVariable, given map[string]varValue) {
 	if _, err := os.Stat(path); err != nil {
 		l.errorf(nil, "Cannot read variable file", "%s.", err)
 		return
 	}
-	var f *hcl.File
-	var diags hcl.Diagnostics
-	if strings.HasSuffix(path, ".json") {
-		f, diags = l.parser.ParseJSONFile(path)
-	} else {
-		f, diags = l.parser.ParseHCLFile(path)
-	}
+	f, diags := l.parseFile(path, named)
 	l.diags = append(l.diags, diags...)
 	if diags.HasErrors() {
 		return
@@ -223,8 +222,15 @@ func (l *loader) variableNames() []string {
 	return names
 }
 
+// maxSuggest bounds the candidates didYouMean compares, so that a
+// configuration with thousands of names and as many errors stays linear.
+const maxSuggest = 1000
+
 // didYouMean returns " Did you mean "x"?" for the nearest candidate, or "".
 func didYouMean(name string, candidates []string) string {
+	if len(candidates) > maxSuggest {
+		return ""
+	}
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		if d := levenshtein.Distance(name, c, nil); d < bestDist {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fgimg/fgimg/internal/fsat"
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/hashicorp/hcl/v2"
@@ -129,7 +130,7 @@ func (c *compiler) fileEntries(f *lang.File) ([]stages.FileEntry, error) {
 			Digest: digest.FromString(*f.Content), Content: []byte(*f.Content),
 		}}, nil
 	}
-	st, err := os.Stat(f.Source)
+	st, err := os.Lstat(f.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +194,7 @@ func (c *compiler) hashFile(p string) (digest.Digest, error) {
 	if d, ok := c.hashes[p]; ok {
 		return d, nil
 	}
-	f, err := os.Open(p)
+	f, err := fsat.OpenRegular(p)
 	if err != nil {
 		return "", err
 	}

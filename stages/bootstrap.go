@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fgimg/fgimg/internal/fsat"
 	"github.com/fgimg/fgimg/internal/layer"
 	"golang.org/x/sys/unix"
 )
@@ -168,7 +169,7 @@ func bootstrapTar(s *Bootstrap, env *Env) error {
 	if s.SourcePath == "" {
 		return fmt.Errorf("tar bootstrap: no tarball given")
 	}
-	f, err := os.Open(s.SourcePath)
+	f, err := fsat.OpenRegular(s.SourcePath)
 	if err != nil {
 		return fmt.Errorf("tar bootstrap: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fgimg/fgimg/internal/fsat"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -93,16 +94,11 @@ func fillFile(f *os.File, e FileEntry) error {
 	var src io.Reader
 	switch {
 	case e.Source != "" && e.Content == nil:
-		in, err := os.Open(e.Source)
+		in, err := fsat.OpenRegular(e.Source)
 		if err != nil {
 			return err
 		}
 		defer in.Close()
-		if fi, err := in.Stat(); err != nil {
-			return err
-		} else if !fi.Mode().IsRegular() {
-			return fmt.Errorf("source %s is not a regular file", e.Source)
-		}
 		src = in
 	default:
 		src = strings.NewReader(string(e.Content))

@@ -22,6 +22,8 @@ const (
 	exitFailed      = 1
 	exitUsage       = 2
 	exitUnformatted = 3
+	exitCrash       = 70 // a bug: fgimg panicked (EX_SOFTWARE)
+	// A signal ends a command with 128+n: 130 for SIGINT, 143 for SIGTERM.
 )
 
 const usage = `fgimg builds OS images for clouds and bare metal from declarative templates.
@@ -50,19 +52,36 @@ func (e usageError) Error() string { return e.msg }
 type command struct {
 	name string
 	run  func(ctx context.Context, args []string, out, errw io.Writer) int
+	// readOnly commands leave nothing to clean up: a signal ends them at
+	// once. The others stop when their context is cancelled.
+	readOnly bool
 }
 
 func commands() []command {
 	return []command{
-		{"validate", cmdValidate},
-		{"build", cmdBuild},
-		{"boot", cmdBoot},
-		{"plan", cmdPlan},
-		{"inspect", cmdInspect},
-		{"fmt", cmdFmt},
-		{"cache", cmdCache},
-		{"version", cmdVersion},
+		{"validate", cmdValidate, true},
+		{"build", cmdBuild, false},
+		{"boot", cmdBoot, false},
+		{"plan", cmdPlan, true},
+		{"inspect", cmdInspect, true},
+		{"fmt", cmdFmt, false},
+		{"cache", cmdCache, true},
+		{"version", cmdVersion, true},
 	}
+}
+
+// endsAtOnce says whether a signal may end the command line args at
+// once: anything but a command that cleans up after itself.
+func endsAtOnce(args []string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.readOnly
+		}
+	}
+	return true
 }
 
 func run(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -89,6 +108,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 // configFlags are the flags every command that reads a configuration takes.
 type configFlags struct {
 	vars         []lang.VarArg
+	allowRead    []string // directories templates may read besides their own tree
 	only, except []string
 	cacheDir     string
 	store        planner.Store    // what the planner asks about cached stages; nil: nothing is cached
@@ -106,6 +126,10 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 	})
 	fs.Func("var-file", "read variable values from an HCL or JSON `file` (repeatable)", func(s string) error {
 		c.vars = append(c.vars, lang.VarArg{File: s})
+		return nil
+	})
+	fs.Func("allow-read", "let templates read files below `dir` too, besides the git work tree (or directory) that holds them (repeatable)", func(s string) error {
+		c.allowRead = append(c.allowRead, s)
 		return nil
 	})
 	if selection {
@@ -166,7 +190,7 @@ func flagResult(err error, errw io.Writer) int {
 // load reads and plans a configuration, printing diagnostics; it returns
 // nil when there were errors.
 func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *planner.Plan) {
-	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars, TargetKinds: targets.Schemas()})
+	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars, AllowRead: c.allowRead, TargetKinds: targets.Schemas()})
 	if diags.HasErrors() {
 		printDiags(errw, cfg.Files, diags)
 		return nil, nil
@@ -180,6 +204,9 @@ func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *plann
 	return cfg, plan
 }
 
+// snippetBudget is how many bytes of source printDiags scans for snippets.
+const snippetBudget = 8 << 20
+
 func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) {
 	if len(diags) == 0 {
 		return
@@ -191,8 +218,24 @@ func printDiags(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) 
 			width = uint(wd)
 		}
 	}
-	tw := hcl.NewDiagnosticTextWriter(w, files, width, color)
-	tw.WriteDiagnostics(diags)
+	// HCL finds a snippet by scanning its file from the start, so many
+	// errors in a huge file would take hours to print: past a budget of
+	// scanned bytes, diagnostics are printed with their position only.
+	withSource := hcl.NewDiagnosticTextWriter(w, files, width, color)
+	bare := hcl.NewDiagnosticTextWriter(w, nil, width, color)
+	budget := snippetBudget
+	for _, d := range diags {
+		tw := withSource
+		if d.Subject != nil {
+			if f := files[d.Subject.Filename]; f != nil {
+				budget -= len(f.Bytes)
+				if budget < 0 {
+					tw = bare
+				}
+			}
+		}
+		tw.WriteDiagnostic(d)
+	}
 	errs := 0
 	for _, d := range diags {
 		if d.Severity == hcl.DiagError {

@@ -16,7 +16,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 )
 
-func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
+func cmdFmt(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg fmt", flag.ContinueOnError)
 	check := fs.Bool("check", false, "write nothing; exit 3 if any file needs formatting")
 	diff := fs.Bool("diff", false, "print the changes as a unified diff")
@@ -36,6 +36,10 @@ func cmdFmt(_ context.Context, args []string, out, errw io.Writer) int {
 	}
 	failed, unformatted := false, false
 	for _, f := range files {
+		if ctx.Err() != nil {
+			fmt.Fprintf(errw, "fgimg: %s: stopped before %s.\n", context.Cause(ctx), f)
+			return interruptedCode(ctx)
+		}
 		src, err := os.ReadFile(f)
 		if err != nil {
 			fmt.Fprintf(errw, "fgimg: %s\n", err)

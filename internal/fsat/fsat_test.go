@@ -95,3 +95,48 @@ func TestReadlinkLong(t *testing.T) {
 		t.Fatalf("Readlink = %d bytes, %v; want %d bytes", len(got), err, len(target))
 	}
 }
+
+func TestOpenRegularRefusesSymlinksAndSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "real", "f"))
+	if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f", filepath.Join(dir, "real", "flink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, open := range map[string]func(string) error{
+		"openat2": func(p string) error {
+			f, err := OpenRegular(p)
+			if err == nil {
+				f.Close()
+			}
+			return err
+		},
+		"component walk": func(p string) error {
+			fd, err := openNoSymlinks(p, unix.O_RDONLY|unix.O_NONBLOCK)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		},
+	} {
+		if err := open(filepath.Join(dir, "real", "f")); err != nil {
+			t.Errorf("%s: a plain path: %v", name, err)
+		}
+		for _, p := range []string{"link/f", "real/flink"} {
+			if err := open(filepath.Join(dir, p)); err == nil {
+				t.Errorf("%s: %s was opened through a symlink", name, p)
+			}
+		}
+	}
+	if _, err := OpenRegular(filepath.Join(dir, "fifo")); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a FIFO: %v", err)
+	}
+	if _, err := OpenRegular("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a device: %v", err)
+	}
+}

@@ -17,3 +17,6 @@ image "x" { # ERROR: Reference cycle between images
 image "y" {
   parent = image.x
 }
+locals {
+  names = keys(local) # ERROR: Invalid reference
+}
