@@ -173,9 +173,7 @@ image "i" {
   service "ssh" {}
   service "apt-daily.timer" { enabled = false }
   file "/etc/x" { content = "x" }
-}
-target "qcow2" "q" { image = image.i }
-target "netboot" "n" { image = image.i }`})
+}`})
 	cfg := mustLoad(t, LoadOptions{Paths: []string{dir}, User: "dora"})
 	im := cfg.Image("i")
 	b := im.Bootstrap
@@ -187,10 +185,6 @@ target "netboot" "n" { image = image.i }`})
 	}
 	if im.Services[0].Unit != "ssh.service" || !im.Services[0].Enabled || im.Services[1].Unit != "apt-daily.timer" || im.Services[1].Enabled {
 		t.Errorf("services: %+v %+v", im.Services[0], im.Services[1])
-	}
-	q, n := cfg.Targets[0], cfg.Targets[1]
-	if q.Boot != "hybrid" || q.Size != 0 || q.Compress || n.Compression != "gzip" {
-		t.Errorf("target defaults: %+v %+v", q, n)
 	}
 }
 

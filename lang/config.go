@@ -123,16 +123,51 @@ type Service struct {
 	DeclRange hcl.Range
 }
 
-// Target is an artifact built from an image.
+// Target is an artifact built from an image. Its attributes are those
+// of its kind's TargetSchema, evaluated and checked: lang knows no kind
+// of its own.
 type Target struct {
 	Kind      string
 	Name      string
 	Image     *Image
 	DeclRange hcl.Range
+	// Attrs holds every attribute of the kind's schema but image: the
+	// template's value converted to the attribute's type, else its
+	// default, else a null of its type.
+	Attrs map[string]cty.Value
+	// Ranges holds the expression range of each attribute the template
+	// sets, for diagnostics found later.
+	Ranges map[string]hcl.Range
+}
 
-	Compression string   // netboot, tar: gzip | zstd | none
-	Size        int64    // raw, qcow2: bytes; 0 means content plus headroom
-	Boot        string   // raw, qcow2: bios | uefi | hybrid | none
-	Compress    bool     // qcow2
-	KernelArgs  []string // netboot, raw, qcow2
+// Str returns a string attribute, "" when null.
+func (t *Target) Str(name string) string {
+	v := t.Attrs[name]
+	if v == cty.NilVal || v.IsNull() || !v.Type().Equals(cty.String) {
+		return ""
+	}
+	return v.AsString()
+}
+
+// Bool returns a bool attribute, false when null.
+func (t *Target) Bool(name string) bool {
+	v := t.Attrs[name]
+	if v == cty.NilVal || v.IsNull() || !v.Type().Equals(cty.Bool) {
+		return false
+	}
+	return v.True()
+}
+
+// Strs returns a list-of-strings attribute, nil when null or empty.
+func (t *Target) Strs(name string) []string {
+	v := t.Attrs[name]
+	if v == cty.NilVal || v.IsNull() || !v.CanIterateElements() {
+		return nil
+	}
+	var out []string
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		out = append(out, e.AsString())
+	}
+	return out
 }

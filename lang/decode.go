@@ -45,18 +45,6 @@ var imageSchema = &hcl.BodySchema{
 	},
 }
 
-// targetAttrs lists the attributes each target kind takes besides image.
-var targetAttrs = map[string][]string{
-	"netboot": {"compression", "kernel_args"},
-	"raw":     {"size", "boot", "kernel_args"},
-	"qcow2":   {"size", "boot", "compress", "kernel_args"},
-	"oci":     {},
-	"tar":     {"compression"},
-}
-
-// infraKinds are specified by the language but not built yet.
-var infraKinds = []string{"openstack", "opennebula", "eucalyptus", "nimbus", "ec2", "xcat"}
-
 type rawVariable struct {
 	Name        string
 	DeclRange   hcl.Range
@@ -79,6 +67,7 @@ type rawTarget struct {
 	DeclRange  hcl.Range
 	Dir        string
 	Content    *hcl.BodyContent
+	Schema     *TargetSchema
 }
 
 func (l *loader) decodeFile(f *hcl.File) {
@@ -131,27 +120,24 @@ func (l *loader) decodeVariable(b *hcl.Block) {
 
 func (l *loader) decodeTarget(b *hcl.Block, dir string) {
 	kind, name := b.Labels[0], b.Labels[1]
-	attrs, known := targetAttrs[kind]
-	if !known {
-		for _, k := range infraKinds {
-			if k == kind {
-				l.errorf(b.LabelRanges[0].Ptr(), "Target kind not available yet",
-					"The %q target kind is part of the language but fgimg cannot build it yet; build a raw, qcow2, netboot, oci or tar target and register it by hand for now.", kind)
-				return
-			}
-		}
+	ks, known := l.opts.TargetKinds[kind]
+	switch {
+	case !known:
 		l.errorf(b.LabelRanges[0].Ptr(), "Unknown target kind",
-			"There is no target kind %q.%s", kind, didYouMean(kind, targetKinds()))
+			"There is no target kind %q.%s", kind, didYouMean(kind, l.targetKinds()))
+		return
+	case ks.Unavailable != "":
+		l.errorf(b.LabelRanges[0].Ptr(), "Target kind not available yet", "%s", ks.Unavailable)
 		return
 	}
 	schema := &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "image", Required: true}}}
-	for _, a := range attrs {
-		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a})
+	for _, a := range ks.Attributes {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a.Name})
 	}
 	c, diags := b.Body.Content(schema)
 	l.diags = append(l.diags, diags...)
 	l.checkName("target", name, b.LabelRanges[1])
-	l.targets = append(l.targets, &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c})
+	l.targets = append(l.targets, &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c, Schema: ks})
 }
 
 // checkName checks a declared name. Image and target names become file
@@ -198,9 +184,9 @@ func (l *loader) checkNames() {
 	}
 }
 
-func targetKinds() []string {
-	kinds := append([]string(nil), infraKinds...)
-	for k := range targetAttrs {
+func (l *loader) targetKinds() []string {
+	var kinds []string
+	for k := range l.opts.TargetKinds {
 		kinds = append(kinds, k)
 	}
 	sort.Strings(kinds)

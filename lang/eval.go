@@ -220,6 +220,12 @@ func (l *loader) orderImages() []*rawImage {
 			}
 			chain := cycleChain(names, im.Name, "")
 			rng := im.DeclRange
+			// A pedigree cycle is shown at the parent attribute that closes it.
+			if closing := byName[via.name]; allParents && closing != nil {
+				if a, ok := closing.Content.Attributes["parent"]; ok {
+					rng = a.Expr.Range()
+				}
+			}
 			if allParents {
 				l.errorf(&rng, "Pedigree cycle",
 					"Each image in this chain names the next as its parent: %s. A pedigree must end in an image with its own origin (bootstrap or from).", chain)

@@ -1,9 +1,12 @@
-package lang
+package lang_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/targets"
 )
 
 // FuzzLoad feeds arbitrary bytes to the parser and evaluator as a native
@@ -27,7 +30,7 @@ func FuzzLoad(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, name), src, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		cfg, diags := Load(LoadOptions{Paths: []string{dir}, Environ: []string{}, User: "fuzz"})
+		cfg, diags := lang.Load(lang.LoadOptions{Paths: []string{dir}, Environ: []string{}, User: "fuzz", TargetKinds: targets.Schemas()})
 		if cfg == nil {
 			t.Fatal("Load returned no Config")
 		}
@@ -36,6 +39,6 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("diagnostic without summary: %#v", d)
 			}
 		}
-		Format(src, name)
+		lang.Format(src, name)
 	})
 }

@@ -1,4 +1,4 @@
-package lang
+package lang_test
 
 import (
 	"fmt"
@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/targets"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -54,7 +57,7 @@ func TestErrorFiles(t *testing.T) {
 			if len(want) == 0 {
 				t.Fatalf("%s has no # ERROR: marker", f)
 			}
-			_, diags := Load(LoadOptions{Paths: []string{f}, User: "tester", Environ: []string{}})
+			_, diags := lang.Load(lang.LoadOptions{Paths: []string{f}, User: "tester", Environ: []string{}, TargetKinds: targets.Schemas()})
 			var got []string
 			for _, d := range diags {
 				if d.Severity != hcl.DiagError {
@@ -91,7 +94,7 @@ func TestValidFiles(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, diags := Load(LoadOptions{Paths: []string{f}, User: "tester", Environ: []string{}})
+			_, diags := lang.Load(lang.LoadOptions{Paths: []string{f}, User: "tester", Environ: []string{}, TargetKinds: targets.Schemas()})
 			if len(diags) > 0 {
 				t.Fatal(diags.Error())
 			}

@@ -31,6 +31,9 @@ type LoadOptions struct {
 	Environ []string
 	// User is the default image owner; empty means the user running fgimg.
 	User string
+	// TargetKinds are the target kinds templates may use, by name: their
+	// attributes come from here alone (package targets has them).
+	TargetKinds map[string]*TargetSchema
 	// AllowRead widens what templates may read (file sources, file
 	// functions, local images) beyond their directory trees: the
 	// operator's --allow-read directories.

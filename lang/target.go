@@ -1,36 +1,101 @@
 package lang
 
-// evalTarget evaluates a target block against its kind's attributes.
+import (
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// evalTarget evaluates a target block against its kind's schema: each
+// attribute converted to its type and checked (enum, Validate), defaults
+// filled in, then the kind's Check over all of them.
 func (l *loader) evalTarget(raw *rawTarget, e *evaluator) *Target {
 	before := len(l.diags)
 	s := &scope{l: l, ctx: e.bodyCtx(raw.Dir, raw.Content), attrs: raw.Content.Attributes}
-	t := &Target{Kind: raw.Kind, Name: raw.Name, DeclRange: raw.DeclRange}
+	t := &Target{Kind: raw.Kind, Name: raw.Name, DeclRange: raw.DeclRange,
+		Attrs: map[string]cty.Value{}, Ranges: map[string]hcl.Range{}}
 	if a, ok := raw.Content.Attributes["image"]; ok {
 		t.Image = l.imageRef(a, "image")
 	}
-	switch raw.Kind {
-	case "netboot", "tar":
-		t.Compression, _ = s.enum("compression", "gzip", "zstd", "none")
-		if t.Compression == "" {
-			t.Compression = "gzip"
+	for _, as := range raw.Schema.Attributes {
+		n := len(l.diags)
+		v, a, ok := s.value(as.Name, as.Type, typeWant(as.Type))
+		if a != nil {
+			t.Ranges[as.Name] = a.Expr.Range()
 		}
-	case "raw", "qcow2":
-		t.Boot, _ = s.enum("boot", "bios", "uefi", "hybrid", "none")
-		if t.Boot == "" {
-			t.Boot = "hybrid"
+		if ok && !l.checkTargetValue(as, v, a) {
+			ok = false
 		}
-		if size, a, ok := s.str("size"); ok {
-			n, err := ParseSize(size)
-			if err != nil {
-				l.errorf(a.Expr.Range().Ptr(), "Invalid size", "%s.", err)
-			}
-			t.Size = n
+		switch {
+		case ok:
+			t.Attrs[as.Name] = v
+		case len(l.diags) > n:
+			t.Attrs[as.Name] = cty.UnknownVal(as.Type) // diagnosed: no default stands in for it
+		case as.Default != cty.NilVal:
+			t.Attrs[as.Name] = as.Default
+		default:
+			t.Attrs[as.Name] = cty.NullVal(as.Type)
 		}
-		t.Compress, _, _ = s.boolean("compress")
 	}
-	t.KernelArgs, _, _ = s.strList("kernel_args")
+	if raw.Schema.Check != nil {
+		for _, p := range raw.Schema.Check(t.Attrs) {
+			rng := raw.DeclRange
+			if r, ok := t.Ranges[p.Attribute]; ok {
+				rng = r
+			}
+			l.errorf(&rng, p.Summary, "%s", p.Detail)
+		}
+	}
 	if l.diags[before:].HasErrors() || t.Image == nil {
 		return nil
 	}
 	return t
+}
+
+// checkTargetValue checks a set value against its attribute's enum and
+// Validate, and a list for null elements; it reports what is wrong.
+func (l *loader) checkTargetValue(as TargetAttribute, v cty.Value, a *hcl.Attribute) bool {
+	rng := a.Expr.Range().Ptr()
+	summary := "Invalid value for \"" + as.Name + "\""
+	if v.CanIterateElements() {
+		for it := v.ElementIterator(); it.Next(); {
+			if _, e := it.Element(); e.IsNull() {
+				l.errorf(rng, summary, "The %q list must not contain null.", as.Name)
+				return false
+			}
+		}
+	}
+	if len(as.Enum) > 0 && v.Type().Equals(cty.String) {
+		found := false
+		for _, x := range as.Enum {
+			found = found || v.AsString() == x
+		}
+		if !found {
+			l.errorf(rng, summary, "%q is not one of %s.%s", v.AsString(), strings.Join(quoteAll(as.Enum), ", "), didYouMean(v.AsString(), as.Enum))
+			return false
+		}
+	}
+	if as.Validate != nil {
+		if err := as.Validate(v); err != nil {
+			l.errorf(rng, summary, "%s.", strings.TrimSuffix(err.Error(), "."))
+			return false
+		}
+	}
+	return true
+}
+
+// typeWant says what a value of type ty is, for diagnostics.
+func typeWant(ty cty.Type) string {
+	switch {
+	case ty.Equals(cty.String):
+		return "a string"
+	case ty.Equals(cty.Bool):
+		return "true or false"
+	case ty.Equals(cty.Number):
+		return "a number"
+	case ty.IsListType():
+		return "a list of " + strings.TrimPrefix(typeWant(ty.ElementType()), "a ") + "s"
+	}
+	return ty.FriendlyName()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/targets"
 )
 
 // writeGenerated writes a configuration of n images in a pedigree depth
@@ -49,7 +50,7 @@ func BenchmarkPlan(b *testing.B) {
 			dir := writeGenerated(b, n, 10)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				cfg, diags := lang.Load(lang.LoadOptions{Paths: []string{dir}, Environ: []string{}, User: "bench"})
+				cfg, diags := lang.Load(lang.LoadOptions{Paths: []string{dir}, Environ: []string{}, User: "bench", TargetKinds: targets.Schemas()})
 				if diags.HasErrors() {
 					b.Fatal(diags.Error())
 				}

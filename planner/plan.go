@@ -29,16 +29,32 @@ const (
 	StatusCached Status = "cached"
 )
 
+// NodeKind says what a node of the plan does.
+type NodeKind string
+
+const (
+	// ImageStage is one phase of an image: a layer in the cache.
+	ImageStage NodeKind = "image stage"
+	// TargetWrite writes a target kind's artifacts from an image's last
+	// stage: artifacts in the cache, exported to OUT/<target>/ for every
+	// target it stands for.
+	TargetWrite NodeKind = "target write"
+)
+
 // Stage is one node of the plan: a spec on top of an input stage.
 type Stage struct {
 	Digest digest.Digest
 	Spec   stages.Spec
 	Input  *Stage // nil for an origin
 	Status Status
-	// Image is the first image (in declaration order) whose chain holds
-	// the stage; Target is set for a target's stage. Neither is hashed.
-	Image  *lang.Image
-	Target *lang.Target
+	Node   NodeKind
+	// Image is, for an image stage, the first image (in declaration
+	// order) whose chain holds it. Not hashed.
+	Image *lang.Image
+	// Targets are, for a target write, the targets it writes, in plan
+	// order: targets of one kind, image and spec share one write. Not
+	// hashed.
+	Targets []*Target
 }
 
 // Kind is the stage kind: "bootstrap", "packages", …, or a target kind.
@@ -53,11 +69,14 @@ type Image struct {
 // ID is the digest of the image's last stage.
 func (im *Image) ID() digest.Digest { return im.Stages[len(im.Stages)-1].Digest }
 
-// Target is a planned target: its own stage, on top of its image's last stage.
+// Target is a planned target: the write of its artifacts, on top of its
+// image's last stage, shared with every target of the same kind and spec
+// made from the same image.
 type Target struct {
 	Target *lang.Target
+	Kind   targets.Kind
 	Image  *Image
-	Stage  *Stage
+	Write  *Stage
 }
 
 // Plan is the stage graph of a configuration.
@@ -121,7 +140,7 @@ type compiler struct {
 }
 
 // add returns the node for spec on top of input, creating it once.
-func (c *compiler) add(spec stages.Spec, input *Stage, im *lang.Image, t *lang.Target) *Stage {
+func (c *compiler) add(spec stages.Spec, input *Stage, node NodeKind, im *lang.Image) *Stage {
 	var in digest.Digest
 	if input != nil {
 		in = input.Digest
@@ -130,7 +149,7 @@ func (c *compiler) add(spec stages.Spec, input *Stage, im *lang.Image, t *lang.T
 	if s, ok := c.nodes[d]; ok {
 		return s
 	}
-	s := &Stage{Digest: d, Spec: spec, Input: input, Status: StatusBuild, Image: im, Target: t}
+	s := &Stage{Digest: d, Spec: spec, Input: input, Status: StatusBuild, Node: node, Image: im}
 	if c.store.Has(d) {
 		s.Status = StatusCached
 	}
@@ -159,7 +178,7 @@ func (c *compiler) image(im *lang.Image) *Image {
 		if origin == nil {
 			return nil
 		}
-		top = c.add(origin, nil, im, nil)
+		top = c.add(origin, nil, ImageStage, im)
 		chain = append(chain, top)
 	}
 	phases, ok := c.phaseSpecs(im)
@@ -167,7 +186,7 @@ func (c *compiler) image(im *lang.Image) *Image {
 		return nil
 	}
 	for _, spec := range phases {
-		top = c.add(spec, top, im, nil)
+		top = c.add(spec, top, ImageStage, im)
 		chain = append(chain, top)
 	}
 	p := &Image{Image: im, Stages: chain}
@@ -177,20 +196,20 @@ func (c *compiler) image(im *lang.Image) *Image {
 }
 
 func (c *compiler) target(t *lang.Target) {
+	kind, err := targets.For(t.Kind)
+	if err != nil {
+		c.errorf(t.DeclRange, "Target kind not buildable",
+			"fgimg cannot build %s targets (%v); leave this one out with -except %s.", t.Kind, err, t.Name)
+		return
+	}
 	im := c.image(t.Image)
 	if im == nil {
 		return
 	}
-	spec := &targets.Spec{
-		TargetKind:  t.Kind,
-		Compression: t.Compression,
-		Size:        t.Size,
-		Boot:        t.Boot,
-		Compress:    t.Compress,
-		KernelArgs:  t.KernelArgs,
-	}
-	s := c.add(spec, im.Stages[len(im.Stages)-1], nil, t)
-	c.plan.Targets = append(c.plan.Targets, &Target{Target: t, Image: im, Stage: s})
+	w := c.add(kind.Spec(t), im.Stages[len(im.Stages)-1], TargetWrite, nil)
+	pt := &Target{Target: t, Kind: kind, Image: im, Write: w}
+	w.Targets = append(w.Targets, pt)
+	c.plan.Targets = append(c.plan.Targets, pt)
 }
 
 // Image returns the planned image named name, or nil.

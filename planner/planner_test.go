@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/targets"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -15,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 func load(t testing.TB, paths []string, vars ...lang.VarArg) *lang.Config {
 	t.Helper()
-	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: vars, Environ: []string{}, User: "tester"})
+	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: vars, Environ: []string{}, User: "tester", TargetKinds: targets.Schemas()})
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}

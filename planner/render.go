@@ -106,8 +106,12 @@ func (t *tree) writeImage(b *strings.Builder, im *Image, head, indent string) {
 		case *Image:
 			t.writeImage(b, k, indent+branch, indent+cont)
 		case *Target:
-			s := k.Stage
-			fmt.Fprintf(b, "%s%starget %s %q  %-6s  %s  %s\n", indent, branch, k.Target.Kind, k.Target.Name, s.Status, Short(s.Digest), Describe(s.Spec))
+			s := k.Write
+			note := ""
+			if first := s.Targets[0]; first != k {
+				note = "  (same as target " + first.Target.Name + ")"
+			}
+			fmt.Fprintf(b, "%s%starget %s %q  %-6s  %s  %s%s\n", indent, branch, k.Target.Kind, k.Target.Name, s.Status, Short(s.Digest), Describe(s.Spec), note)
 		}
 	}
 }
@@ -159,21 +163,8 @@ func Describe(spec stages.Spec) string {
 		return strings.Join(parts, "; ")
 	case *stages.Script:
 		return plural(len(s.Commands), "command")
-	case *targets.Spec:
-		var parts []string
-		if s.Boot != "" {
-			parts = append(parts, s.Boot+" boot")
-		}
-		if s.Size > 0 {
-			parts = append(parts, humanSize(s.Size))
-		}
-		if s.Compression != "" {
-			parts = append(parts, s.Compression)
-		}
-		if s.Compress {
-			parts = append(parts, "compressed")
-		}
-		return strings.Join(parts, ", ")
+	case targets.Spec:
+		return s.Summary()
 	}
 	return ""
 }
@@ -190,16 +181,6 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func humanSize(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	i := 0
-	for n >= 1024 && n%1024 == 0 && i < len(units)-1 {
-		n /= 1024
-		i++
-	}
-	return fmt.Sprintf("%d%s", n, units[i])
 }
 
 // JSON form of a plan: a stable interface that tests and CI tooling read.
@@ -243,7 +224,7 @@ func (p *Plan) MarshalJSON() ([]byte, error) {
 		out.Images = append(out.Images, jsonImage{Name: im.Image.Name, Parent: parentName(im.Image), ID: im.ID(), Stages: digests(im.Stages)})
 	}
 	for _, t := range p.Targets {
-		out.Targets = append(out.Targets, jsonTarget{Name: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, Stages: []digest.Digest{t.Stage.Digest}})
+		out.Targets = append(out.Targets, jsonTarget{Name: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, Stages: []digest.Digest{t.Write.Digest}})
 	}
 	for _, s := range p.Stages {
 		js := jsonStage{Digest: s.Digest, Kind: s.Kind(), Inputs: []digest.Digest{}, Status: s.Status}

@@ -50,7 +50,7 @@ func TestWalkOrderParallelismAndFailures(t *testing.T) {
 	}
 	// Everything above hpc's packages stage is not run: hpc's files,
 	// hadoop, both targets on them; hpc-copy shares the stages.
-	for _, s := range append(p.Image("hadoop").Stages[7:], p.Targets[0].Stage, p.Targets[1].Stage) {
+	for _, s := range append(p.Image("hadoop").Stages[7:], p.Targets[0].Write, p.Targets[1].Write) {
 		if !errors.Is(errs[s], ErrInputFailed) {
 			t.Errorf("stage %s %s: %v, want not run", s.Kind(), Short(s.Digest), errs[s])
 		}

@@ -113,7 +113,7 @@ func BenchmarkSquashGzip(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
 			dir := b.TempDir()
-			arts, err := Tar{}.Write(context.Background(), &Input{Layers: layers}, &Spec{TargetKind: "tar", Compression: "gzip"}, dir)
+			arts, err := Tar{}.Write(context.Background(), &Input{Layers: layers}, &TarSpec{Compression: "gzip"}, dir)
 			if err != nil {
 				b.Fatal(err)
 			}

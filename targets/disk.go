@@ -85,7 +85,7 @@ type DiskPartition struct {
 // gives the same bytes: every GUID, UUID, serial and hash seed derives
 // from in.Image.ID and every time from the image (or SourceDateEpoch).
 // A size too small for the files is an error before anything is written.
-func BuildDisk(ctx context.Context, in *Input, spec *Spec, path string) (info DiskInfo, err error) {
+func BuildDisk(ctx context.Context, in *Input, spec *DiskSpec, path string) (info DiskInfo, err error) {
 	defer func() {
 		if err != nil {
 			info = DiskInfo{}
@@ -94,22 +94,15 @@ func BuildDisk(ctx context.Context, in *Input, spec *Spec, path string) (info Di
 	if in.Root == "" {
 		return info, errors.New("a disk needs the image's root file system as a directory (Input.Root)")
 	}
-	var want int64
-	var kernelArgs []string
-	boot := ""
-	if spec != nil {
-		want, boot, kernelArgs = spec.Size, spec.Boot, spec.KernelArgs
-	}
+	want, boot, kernelArgs := spec.Size, spec.Boot, spec.KernelArgs
 	if boot == "" {
 		boot = BootHybrid
 	}
-	for _, a := range kernelArgs {
-		// They go into boot loader configuration files, one a line.
-		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return info, fmt.Errorf("kernel argument %q is empty or has a control character", a)
-		}
+	// They go into boot loader configuration files, one a line.
+	if err := checkKernelArgs(kernelArgs); err != nil {
+		return info, err
 	}
-	loaders, err := bootLoadersFor(boot, in.Image.Meta.Arch)
+	loaders, err := bootLoadersFor(boot, in.Image.Arch)
 	if err != nil {
 		return info, err
 	}
@@ -206,7 +199,7 @@ func BuildDisk(ctx context.Context, in *Input, spec *Spec, path string) (info Di
 	// mkfs.ext4 keeps only one core busy.
 	esp := &espWriter{
 		d: d, path: path, part: info.ESP, ids: ids, loaders: loaders, kernel: k,
-		efiLoader: efiLoader, cmdline: info.CmdLine, title: name, stamp: stamp,
+		efiLoader: efiLoader, cmdline: info.CmdLine, title: spec.Title, stamp: stamp,
 	}
 	root := &ext4Writer{
 		path: path, f: f, part: info.Root, ids: ids, tree: in.Root, inodes: lay.inodes,

@@ -144,7 +144,7 @@ func TestRawWriterProcess(t *testing.T) {
 	if err := json.Unmarshal([]byte(env), &req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (Raw{}).Write(context.Background(), diskInput(req.Root), &Spec{TargetKind: "raw"}, req.Dir); err != nil {
+	if _, err := (Raw{}).Write(context.Background(), diskInput(req.Root), &RawSpec{DiskSpec{}}, req.Dir); err != nil {
 		t.Fatal(err)
 	}
 	status, err := os.ReadFile("/proc/self/status")

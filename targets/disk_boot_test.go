@@ -16,7 +16,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/fgimg/fgimg/internal/testkit"
-	"github.com/fgimg/fgimg/lang"
 )
 
 // bootTimeout is how long a guest may take to reach its login prompt
@@ -53,10 +52,10 @@ func TestRawDiskBoots(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "disk.raw")
 	in := &Input{
 		Target: "boot", Root: root,
-		Image: ImageInfo{Name: "base", ID: digest.FromString("debian base for the boot test"), Meta: lang.Metadata{Arch: "amd64"}},
+		Image: ImageInfo{Name: "base", ID: digest.FromString("debian base for the boot test"), Arch: "amd64"},
 	}
 	start := time.Now()
-	info, err := BuildDisk(context.Background(), in, &Spec{TargetKind: "raw", KernelArgs: []string{"console=ttyS0,115200"}}, img)
+	info, err := BuildDisk(context.Background(), in, &DiskSpec{KernelArgs: []string{"console=ttyS0,115200"}}, img)
 	if err != nil {
 		t.Fatal(err)
 	}

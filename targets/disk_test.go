@@ -24,7 +24,6 @@ import (
 
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
-	"github.com/fgimg/fgimg/lang"
 )
 
 const (
@@ -70,7 +69,7 @@ func diskInput(root string) *Input {
 	epoch := testkit.Epoch.Add(24 * time.Hour)
 	return &Input{
 		Target: "vm",
-		Image:  ImageInfo{Name: "base", ID: digest.FromString("image base"), Meta: lang.Metadata{Arch: "amd64"}},
+		Image:  ImageInfo{Name: "base", ID: digest.FromString("image base"), Arch: "amd64"},
 		Root:   root, SourceDateEpoch: &epoch,
 	}
 }
@@ -97,7 +96,7 @@ func TestRawDiskLayout(t *testing.T) {
 		t.Run(boot, func(t *testing.T) {
 			root := diskTree(t)
 			in := diskInput(root)
-			spec := &Spec{TargetKind: "raw", Boot: boot, KernelArgs: []string{"console=ttyS0,115200", "quiet"}}
+			spec := &RawSpec{DiskSpec{Boot: boot, KernelArgs: []string{"console=ttyS0,115200", "quiet"}}}
 			dir := t.TempDir()
 			arts, err := Raw{}.Write(context.Background(), in, spec, dir)
 			if err != nil {
@@ -107,7 +106,7 @@ func TestRawDiskLayout(t *testing.T) {
 				t.Fatalf("artifacts = %+v", arts)
 			}
 			img := filepath.Join(dir, "disk.raw")
-			info := diskInfoOf(t, in, spec)
+			info := diskInfoOf(t, in, &spec.DiskSpec)
 			checkGPT(t, img, info, boot)
 			checkRootFS(t, img, info, in)
 			checkESP(t, img, info, boot, spec.KernelArgs, root)
@@ -117,7 +116,7 @@ func TestRawDiskLayout(t *testing.T) {
 
 // diskInfoOf is the DiskInfo BuildDisk reports for in and spec, from a
 // second build into a throwaway file.
-func diskInfoOf(t *testing.T, in *Input, spec *Spec) DiskInfo {
+func diskInfoOf(t *testing.T, in *Input, spec *DiskSpec) DiskInfo {
 	t.Helper()
 	info, err := BuildDisk(context.Background(), in, spec, filepath.Join(t.TempDir(), "again.raw"))
 	if err != nil {
@@ -365,7 +364,7 @@ func checkESP(t *testing.T, img string, info DiskInfo, boot string, args []strin
 // its tree, made at different times: the disks are the same bytes.
 func TestRawDiskReproducible(t *testing.T) {
 	needDiskTools(t)
-	spec := &Spec{TargetKind: "raw", Size: 400 * diskMiB, KernelArgs: []string{"console=ttyS0"}}
+	spec := &DiskSpec{Size: 400 * diskMiB, KernelArgs: []string{"console=ttyS0"}}
 	var sums [2][32]byte
 	for i := range sums {
 		if i == 1 {
@@ -443,7 +442,7 @@ func TestRawDiskTooSmall(t *testing.T) {
 	before, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
 	in := diskInput(root)
 	dir := t.TempDir()
-	_, err := Raw{}.Write(context.Background(), in, &Spec{TargetKind: "raw", Size: 320 * diskMiB}, dir)
+	_, err := Raw{}.Write(context.Background(), in, &RawSpec{DiskSpec{Size: 320 * diskMiB}}, dir)
 	re := regexp.MustCompile(`^raw target: size 320MiB is too small for image "base": its files need ([\d.]+)MiB beside the 300MiB EFI system partition; use at least (\d+)MiB$`)
 	m := re.FindStringSubmatch(fmt.Sprint(err))
 	if m == nil {
@@ -472,13 +471,13 @@ func TestRawDiskTooSmall(t *testing.T) {
 	exact := lay.rootStart + diskAlign + ext4SizeFor(tree.content()+tree.content()/50+16*diskMiB, tree.inodes)
 	for _, size := range []int64{int64(least) * diskMiB, exact} {
 		p := filepath.Join(t.TempDir(), "disk.raw")
-		info, err := BuildDisk(context.Background(), diskInput(root), &Spec{TargetKind: "raw", Size: size}, p)
+		info, err := BuildDisk(context.Background(), diskInput(root), &DiskSpec{Size: size}, p)
 		if err != nil {
 			t.Fatalf("size %s: %v", formatDiskSize(size, false), err)
 		}
 		runTool(t, "e2fsck", "-fn", fmt.Sprintf("%s?offset=%d", p, info.Root.Start))
 	}
-	if _, err := BuildDisk(context.Background(), diskInput(root), &Spec{TargetKind: "raw", Size: exact - diskMiB}, filepath.Join(t.TempDir(), "disk.raw")); err == nil {
+	if _, err := BuildDisk(context.Background(), diskInput(root), &DiskSpec{Size: exact - diskMiB}, filepath.Join(t.TempDir(), "disk.raw")); err == nil {
 		t.Errorf("a MiB less than the least size is accepted")
 	}
 }
@@ -552,7 +551,7 @@ func TestRawDiskBootErrors(t *testing.T) {
 	} {
 		root := c.root()
 		dir := t.TempDir()
-		_, err := Raw{}.Write(context.Background(), diskInput(root), &Spec{TargetKind: "raw", Boot: c.boot, Size: 400 * diskMiB}, dir)
+		_, err := Raw{}.Write(context.Background(), diskInput(root), &RawSpec{DiskSpec{Boot: c.boot, Size: 400 * diskMiB}}, dir)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("boot %s: %v", c.boot, err)
@@ -561,21 +560,21 @@ func TestRawDiskBootErrors(t *testing.T) {
 		}
 		if c.want == "" && err == nil {
 			img := filepath.Join(dir, "disk.raw")
-			info := diskInfoOf(t, diskInput(root), &Spec{TargetKind: "raw", Boot: c.boot, Size: 400 * diskMiB})
+			info := diskInfoOf(t, diskInput(root), &DiskSpec{Boot: c.boot, Size: 400 * diskMiB})
 			runTool(t, "e2fsck", "-fn", fmt.Sprintf("%s?offset=%d", img, info.Root.Start))
 		}
 	}
-	_, err := Raw{}.Write(context.Background(), diskInput(diskTree(t)), &Spec{TargetKind: "qcow2"}, t.TempDir())
+	_, err := Raw{}.Write(context.Background(), diskInput(diskTree(t)), &QCOW2Spec{DiskSpec: DiskSpec{}}, t.TempDir())
 	if err == nil {
 		t.Errorf("raw writer takes a qcow2 spec")
 	}
-	_, err = Raw{}.Write(context.Background(), diskInput(diskTree(t)), &Spec{TargetKind: "raw", KernelArgs: []string{"quiet\nAPPEND init=/bin/sh"}}, t.TempDir())
+	_, err = Raw{}.Write(context.Background(), diskInput(diskTree(t)), &RawSpec{DiskSpec{KernelArgs: []string{"quiet\nAPPEND init=/bin/sh"}}}, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "control character") {
 		t.Errorf("a kernel argument with a newline: %v", err)
 	}
 	in := diskInput(diskTree(t))
-	in.Image.Meta.Arch = "arm64"
-	_, err = Raw{}.Write(context.Background(), in, &Spec{TargetKind: "raw", Boot: BootHybrid}, t.TempDir())
+	in.Image.Arch = "arm64"
+	_, err = Raw{}.Write(context.Background(), in, &RawSpec{DiskSpec{Boot: BootHybrid}}, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), `use boot = "uefi"`) {
 		t.Errorf("hybrid boot of an arm64 image: %v", err)
 	}
@@ -598,7 +597,7 @@ func TestRawDiskManySmallFiles(t *testing.T) {
 		}
 	}
 	p := filepath.Join(t.TempDir(), "disk.raw")
-	info, err := BuildDisk(context.Background(), diskInput(root), &Spec{TargetKind: "raw", Boot: BootNone, Size: 360 * diskMiB}, p)
+	info, err := BuildDisk(context.Background(), diskInput(root), &DiskSpec{Boot: BootNone, Size: 360 * diskMiB}, p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/fgimg/fgimg/internal/cpio"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // Media types of the netboot target's artifacts. The initramfs's type
@@ -31,18 +32,16 @@ const (
 //   - vmlinuz: the image's kernel, the newest /boot/vmlinuz-* (or what
 //     the /vmlinuz or /boot/vmlinuz symlink names);
 //   - initramfs.cpio.gz, initramfs.cpio.zst or initramfs.cpio after
-//     Spec.Compression (gzip when empty): the image's whole root
+//     compression (gzip by default): the image's whole root
 //     filesystem as a newc cpio archive (cpio.WriteTree), which the
 //     kernel unpacks into its tmpfs root and runs /init from; when the
 //     image has no /init, a symlink to sbin/init (or to systemd) is added;
 //   - boot.ipxe and pxelinux.cfg: an iPXE script and a PXELINUX entry
-//     booting the two with Spec.KernelArgs, naming them relative to
+//     booting the two with kernel_args, naming them relative to
 //     themselves so the folder can be served as it is.
 //
 // It reads the tree from Input.Root and leaves it unchanged.
 type Netboot struct{}
-
-var _ Writer = Netboot{}
 
 const (
 	netbootKernelFile   = "vmlinuz"
@@ -50,8 +49,45 @@ const (
 	netbootPXELinuxFile = "pxelinux.cfg"
 )
 
-// Write implements Writer.
-func (Netboot) Write(ctx context.Context, in *Input, spec *Spec, dir string) ([]Artifact, error) {
+// NetbootSpec is a netboot target's hashed spec.
+type NetbootSpec struct {
+	Compression string   `json:"compression"` // gzip | zstd | none
+	KernelArgs  []string `json:"kernel_args,omitempty"`
+}
+
+// Kind implements Spec.
+func (*NetbootSpec) Kind() string { return "netboot" }
+
+// Summary implements Spec.
+func (s *NetbootSpec) Summary() string { return s.Compression }
+
+// Name implements Kind.
+func (Netboot) Name() string { return "netboot" }
+
+// Schema implements Kind.
+func (Netboot) Schema() *lang.TargetSchema {
+	return &lang.TargetSchema{Attributes: []lang.TargetAttribute{
+		compressionAttr("the initramfs's compression"),
+		kernelArgsAttr,
+	}}
+}
+
+// Spec implements Kind.
+func (Netboot) Spec(t *lang.Target) Spec {
+	return &NetbootSpec{Compression: t.Str("compression"), KernelArgs: t.Strs("kernel_args")}
+}
+
+// Boot implements Kind: the kernel and initramfs, with kernel_args.
+func (Netboot) Boot(sp Spec) (*Boot, error) {
+	spec, err := specAs[*NetbootSpec](sp, "netboot")
+	if err != nil {
+		return nil, err
+	}
+	return &Boot{Kernel: MediaTypeKernel, Initrd: MediaTypeInitramfs, Firmware: FirmwareAny, KernelArgs: spec.KernelArgs}, nil
+}
+
+// Write implements Kind.
+func (Netboot) Write(ctx context.Context, in *Input, spec Spec, dir string) ([]Artifact, error) {
 	arts, err := writeNetboot(ctx, in, spec, dir)
 	if err != nil {
 		return nil, fmt.Errorf("netboot target: %w", err)
@@ -59,18 +95,16 @@ func (Netboot) Write(ctx context.Context, in *Input, spec *Spec, dir string) ([]
 	return arts, nil
 }
 
-func writeNetboot(ctx context.Context, in *Input, spec *Spec, dir string) ([]Artifact, error) {
-	if err := checkKind(spec, "netboot"); err != nil {
+func writeNetboot(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
+	spec, err := specAs[*NetbootSpec](sp, "netboot")
+	if err != nil {
 		return nil, err
-	}
-	if spec == nil {
-		spec = &Spec{}
 	}
 	c, err := initramfsCompression(spec.Compression)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkNetbootArgs(spec.KernelArgs); err != nil {
+	if err := checkKernelArgs(spec.KernelArgs); err != nil {
 		return nil, err
 	}
 	if in.Root == "" {
@@ -81,7 +115,7 @@ func writeNetboot(ctx context.Context, in *Input, spec *Spec, dir string) ([]Art
 		return nil, err
 	}
 	if kernel == "" {
-		return nil, fmt.Errorf("image %q has no kernel in /boot: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Meta.Arch))
+		return nil, fmt.Errorf("image %q has no kernel in /boot: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Arch))
 	}
 	extra, err := netbootInit(in)
 	if err != nil {
@@ -170,20 +204,6 @@ func initramfsCompression(name string) (compression, error) {
 		c.mediaType = MediaTypeInitramfs
 	}
 	return c, nil
-}
-
-// checkNetbootArgs rejects arguments that would break the boot scripts
-// (a newline starts a new iPXE or PXELINUX command).
-func checkNetbootArgs(args []string) error {
-	for _, a := range args {
-		if a == "" {
-			return errors.New("empty kernel argument")
-		}
-		if i := strings.IndexFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
-			return fmt.Errorf("kernel argument %q contains a control character", a)
-		}
-	}
-	return nil
 }
 
 // netbootKernelPackage names the Debian package that installs a kernel for arch.

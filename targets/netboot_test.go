@@ -50,7 +50,7 @@ func netbootInput(root string) *Input {
 	return &Input{Target: "hpc", Image: ImageInfo{Name: "hpc", ID: "sha256:0123abcd"}, Root: root, SourceDateEpoch: &epoch}
 }
 
-func writeNetbootTarget(t testing.TB, in *Input, spec *Spec) (string, []Artifact) {
+func writeNetbootTarget(t testing.TB, in *Input, spec *NetbootSpec) (string, []Artifact) {
 	t.Helper()
 	w, err := For("netboot")
 	if err != nil {
@@ -128,7 +128,7 @@ func TestNetboot(t *testing.T) {
 		{"none", "initramfs.cpio", "application/vnd.fgimg.linux.initramfs.cpio"},
 	} {
 		t.Run("compression="+tc.compression, func(t *testing.T) {
-			dir, arts := writeNetbootTarget(t, in, &Spec{TargetKind: "netboot", Compression: tc.compression, KernelArgs: args})
+			dir, arts := writeNetbootTarget(t, in, &NetbootSpec{Compression: tc.compression, KernelArgs: args})
 			want := []Artifact{
 				{"vmlinuz", MediaTypeKernel},
 				{tc.initrd, tc.mediaType},
@@ -250,7 +250,7 @@ func TestNetbootDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []string{"gzip", "zstd"} {
-		spec := &Spec{TargetKind: "netboot", Compression: c, KernelArgs: []string{"console=ttyS0"}}
+		spec := &NetbootSpec{Compression: c, KernelArgs: []string{"console=ttyS0"}}
 		d1, arts := writeNetbootTarget(t, netbootInput(root), spec)
 		d2, _ := writeNetbootTarget(t, netbootInput(root), spec)
 		for _, a := range arts {
@@ -268,7 +268,7 @@ func TestNetbootEpochClamps(t *testing.T) {
 	in := netbootInput(root)
 	early := testkit.Epoch.Add(-24 * time.Hour)
 	in.SourceDateEpoch = &early
-	dir, _ := writeNetbootTarget(t, in, &Spec{Compression: "none"})
+	dir, _ := writeNetbootTarget(t, in, &NetbootSpec{Compression: "none"})
 	for _, e := range readNetbootInitramfs(t, filepath.Join(dir, "initramfs.cpio")) {
 		if e.Mtime != early.Unix() {
 			t.Errorf("%s: mtime %d, want the epoch %d", e.Name, e.Mtime, early.Unix())
@@ -284,7 +284,7 @@ func TestNetbootNoKernel(t *testing.T) {
 	in := netbootInput(root)
 	in.Image.Name = "x"
 	dir := t.TempDir()
-	_, err := Netboot{}.Write(context.Background(), in, &Spec{TargetKind: "netboot"}, dir)
+	_, err := Netboot{}.Write(context.Background(), in, &NetbootSpec{}, dir)
 	want := `image "x" has no kernel in /boot: add linux-image-amd64 (Debian) to its packages`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got error %v, want %q", err, want)
@@ -346,7 +346,7 @@ func TestNetbootKernelChoice(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.files["sbin/init"] = "init"
-			dir, _ := writeNetbootTarget(t, netbootInput(netbootRoot(t, tc.files)), &Spec{Compression: "none"})
+			dir, _ := writeNetbootTarget(t, netbootInput(netbootRoot(t, tc.files)), &NetbootSpec{Compression: "none"})
 			if b, _ := os.ReadFile(filepath.Join(dir, "vmlinuz")); string(b) != tc.want {
 				t.Errorf("vmlinuz holds %q, want %q", b, tc.want)
 			}
@@ -354,7 +354,7 @@ func TestNetbootKernelChoice(t *testing.T) {
 	}
 	// An absolute symlink must not reach the host's /boot.
 	root := netbootRoot(t, map[string]string{"vmlinuz": "-> /etc/hostname", "sbin/init": "init"})
-	_, err := Netboot{}.Write(context.Background(), netbootInput(root), nil, t.TempDir())
+	_, err := Netboot{}.Write(context.Background(), netbootInput(root), &NetbootSpec{}, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "has no kernel") {
 		t.Errorf("vmlinuz pointing at a file the image lacks: got %v", err)
 	}
@@ -379,7 +379,7 @@ func TestNetbootInit(t *testing.T) {
 		files["boot/vmlinuz-1"] = "k"
 		root := netbootRoot(t, files)
 		dir := t.TempDir()
-		_, err := Netboot{}.Write(context.Background(), netbootInput(root), &Spec{Compression: "none"}, dir)
+		_, err := Netboot{}.Write(context.Background(), netbootInput(root), &NetbootSpec{Compression: "none"}, dir)
 		if err != nil {
 			return netbootEntry{}, err
 		}
@@ -424,14 +424,14 @@ func TestNetbootRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		in   *Input
-		spec *Spec
+		spec Spec
 		want string
 	}{
-		{"kind", netbootInput(root), &Spec{TargetKind: "tar"}, `netboot writer given a "tar" target`},
-		{"compression", netbootInput(root), &Spec{Compression: "xz"}, `unknown compression "xz"`},
-		{"newline in args", netbootInput(root), &Spec{KernelArgs: []string{"quiet\nshell"}}, "control character"},
-		{"empty arg", netbootInput(root), &Spec{KernelArgs: []string{""}}, "empty kernel argument"},
-		{"no root", &Input{Image: ImageInfo{Name: "x"}}, nil, "Input.Root is empty"},
+		{"kind", netbootInput(root), &TarSpec{}, `netboot writer given a "tar" target`},
+		{"compression", netbootInput(root), &NetbootSpec{Compression: "xz"}, `unknown compression "xz"`},
+		{"newline in args", netbootInput(root), &NetbootSpec{KernelArgs: []string{"quiet\nshell"}}, "control character"},
+		{"empty arg", netbootInput(root), &NetbootSpec{KernelArgs: []string{""}}, "empty kernel argument"},
+		{"no root", &Input{Image: ImageInfo{Name: "x"}}, &NetbootSpec{}, "Input.Root is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Netboot{}.Write(context.Background(), tc.in, tc.spec, t.TempDir())
@@ -447,7 +447,7 @@ func TestNetbootCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	dir := t.TempDir()
-	_, err := Netboot{}.Write(ctx, netbootInput(root), nil, dir)
+	_, err := Netboot{}.Write(ctx, netbootInput(root), &NetbootSpec{}, dir)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
 	}
@@ -504,7 +504,7 @@ func TestNetbootBootsInQEMU(t *testing.T) {
 	args := []string{"console=ttyS0", "rdinit=/init", "panic=-1"}
 	for _, c := range []string{"gzip", "zstd"} {
 		t.Run(c, func(t *testing.T) {
-			dir, arts := writeNetbootTarget(t, netbootInput(root), &Spec{TargetKind: "netboot", Compression: c, KernelArgs: args})
+			dir, arts := writeNetbootTarget(t, netbootInput(root), &NetbootSpec{Compression: c, KernelArgs: args})
 			out, ok := netbootQEMU(t, qemu, filepath.Join(dir, arts[0].Path), filepath.Join(dir, arts[1].Path), strings.Join(args, " "))
 			if !ok {
 				if len(out) > 6000 {
@@ -656,7 +656,7 @@ func TestNetbootBenchHelper(t *testing.T) {
 		t.Skip("the child process of BenchmarkNetboot; runs only from there")
 	}
 	in := &Input{Target: "bench", Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: root}
-	spec := &Spec{TargetKind: "netboot", Compression: os.Getenv("FGIMG_NETBOOT_BENCH_COMPRESSION"), KernelArgs: []string{"console=ttyS0"}}
+	spec := &NetbootSpec{Compression: os.Getenv("FGIMG_NETBOOT_BENCH_COMPRESSION"), KernelArgs: []string{"console=ttyS0"}}
 	if _, err := (Netboot{}).Write(context.Background(), in, spec, os.Getenv("FGIMG_NETBOOT_BENCH_OUT")); err != nil {
 		t.Fatal(err)
 	}

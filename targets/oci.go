@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fgimg/fgimg/lang"
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -36,33 +37,78 @@ const (
 // holds this one image, so a second reference would add nothing.
 const RefName = "latest"
 
-// OCI writes an OCI image layout: oci-layout, index.json and
-// blobs/sha256/, with one gzip layer per stage, bottom first. The config
+// OCI is the oci kind: an OCI image layout (oci-layout, index.json and
+// blobs/sha256/) with one gzip layer per stage, bottom first. The config
 // has os "linux", the image's architecture (Debian names translated to
 // OCI's: armhf is arm/v7, i386 is 386, ppc64el is ppc64le), the layers'
 // diff_ids, one history entry per layer ("fgimg <kind> stage") and the
-// image's labels. Times are set only from SourceDateEpoch; without it the
-// layout has none. Empty metadata gives no annotation.
+// image's labels; the manifest's annotations carry the image's name,
+// pedigree and metadata. Times are set only from SourceDateEpoch;
+// without it the layout has none. Empty metadata gives no annotation.
 type OCI struct{}
 
-// Write implements Writer.
-func (OCI) Write(ctx context.Context, in *Input, spec *Spec, dir string) ([]Artifact, error) {
-	if err := checkKind(spec, "oci"); err != nil {
+// OCISpec is an oci target's hashed spec: the names and metadata the
+// layout carries, so that editing them rewrites it.
+type OCISpec struct {
+	Title       string            `json:"title"` // the image's name
+	Pedigree    []string          `json:"pedigree,omitempty"`
+	Description string            `json:"description,omitempty"`
+	OS          string            `json:"os,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
+	Owner       string            `json:"owner,omitempty"`
+	Permission  string            `json:"permission,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// Kind implements Spec.
+func (*OCISpec) Kind() string { return "oci" }
+
+// Summary implements Spec.
+func (s *OCISpec) Summary() string { return "image layout" }
+
+// Name implements Kind.
+func (OCI) Name() string { return "oci" }
+
+// Schema implements Kind: an oci target has no attribute but image.
+func (OCI) Schema() *lang.TargetSchema { return &lang.TargetSchema{} }
+
+// Spec implements Kind.
+func (OCI) Spec(t *lang.Target) Spec {
+	im := t.Image
+	s := &OCISpec{
+		Title: im.Name, Description: im.Meta.Description, OS: im.Meta.OS, Tags: im.Meta.Tags,
+		Owner: im.Meta.Owner, Permission: im.Meta.Permission, Labels: im.Meta.Labels,
+	}
+	for _, p := range im.Pedigree() {
+		s.Pedigree = append(s.Pedigree, p.Name)
+	}
+	return s
+}
+
+// Boot implements Kind: a container image does not boot.
+func (OCI) Boot(Spec) (*Boot, error) {
+	return nil, errors.New("an OCI image runs in a container engine, not on a machine")
+}
+
+// Write implements Kind.
+func (OCI) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
+	spec, err := specAs[*OCISpec](sp, "oci")
+	if err != nil {
 		return nil, err
 	}
-	arts, err := writeOCI(ctx, in, dir)
+	arts, err := writeOCI(ctx, in, spec, dir)
 	if err != nil {
 		return nil, fmt.Errorf("oci target: %w", err)
 	}
 	return arts, nil
 }
 
-func writeOCI(ctx context.Context, in *Input, dir string) ([]Artifact, error) {
+func writeOCI(ctx context.Context, in *Input, spec *OCISpec, dir string) ([]Artifact, error) {
 	blobs := filepath.Join(dir, ocispec.ImageBlobsDir, "sha256")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, err
 	}
-	platform, err := ociPlatform(in.Image.Meta.Arch)
+	platform, err := ociPlatform(in.Image.Arch)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +122,7 @@ func writeOCI(ctx context.Context, in *Input, dir string) ([]Artifact, error) {
 	config := ocispec.Image{
 		Created:  created,
 		Platform: platform,
-		Config:   ocispec.ImageConfig{Labels: in.Image.Meta.Labels},
+		Config:   ocispec.ImageConfig{Labels: spec.Labels},
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{}},
 		History:  []ocispec.History{},
 	}
@@ -103,7 +149,7 @@ func writeOCI(ctx context.Context, in *Input, dir string) ([]Artifact, error) {
 		return nil, fmt.Errorf("writing config: %w", err)
 	}
 	arts[blobPath(manifest.Config.Digest)] = manifest.Config.MediaType
-	manifest.Annotations = manifestAnnotations(in)
+	manifest.Annotations = manifestAnnotations(in, spec)
 	mdesc, err := writeJSONBlob(blobs, ocispec.MediaTypeImageManifest, manifest)
 	if err != nil {
 		return nil, fmt.Errorf("writing manifest: %w", err)
@@ -134,21 +180,20 @@ func writeOCI(ctx context.Context, in *Input, dir string) ([]Artifact, error) {
 	return out, nil
 }
 
-func manifestAnnotations(in *Input) map[string]string {
-	m := in.Image.Meta
+func manifestAnnotations(in *Input, m *OCISpec) map[string]string {
 	a := map[string]string{}
 	set := func(k, v string) {
 		if v != "" {
 			a[k] = v
 		}
 	}
-	set(ocispec.AnnotationTitle, in.Image.Name)
+	set(ocispec.AnnotationTitle, m.Title)
 	set(ocispec.AnnotationDescription, m.Description)
 	if in.SourceDateEpoch != nil {
 		set(ocispec.AnnotationCreated, in.SourceDateEpoch.UTC().Format(time.RFC3339))
 	}
 	set(AnnotationImageID, in.Image.ID.String())
-	set(AnnotationPedigree, strings.Join(in.Image.Pedigree, ","))
+	set(AnnotationPedigree, strings.Join(m.Pedigree, ","))
 	set(AnnotationTags, strings.Join(m.Tags, ","))
 	set(AnnotationOwner, m.Owner)
 	set(AnnotationPermission, m.Permission)

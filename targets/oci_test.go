@@ -22,28 +22,28 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/fgimg/fgimg/internal/testkit"
-	"github.com/fgimg/fgimg/lang"
 )
 
 func ociInput(t testing.TB, epoch *time.Time) *Input {
 	return &Input{
-		Target: "container",
-		Image: ImageInfo{
-			Name:     "hadoop",
-			ID:       digest.FromString("last stage"),
-			Pedigree: []string{"base", "java", "hadoop"},
-			Meta: lang.Metadata{
-				Description: "Hadoop worker",
-				OS:          "debian-12",
-				Arch:        "arm64",
-				Tags:        []string{"hadoop", "java"},
-				Owner:       "alice",
-				Permission:  "group:hpc",
-				Labels:      map[string]string{"hadoop": "3.3.6", "team": "hpc"},
-			},
-		},
+		Target:          "container",
+		Image:           ImageInfo{Name: "hadoop", ID: digest.FromString("last stage"), Arch: "arm64"},
 		Layers:          chain(t),
 		SourceDateEpoch: epoch,
+	}
+}
+
+// ociSpec is what the oci kind makes of image hadoop's names and metadata.
+func ociSpec() *OCISpec {
+	return &OCISpec{
+		Title:       "hadoop",
+		Pedigree:    []string{"base", "java", "hadoop"},
+		Description: "Hadoop worker",
+		OS:          "debian-12",
+		Tags:        []string{"hadoop", "java"},
+		Owner:       "alice",
+		Permission:  "group:hpc",
+		Labels:      map[string]string{"hadoop": "3.3.6", "team": "hpc"},
 	}
 }
 
@@ -119,7 +119,7 @@ func gunzip(t *testing.T, b []byte) []byte {
 func TestOCILayout(t *testing.T) {
 	epoch := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
 	in := ociInput(t, &epoch)
-	dir, arts := writeTarget(t, OCI{}, in, &Spec{TargetKind: "oci"})
+	dir, arts := writeTarget(t, OCI{}, in, ociSpec())
 	img := openOCI(t, dir)
 
 	// Layers: gzip blobs of exactly the stage layers, in order.
@@ -147,7 +147,7 @@ func TestOCILayout(t *testing.T) {
 	if c.OS != "linux" || c.Architecture != "arm64" || c.Created == nil || !c.Created.Equal(epoch) {
 		t.Errorf("config os %q arch %q created %v", c.OS, c.Architecture, c.Created)
 	}
-	if !maps.Equal(c.Config.Labels, in.Image.Meta.Labels) {
+	if !maps.Equal(c.Config.Labels, ociSpec().Labels) {
 		t.Errorf("labels %v", c.Config.Labels)
 	}
 	var history []string
@@ -210,8 +210,8 @@ func TestOCILayout(t *testing.T) {
 
 func TestOCIDeterministic(t *testing.T) {
 	in := ociInput(t, nil)
-	a, artsA := writeTarget(t, OCI{}, in, &Spec{TargetKind: "oci"})
-	b, artsB := writeTarget(t, OCI{}, in, &Spec{TargetKind: "oci"})
+	a, artsA := writeTarget(t, OCI{}, in, ociSpec())
+	b, artsB := writeTarget(t, OCI{}, in, ociSpec())
 	if !slices.Equal(artsA, artsB) {
 		t.Fatalf("artifacts differ: %v, %v", artsA, artsB)
 	}
@@ -233,8 +233,8 @@ func TestOCIDeterministic(t *testing.T) {
 // Without SOURCE_DATE_EPOCH the layout carries no time at all.
 func TestOCINoEpoch(t *testing.T) {
 	in := ociInput(t, nil)
-	in.Image.Meta = lang.Metadata{Arch: "armhf"}
-	dir, _ := writeTarget(t, OCI{}, in, &Spec{TargetKind: "oci"})
+	in.Image.Arch = "armhf"
+	dir, _ := writeTarget(t, OCI{}, in, &OCISpec{Title: "hadoop"})
 	img := openOCI(t, dir)
 	if img.config.Created != nil {
 		t.Errorf("config created %v", img.config.Created)
@@ -260,7 +260,7 @@ func TestOCINoEpoch(t *testing.T) {
 func TestOCILayerDigestChecked(t *testing.T) {
 	in := ociInput(t, nil)
 	in.Layers[1].Digest = digest.FromString("something else")
-	_, err := (OCI{}).Write(context.Background(), in, &Spec{TargetKind: "oci"}, t.TempDir())
+	_, err := (OCI{}).Write(context.Background(), in, ociSpec(), t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "not the layer's") {
 		t.Errorf("got %v, want a digest mismatch", err)
 	}
@@ -271,7 +271,7 @@ func TestOCISkopeoInspect(t *testing.T) {
 	testkit.Need(t, "skopeo")
 	epoch := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
 	in := ociInput(t, &epoch)
-	dir, _ := writeTarget(t, OCI{}, in, &Spec{TargetKind: "oci"})
+	dir, _ := writeTarget(t, OCI{}, in, ociSpec())
 	out, err := exec.Command("skopeo", "inspect", "oci:"+dir+":latest").Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -290,7 +290,7 @@ func TestOCISkopeoInspect(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if got.Architecture != "arm64" || got.Os != "linux" || got.Created == nil || !got.Created.Equal(epoch) ||
-		!maps.Equal(got.Labels, in.Image.Meta.Labels) || len(got.Layers) != len(in.Layers) {
+		!maps.Equal(got.Labels, ociSpec().Labels) || len(got.Layers) != len(in.Layers) {
 		t.Errorf("skopeo inspect:\n%s", out)
 	}
 	img := openOCI(t, dir)

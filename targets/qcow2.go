@@ -7,24 +7,69 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/zclconf/go-cty/cty"
+
 	"github.com/fgimg/fgimg/internal/qcow2"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // MediaTypeQCOW2 is a qcow2 disk image's media type (shared-mime-info's).
 const MediaTypeQCOW2 = "application/x-qemu-disk"
 
-// QCOW2 writes the image as a bootable qcow2 (version 3) disk,
-// disk.qcow2: the disk Raw writes, made by BuildDisk into a temporary
-// sparse file in the same folder and converted natively (package qcow2), with
-// all-zero clusters unallocated and, with Spec.Compress, deflated
-// clusters.
+// QCOW2 is the qcow2 kind: the image as a bootable qcow2 (version 3)
+// disk, disk.qcow2: the disk Raw writes, made by BuildDisk into a
+// temporary sparse file in the same folder and converted natively
+// (package qcow2), with all-zero clusters unallocated and, with
+// compress, deflated clusters.
 type QCOW2 struct{}
 
-var _ Writer = QCOW2{}
+// QCOW2Spec is a qcow2 target's hashed spec.
+type QCOW2Spec struct {
+	DiskSpec
+	Compress bool `json:"compress,omitempty"`
+}
 
-// Write implements Writer.
-func (QCOW2) Write(ctx context.Context, in *Input, spec *Spec, dir string) (arts []Artifact, err error) {
-	if err := checkKind(spec, "qcow2"); err != nil {
+// Kind implements Spec.
+func (*QCOW2Spec) Kind() string { return "qcow2" }
+
+// Summary implements Spec.
+func (s *QCOW2Spec) Summary() string {
+	out := s.DiskSpec.Summary()
+	if s.Compress {
+		out += ", compressed"
+	}
+	return out
+}
+
+// Name implements Kind.
+func (QCOW2) Name() string { return "qcow2" }
+
+// Schema implements Kind.
+func (QCOW2) Schema() *lang.TargetSchema {
+	s := diskSchema()
+	s.Attributes = append(s.Attributes, lang.TargetAttribute{
+		Name: "compress", Type: cty.Bool, Default: cty.False, Doc: "deflate the disk's clusters"})
+	return s
+}
+
+// Spec implements Kind.
+func (QCOW2) Spec(t *lang.Target) Spec {
+	return &QCOW2Spec{DiskSpec: diskSpec(t), Compress: t.Bool("compress")}
+}
+
+// Boot implements Kind.
+func (QCOW2) Boot(sp Spec) (*Boot, error) {
+	spec, err := specAs[*QCOW2Spec](sp, "qcow2")
+	if err != nil {
+		return nil, err
+	}
+	return spec.boot(MediaTypeQCOW2, "qcow2")
+}
+
+// Write implements Kind.
+func (QCOW2) Write(ctx context.Context, in *Input, sp Spec, dir string) (arts []Artifact, err error) {
+	spec, err := specAs[*QCOW2Spec](sp, "qcow2")
+	if err != nil {
 		return nil, err
 	}
 	// The raw disk goes beside the artifact (dir is the writer's own),
@@ -35,10 +80,10 @@ func (QCOW2) Write(ctx context.Context, in *Input, spec *Spec, dir string) (arts
 			err = fmt.Errorf("qcow2 target: %w", rerr)
 		}
 	}()
-	if _, err := BuildDisk(ctx, in, spec, raw); err != nil {
+	if _, err := BuildDisk(ctx, in, &spec.DiskSpec, raw); err != nil {
 		return nil, fmt.Errorf("qcow2 target: %w", err)
 	}
-	opts := qcow2.Options{Compress: spec != nil && spec.Compress}
+	opts := qcow2.Options{Compress: spec.Compress}
 	if _, err := qcow2.ConvertFile(ctx, filepath.Join(dir, "disk.qcow2"), raw, opts); err != nil {
 		return nil, fmt.Errorf("qcow2 target: %w", err)
 	}

@@ -56,18 +56,18 @@ func TestQCOW2Target(t *testing.T) {
 	needQemuImg(t)
 	args := []string{"console=ttyS0"}
 	rawDir := t.TempDir()
-	if _, err := (Raw{}).Write(context.Background(), diskInput(diskTree(t)), &Spec{TargetKind: "raw", KernelArgs: args}, rawDir); err != nil {
+	if _, err := (Raw{}).Write(context.Background(), diskInput(diskTree(t)), &RawSpec{DiskSpec{KernelArgs: args}}, rawDir); err != nil {
 		t.Fatal(err)
 	}
 	raw := filepath.Join(rawDir, "disk.raw")
 	rawInfo, _ := os.Stat(raw)
 	rawUsed := rawInfo.Sys().(*syscall.Stat_t).Blocks * 512
-	info := diskInfoOf(t, diskInput(diskTree(t)), &Spec{TargetKind: "raw", KernelArgs: args})
+	info := diskInfoOf(t, diskInput(diskTree(t)), &DiskSpec{KernelArgs: args})
 
 	var sizes [2]int64
 	for i, compress := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compress=%v", compress), func(t *testing.T) {
-			spec := &Spec{TargetKind: "qcow2", Compress: compress, KernelArgs: args}
+			spec := &QCOW2Spec{DiskSpec: DiskSpec{KernelArgs: args}, Compress: compress}
 			dir := t.TempDir()
 			arts, err := (QCOW2{}).Write(context.Background(), diskInput(diskTree(t)), spec, dir)
 			if err != nil {
@@ -136,15 +136,15 @@ func TestQCOW2Target(t *testing.T) {
 func TestQCOW2TargetFailures(t *testing.T) {
 	needDiskTools(t)
 	dir := t.TempDir()
-	if _, err := (QCOW2{}).Write(context.Background(), diskInput(diskTree(t)), &Spec{TargetKind: "raw"}, dir); err == nil {
+	if _, err := (QCOW2{}).Write(context.Background(), diskInput(diskTree(t)), &RawSpec{DiskSpec{}}, dir); err == nil {
 		t.Error("a raw spec accepted")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := (QCOW2{}).Write(ctx, diskInput(diskTree(t)), &Spec{TargetKind: "qcow2"}, dir); !errors.Is(err, context.Canceled) {
+	if _, err := (QCOW2{}).Write(ctx, diskInput(diskTree(t)), &QCOW2Spec{DiskSpec: DiskSpec{}}, dir); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	_, err := (QCOW2{}).Write(context.Background(), diskInput(diskTree(t)), &Spec{TargetKind: "qcow2", Size: 10 * diskMiB}, dir)
+	_, err := (QCOW2{}).Write(context.Background(), diskInput(diskTree(t)), &QCOW2Spec{DiskSpec: DiskSpec{Size: 10 * diskMiB}}, dir)
 	if err == nil || !strings.Contains(err.Error(), "too small") {
 		t.Errorf("a disk too small: %v", err)
 	}
@@ -248,7 +248,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	spec := &Spec{TargetKind: "qcow2", Boot: BootHybrid, Compress: true, KernelArgs: []string{"console=ttyS0", "panic=-1"}}
+	spec := &QCOW2Spec{DiskSpec: DiskSpec{Boot: BootHybrid, KernelArgs: []string{"console=ttyS0", "panic=-1"}}, Compress: true}
 	if _, err := (QCOW2{}).Write(context.Background(), diskInput(root), spec, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestQCOW2BenchHelper(t *testing.T) {
 		return
 	}
 	in := &Input{Target: "bench", Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: a.Root}
-	spec := &Spec{TargetKind: "qcow2", Boot: BootNone, Compress: a.Compress}
+	spec := &QCOW2Spec{DiskSpec: DiskSpec{Boot: BootNone}, Compress: a.Compress}
 	if _, err := (QCOW2{}).Write(context.Background(), in, spec, a.Out); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func BenchmarkQCOW2(b *testing.B) {
 	// for a reference ext4 file system of the root partition's size.
 	disk := filepath.Join(work, "disk.raw")
 	info, err := BuildDisk(context.Background(), &Input{Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: root},
-		&Spec{TargetKind: "qcow2", Boot: BootNone}, disk)
+		&DiskSpec{Boot: BootNone}, disk)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,24 +7,49 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/fgimg/fgimg/lang"
 )
 
-// Tar writes the image's root filesystem as one tarball, rootfs.tar,
-// rootfs.tar.gz or rootfs.tar.zst after Spec.Compression (none, gzip,
-// zstd; gzip when empty), made by Squash from the image's layers.
+// Tar is the tar kind: the image's root filesystem as one tarball,
+// rootfs.tar, rootfs.tar.gz or rootfs.tar.zst after compression (gzip,
+// zstd or none), made by Squash from the image's layers.
 type Tar struct{}
 
-// Write implements Writer.
-func (Tar) Write(ctx context.Context, in *Input, spec *Spec, dir string) (arts []Artifact, err error) {
-	if err := checkKind(spec, "tar"); err != nil {
+// TarSpec is a tar target's hashed spec.
+type TarSpec struct {
+	Compression string `json:"compression"` // gzip | zstd | none
+}
+
+// Kind implements Spec.
+func (*TarSpec) Kind() string { return "tar" }
+
+// Summary implements Spec.
+func (s *TarSpec) Summary() string { return s.Compression }
+
+// Name implements Kind.
+func (Tar) Name() string { return "tar" }
+
+// Schema implements Kind.
+func (Tar) Schema() *lang.TargetSchema {
+	return &lang.TargetSchema{Attributes: []lang.TargetAttribute{compressionAttr("the tarball's compression")}}
+}
+
+// Spec implements Kind.
+func (Tar) Spec(t *lang.Target) Spec { return &TarSpec{Compression: t.Str("compression")} }
+
+// Boot implements Kind: a tarball does not boot.
+func (Tar) Boot(Spec) (*Boot, error) {
+	return nil, errors.New("a root filesystem tarball does not boot by itself")
+}
+
+// Write implements Kind.
+func (Tar) Write(ctx context.Context, in *Input, sp Spec, dir string) (arts []Artifact, err error) {
+	spec, err := specAs[*TarSpec](sp, "tar")
+	if err != nil {
 		return nil, err
 	}
-	var c compression
-	if spec != nil {
-		c, err = compressionFor(spec.Compression)
-	} else {
-		c, err = compressionFor("")
-	}
+	c, err := compressionFor(spec.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("tar target: %w", err)
 	}

@@ -30,7 +30,7 @@ func text(seed uint64, n int) []byte {
 	return b[:n]
 }
 
-func writeTarget(t *testing.T, w Writer, in *Input, spec *Spec) (string, []Artifact) {
+func writeTarget(t *testing.T, w Kind, in *Input, spec Spec) (string, []Artifact) {
 	t.Helper()
 	dir := t.TempDir()
 	arts, err := w.Write(context.Background(), in, spec, dir)
@@ -64,7 +64,7 @@ func TestTarTarget(t *testing.T) {
 			name = "default"
 		}
 		t.Run(name, func(t *testing.T) {
-			spec := &Spec{TargetKind: "tar", Compression: tc.compression}
+			spec := &TarSpec{Compression: tc.compression}
 			var outputs [][]byte
 			for range 2 {
 				dir, arts := writeTarget(t, Tar{}, in, spec)
@@ -101,16 +101,16 @@ func TestTarTarget(t *testing.T) {
 func TestTarTargetErrors(t *testing.T) {
 	in := &Input{Layers: chain(t)}
 	dir := t.TempDir()
-	if _, err := (Tar{}).Write(context.Background(), in, &Spec{TargetKind: "tar", Compression: "bzip2"}, dir); err == nil ||
+	if _, err := (Tar{}).Write(context.Background(), in, &TarSpec{Compression: "bzip2"}, dir); err == nil ||
 		!strings.Contains(err.Error(), `unknown compression "bzip2"`) {
 		t.Errorf("bzip2: %v", err)
 	}
-	if _, err := (Tar{}).Write(context.Background(), in, &Spec{TargetKind: "qcow2"}, dir); err == nil {
+	if _, err := (Tar{}).Write(context.Background(), in, &QCOW2Spec{DiskSpec: DiskSpec{}}, dir); err == nil {
 		t.Error("a qcow2 spec was accepted")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := (Tar{}).Write(ctx, in, &Spec{TargetKind: "tar", Compression: "zstd"}, dir); !errors.Is(err, context.Canceled) {
+	if _, err := (Tar{}).Write(ctx, in, &TarSpec{Compression: "zstd"}, dir); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 	if got := listFiles(t, dir); len(got) != 0 {
@@ -119,7 +119,7 @@ func TestTarTargetErrors(t *testing.T) {
 }
 
 func TestFor(t *testing.T) {
-	for kind, want := range map[string]Writer{"tar": Tar{}, "oci": OCI{}, "raw": Raw{}, "netboot": Netboot{}} {
+	for kind, want := range map[string]Kind{"tar": Tar{}, "oci": OCI{}, "raw": Raw{}, "qcow2": QCOW2{}, "netboot": Netboot{}} {
 		if w, err := For(kind); err != nil || w != want {
 			t.Errorf("For(%q) = %v, %v", kind, w, err)
 		}

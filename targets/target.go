@@ -2,13 +2,49 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/fgimg/fgimg/lang"
 )
+
+// Kind is one target kind, declared in one place: its attributes (the
+// schema lang checks templates against), its hashed spec, what it
+// writes and how it boots. Every kind is listed once in kinds (kinds.go);
+// plan, build, boot and inspect ask the kind and never its name.
+type Kind interface {
+	// Name is the kind as templates write it: target "<name>" "…".
+	Name() string
+	// Schema lists the kind's attributes besides image: types, defaults,
+	// enums and validation, reported by lang as diagnostics.
+	Schema() *lang.TargetSchema
+	// Spec is target t's hashed spec: its attributes and every name or
+	// piece of metadata its writer puts into the artifacts. The image's
+	// content is not in it: it comes in through the image's last stage.
+	Spec(t *lang.Target) Spec
+	// Write makes the artifacts of a target with spec in dir (empty,
+	// created by the caller). The same input gives the same bytes. It
+	// reads nothing of the image but in and spec.
+	Write(ctx context.Context, in *Input, spec Spec, dir string) ([]Artifact, error)
+	// Boot says how fgimg boot starts what Write made, or why it cannot.
+	Boot(spec Spec) (*Boot, error)
+}
+
+// Spec is the hashed part of a target: it marshals to canonical JSON
+// that decides its artifacts, with the image's last stage digest.
+type Spec interface {
+	// Kind is the target kind, such as "qcow2".
+	Kind() string
+	// Summary is a short description for plan output, such as
+	// "hybrid boot, 8GiB, compressed".
+	Summary() string
+}
 
 // Layer is one stage's result: an OCI layer stored in the cache.
 type Layer struct {
@@ -18,17 +54,19 @@ type Layer struct {
 	Kind   string // stage kind, for history entries
 }
 
-// ImageInfo names and describes the image a target is made from.
+// ImageInfo identifies the image a target is made from. Everything in it
+// is covered by ID (the architecture is part of the origin stage), but
+// Name, which is for error messages only: what a writer writes about the
+// image comes from its Spec.
 type ImageInfo struct {
-	Name     string
-	ID       digest.Digest // the image's last stage digest
-	Pedigree []string      // root first
-	Meta     lang.Metadata // description, os, arch, tags, owner, permission, labels
+	Name string        // for messages only
+	ID   digest.Digest // the image's last stage digest
+	Arch string        // Debian name, such as "amd64"
 }
 
-// Input is everything a Writer makes artifacts from.
+// Input is everything a writer makes artifacts from besides its Spec.
 type Input struct {
-	Target          string // target name
+	Target          string // target name, for messages only
 	Image           ImageInfo
 	Layers          []Layer // the image's whole chain, bottom (origin) first
 	SourceDateEpoch *time.Time
@@ -39,44 +77,139 @@ type Input struct {
 	Root string
 }
 
-// Artifact is one file a Writer made.
+// Artifact is one file a writer made.
 type Artifact struct {
 	Path      string // relative to the output directory, slash-separated
 	MediaType string
 }
 
-// Writer makes one target kind's artifacts in dir (empty, created by the
-// caller). The same input gives the same bytes.
-type Writer interface {
-	Write(ctx context.Context, in *Input, spec *Spec, dir string) ([]Artifact, error)
+// Boot is how fgimg boot starts a target's artifacts in QEMU: a disk, or
+// a kernel and initramfs. Artifacts are found by media type in the
+// target's manifest.json.
+type Boot struct {
+	// Disk is the disk's media type and Format its QEMU format (raw,
+	// qcow2); empty for a kernel boot.
+	Disk, Format string
+	// Kernel and Initrd are media types; Initrd matches with any
+	// "+gzip"-like suffix.
+	Kernel, Initrd string
+	// Firmware is FirmwareBIOS, FirmwareUEFI or FirmwareAny (BIOS unless
+	// UEFI is asked for).
+	Firmware string
+	// KernelArgs is the kernel command line: passed to a kernel boot,
+	// shown in hints for a disk.
+	KernelArgs []string
 }
 
-// For returns the Writer for a target kind.
-func For(kind string) (Writer, error) {
-	switch kind {
-	case "tar":
-		return Tar{}, nil
-	case "oci":
-		return OCI{}, nil
-	case "netboot":
-		return Netboot{}, nil
-	case "raw":
-		return Raw{}, nil
-	case "qcow2":
-		return QCOW2{}, nil
-	}
-	return nil, fmt.Errorf("unknown target kind %q", kind)
-}
-
-var (
-	_ Writer = Tar{}
-	_ Writer = OCI{}
+// Firmware a target boots with.
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+	FirmwareAny  = "any"
 )
 
-// checkKind rejects a spec meant for another kind of target.
-func checkKind(spec *Spec, kind string) error {
-	if spec != nil && spec.TargetKind != "" && spec.TargetKind != kind {
-		return fmt.Errorf("%s writer given a %q target", kind, spec.TargetKind)
+// For returns the kind named name.
+func For(name string) (Kind, error) {
+	for _, k := range kinds {
+		if k.Name() == name {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown target kind %q", name)
+}
+
+// Kinds returns every kind fgimg builds, by name.
+func Kinds() []Kind {
+	out := append([]Kind(nil), kinds...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// Schemas returns the schemas lang loads templates with
+// (lang.LoadOptions.TargetKinds): every kind's, and the reserved kinds
+// as unavailable.
+func Schemas() map[string]*lang.TargetSchema {
+	m := map[string]*lang.TargetSchema{}
+	for _, k := range kinds {
+		m[k.Name()] = k.Schema()
+	}
+	for _, r := range reserved {
+		m[r] = &lang.TargetSchema{Unavailable: fmt.Sprintf(
+			"The %q target kind is part of the language but fgimg cannot build it yet; build a %s target and register it by hand for now.",
+			r, orList(kindNames()))}
+	}
+	return m
+}
+
+func kindNames() []string {
+	var names []string
+	for _, k := range Kinds() {
+		names = append(names, k.Name())
+	}
+	return names
+}
+
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// specAs returns spec as the kind's own spec type.
+func specAs[T Spec](spec Spec, kind string) (T, error) {
+	s, ok := spec.(T)
+	if !ok {
+		var zero T
+		if spec == nil {
+			return zero, fmt.Errorf("%s writer given no spec", kind)
+		}
+		return zero, fmt.Errorf("%s writer given a %q target", kind, spec.Kind())
+	}
+	return s, nil
+}
+
+// Attributes several kinds share.
+
+func compressionAttr(doc string) lang.TargetAttribute {
+	return lang.TargetAttribute{
+		Name: "compression", Type: cty.String, Default: cty.StringVal("gzip"),
+		Enum: []string{"gzip", "zstd", "none"}, Doc: doc,
+	}
+}
+
+var kernelArgsAttr = lang.TargetAttribute{
+	Name: "kernel_args", Type: cty.List(cty.String), Validate: validateKernelArgs,
+	Doc: "the kernel command line's extra arguments",
+}
+
+// validateKernelArgs rejects arguments that would break a boot loader's
+// configuration or a boot script, where each goes on one line.
+func validateKernelArgs(v cty.Value) error {
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if err := checkKernelArg(e.AsString()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkKernelArg(a string) error {
+	if a == "" {
+		return errors.New("empty kernel argument")
+	}
+	if strings.ContainsFunc(a, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("kernel argument %q contains a control character", a)
+	}
+	return nil
+}
+
+func checkKernelArgs(args []string) error {
+	for _, a := range args {
+		if err := checkKernelArg(a); err != nil {
+			return err
+		}
 	}
 	return nil
 }

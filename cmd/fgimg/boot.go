@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/fgimg/fgimg/internal/engine"
+	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/qemu"
-	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/targets"
 )
 
 func cmdBoot(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -83,7 +82,7 @@ Flags:`)
 	if plan == nil {
 		return exitFailed
 	}
-	target := findTarget(cfg, name)
+	target := findTarget(plan, name)
 	if target == nil {
 		var names []string
 		for _, t := range cfg.Targets {
@@ -96,7 +95,12 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: there is no target %q in %s; %s.\n", name, cfg.Dir, list)
 		return exitFailed
 	}
-	opts, err := bootOptions(target, *uefi)
+	boot, err := target.Kind.Boot(target.Write.Spec.(targets.Spec))
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: target %q is a %s target, which does not boot: %s\n", name, target.Kind.Name(), err)
+		return exitFailed
+	}
+	opts, err := bootOptions(target, boot, *uefi)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
@@ -108,16 +112,16 @@ Flags:`)
 			name, bf.outDir, err, bf.outDir, name, pathsArg(paths))
 		return exitFailed
 	}
-	if m.Kind != target.Kind {
+	if m.Kind != target.Kind.Name() {
 		fmt.Fprintf(errw, "fgimg: %s holds a %s target, but %q is a %s target now; rebuild it: fgimg build -o %s -only %s %s\n",
-			dir, m.Kind, name, target.Kind, bf.outDir, name, pathsArg(paths))
+			dir, m.Kind, name, target.Kind.Name(), bf.outDir, name, pathsArg(paths))
 		return exitFailed
 	}
 	if stale(plan, m) {
 		fmt.Fprintf(errw, "fgimg: note: %s was built from another version of the configuration; to boot the current one: fgimg build -o %s -only %s %s\n",
 			dir, bf.outDir, name, pathsArg(paths))
 	}
-	if err := m.attach(&opts, dir); err != nil {
+	if err := m.attach(&opts, boot, dir); err != nil {
 		fmt.Fprintf(errw, "fgimg: %s: %s; rebuild it: fgimg build -o %s -only %s %s\n", dir, err, bf.outDir, name, pathsArg(paths))
 		return exitFailed
 	}
@@ -145,7 +149,7 @@ Flags:`)
 	case opts.Kernel != "":
 		firmware = "direct kernel boot"
 	}
-	fmt.Fprintf(errw, "fgimg: booting %s (%s, %s); console log: %s\n", name, target.Kind, firmware, *logFile)
+	fmt.Fprintf(errw, "fgimg: booting %s (%s, %s); console log: %s\n", name, target.Kind.Name(), firmware, *logFile)
 	res, err := qemu.Boot(ctx, opts)
 	if lerr := lf.Close(); err == nil && lerr != nil {
 		err = lerr
@@ -174,46 +178,38 @@ Flags:`)
 			fmt.Fprintf(errw, "  %s\n", l)
 		}
 	}
-	if res.Outcome == qemu.Timeout && opts.Kernel == "" && !hasSerialConsole(target.KernelArgs) {
+	if res.Outcome == qemu.Timeout && opts.Kernel == "" && !hasSerialConsole(boot.KernelArgs) {
 		fmt.Fprintf(errw, "Hint: target %q's kernel_args lack console=ttyS0, so its kernel may not use the serial console fgimg watches.\n", name)
 	}
 	return exitFailed
 }
 
-func findTarget(cfg *lang.Config, name string) *lang.Target {
-	for _, t := range cfg.Targets {
-		if t.Name == name {
+func findTarget(plan *planner.Plan, name string) *planner.Target {
+	for _, t := range plan.Targets {
+		if t.Target.Name == name {
 			return t
 		}
 	}
 	return nil
 }
 
-// bootOptions says how a target boots, from its configuration.
-func bootOptions(t *lang.Target, forceUEFI bool) (qemu.Options, error) {
+// bootOptions says how a target boots, from what its kind says.
+func bootOptions(t *planner.Target, boot *targets.Boot, forceUEFI bool) (qemu.Options, error) {
 	var o qemu.Options
-	if arch := t.Image.Meta.Arch; arch != "" && arch != "amd64" {
-		return o, fmt.Errorf("target %q is an %s image; fgimg boot runs amd64 images only", t.Name, arch)
+	if arch := t.Image.Image.Meta.Arch; arch != "" && arch != "amd64" {
+		return o, fmt.Errorf("target %q is an %s image; fgimg boot runs amd64 images only", t.Target.Name, arch)
 	}
-	switch t.Kind {
-	case "netboot":
-		o.Append = strings.Join(t.KernelArgs, " ")
-		o.UEFI = forceUEFI
-		return o, nil
-	case "raw", "qcow2":
-	default:
-		return o, fmt.Errorf("target %q is a %s target; only raw, qcow2 and netboot targets boot", t.Name, t.Kind)
+	if boot.Kernel != "" {
+		o.Append = strings.Join(boot.KernelArgs, " ")
 	}
-	switch t.Boot {
-	case "none":
-		return o, fmt.Errorf("target %q has boot = \"none\": its disk has no boot loader, so it cannot boot by itself", t.Name)
-	case "bios":
+	switch boot.Firmware {
+	case targets.FirmwareBIOS:
 		if forceUEFI {
-			return o, fmt.Errorf("-uefi: target %q boots with BIOS only (boot = \"bios\")", t.Name)
+			return o, fmt.Errorf("-uefi: target %q boots with BIOS only (boot = \"bios\")", t.Target.Name)
 		}
-	case "uefi":
+	case targets.FirmwareUEFI:
 		o.UEFI = true
-	default: // hybrid: both work; BIOS unless asked
+	default: // both work; BIOS unless asked
 		o.UEFI = forceUEFI
 	}
 	return o, nil
@@ -237,12 +233,12 @@ func readManifest(dir string) (*manifest, error) {
 	return &m, nil
 }
 
-// attach points o at the manifest's artifacts in dir: the kernel and
-// initramfs of a netboot target, the disk of a raw or qcow2 one.
-func (m *manifest) attach(o *qemu.Options, dir string) error {
-	find := func(match func(name string) bool, what string) (string, error) {
+// attach points o at the artifacts in dir that boot starts: those of
+// the media types the kind names, as manifest.json lists them.
+func (m *manifest) attach(o *qemu.Options, boot *targets.Boot, dir string) error {
+	find := func(mediaType string, prefix bool, what string) (string, error) {
 		for _, a := range m.Artifacts {
-			if match(path.Base(a.Path)) {
+			if a.MediaType == mediaType || (prefix && strings.HasPrefix(a.MediaType, mediaType+"+")) {
 				p := filepath.Join(dir, filepath.FromSlash(a.Path))
 				if _, err := os.Stat(p); err != nil {
 					return "", err
@@ -250,19 +246,18 @@ func (m *manifest) attach(o *qemu.Options, dir string) error {
 				return p, nil
 			}
 		}
-		return "", fmt.Errorf("manifest.json lists no %s", what)
+		return "", fmt.Errorf("manifest.json lists no %s (%s)", what, mediaType)
 	}
 	var err error
-	switch m.Kind {
-	case "netboot":
-		if o.Kernel, err = find(func(n string) bool { return strings.HasPrefix(n, "vmlinuz") }, "kernel (vmlinuz)"); err != nil {
-			return err
-		}
-		o.Initrd, err = find(func(n string) bool { return strings.HasPrefix(n, "initramfs") }, "initramfs")
-	case "raw", "qcow2":
-		o.DiskFormat = m.Kind
-		o.Disk, err = find(func(n string) bool { return path.Ext(n) == "."+m.Kind }, "disk."+m.Kind)
+	if boot.Disk != "" {
+		o.DiskFormat = boot.Format
+		o.Disk, err = find(boot.Disk, false, "disk")
+		return err
 	}
+	if o.Kernel, err = find(boot.Kernel, false, "kernel"); err != nil {
+		return err
+	}
+	o.Initrd, err = find(boot.Initrd, true, "initramfs")
 	return err
 }
 
@@ -271,7 +266,7 @@ func (m *manifest) attach(o *qemu.Options, dir string) error {
 func stale(plan *planner.Plan, m *manifest) bool {
 	for _, t := range plan.Targets {
 		if t.Target.Name == m.Target {
-			return len(m.Stages) == 0 || m.Stages[len(m.Stages)-1] != t.Stage.Digest
+			return len(m.Stages) == 0 || m.Stages[len(m.Stages)-1] != t.Write.Digest
 		}
 	}
 	return false

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/targets"
 )
 
 const bootConfig = `
@@ -127,10 +129,25 @@ func (e *bootEnv) built(target, kind string, files map[string][]byte) {
 	}{Target: target, Kind: kind, Image: "base", Stages: []string{"sha256:0", e.digests[target]}}
 	for name, b := range files {
 		writeFile(e.t, filepath.Join(e.out, target, name), string(b))
-		m.Artifacts = append(m.Artifacts, artifact{Path: name, Size: len(b), MediaType: "application/octet-stream"})
+		m.Artifacts = append(m.Artifacts, artifact{Path: name, Size: len(b), MediaType: mediaTypeOf(name)})
 	}
 	b, _ := json.Marshal(m)
 	writeFile(e.t, filepath.Join(e.out, target, "manifest.json"), string(b))
+}
+
+// mediaTypeOf is the media type fgimg gives an artifact named name.
+func mediaTypeOf(name string) string {
+	switch {
+	case name == "vmlinuz":
+		return targets.MediaTypeKernel
+	case strings.HasPrefix(name, "initramfs.cpio"):
+		return targets.MediaTypeInitramfs + "+gzip"
+	case name == "disk.raw":
+		return targets.MediaTypeRawDisk
+	case name == "disk.qcow2":
+		return targets.MediaTypeQCOW2
+	}
+	return "application/octet-stream"
 }
 
 // boot runs fgimg boot -o OUT ARGS... DIR.
@@ -267,7 +284,7 @@ func TestBootRefusals(t *testing.T) {
 	}{
 		{[]string{"metal"}, 1, "target \"metal\" has not been built in " + e.out + " (no " + filepath.Join(e.out, "metal", "manifest.json") + ").\nBuild it first: fgimg build -o " + e.out + " -only metal " + e.dir},
 		{[]string{"bare"}, 1, `has boot = "none": its disk has no boot loader, so it cannot boot by itself`},
-		{[]string{"rootfs"}, 1, "only raw, qcow2 and netboot targets boot"},
+		{[]string{"rootfs"}, 1, `target "rootfs" is a tar target, which does not boot`},
 		{[]string{"armdisk"}, 1, "amd64 images only"},
 		{[]string{"vm"}, 1, "holds a raw target, but \"vm\" is a qcow2 target now"},
 		{[]string{"node"}, 1, "manifest.json lists no initramfs"},

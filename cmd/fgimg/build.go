@@ -10,13 +10,11 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/fgimg/fgimg/internal/engine"
+	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/outdir"
-	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/stages/sandbox"
-	"github.com/fgimg/fgimg/targets"
 )
 
 // buildFlags are build's flags. boot -build takes the same ones, so
@@ -93,19 +91,15 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	if plan == nil {
 		return exitFailed
 	}
-	if !buildable(plan, errw) {
-		return exitFailed
-	}
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
+		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout},
 		Jobs:   bf.jobs,
 		Out:    bf.outDir,
 		Epoch:  epoch,
 		Report: prog.event,
 		LogDir: filepath.Join(store.Dir(), "logs"),
-
-		StageTimeout: stageTimeout,
 	}
 	err = eng.Build(ctx, plan)
 	prog.finish(err)
@@ -117,19 +111,4 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		return exitFailed
 	}
 	return exitOK
-}
-
-// buildable checks, before anything is built, that fgimg can write
-// every selected target's kind.
-func buildable(plan *planner.Plan, errw io.Writer) bool {
-	ok := true
-	for _, t := range plan.Targets {
-		if _, err := targets.For(t.Target.Kind); err != nil {
-			r := t.Target.DeclRange
-			fmt.Fprintf(errw, "Error: Target kind not buildable yet\n\n  on %s line %d, in target %q %q\n\nfgimg cannot build %s targets yet (%v); leave this one out with -except %s.\n\n",
-				r.Filename, r.Start.Line, t.Target.Kind, t.Target.Name, t.Target.Kind, err, t.Target.Name)
-			ok = false
-		}
-	}
-	return ok
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/targets"
 	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/term"
 )
@@ -196,7 +197,7 @@ func flagResult(err error, errw io.Writer) int {
 // load reads and plans a configuration, printing diagnostics; it returns
 // nil when there were errors.
 func (c *configFlags) load(paths []string, errw io.Writer) (*lang.Config, *planner.Plan) {
-	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars, AllowRead: c.allowRead})
+	cfg, diags := lang.Load(lang.LoadOptions{Paths: paths, Vars: c.vars, AllowRead: c.allowRead, TargetKinds: targets.Schemas()})
 	if diags.HasErrors() {
 		printDiags(errw, cfg.Files, diags)
 		return nil, nil

@@ -173,7 +173,7 @@ func TestInspect(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &im); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"name", "parent", "pedigree", "id", "stages", "description", "os", "arch", "tags", "owner", "permission", "labels"} {
+	for _, k := range []string{"name", "parent", "pedigree", "id", "stages", "targets", "description", "os", "arch", "tags", "owner", "permission", "labels"} {
 		if _, ok := im[k]; !ok {
 			t.Errorf("inspect --json lacks %q", k)
 		}
@@ -181,8 +181,11 @@ func TestInspect(t *testing.T) {
 	if im["description"] != "base" || im["parent"] != "base" || len(im["pedigree"].([]any)) != 2 {
 		t.Errorf("inherited metadata and pedigree: %v", im)
 	}
+	if tg, _ := im["targets"].([]any); len(tg) != 1 || tg[0].(map[string]any)["summary"] != "hybrid boot" {
+		t.Errorf("the image's targets, as their kind describes them: %v", im["targets"])
+	}
 	code, out, _ = fgimg(t, "inspect", "hpc", dir)
-	if code != 0 || !strings.Contains(out, "base → hpc") {
+	if code != 0 || !strings.Contains(out, "base → hpc") || !strings.Contains(out, "qcow2      disk  hybrid boot") {
 		t.Errorf("human inspect:\n%s", out)
 	}
 }

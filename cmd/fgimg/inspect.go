@@ -44,25 +44,40 @@ func cmdInspect(_ context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "fgimg: there is no image %q in %s; the images are %s.\n", name, cfg.Dir, strings.Join(names, ", "))
 		return exitFailed
 	}
+	var tgs []*planner.Target
+	for _, t := range plan.Targets {
+		if t.Image == im {
+			tgs = append(tgs, t)
+		}
+	}
 	if *asJSON {
-		b, _ := json.MarshalIndent(inspectJSON(im), "", "  ")
+		b, _ := json.MarshalIndent(inspectJSON(im, tgs), "", "  ")
 		fmt.Fprintf(out, "%s\n", b)
 		return exitOK
 	}
-	writeInspect(out, im)
+	writeInspect(out, im, tgs)
 	return exitOK
 }
 
 type inspected struct {
-	Name     string          `json:"name"`
-	Parent   *string         `json:"parent"`
-	Pedigree []string        `json:"pedigree"`
-	ID       digest.Digest   `json:"id"`
-	Stages   []digest.Digest `json:"stages"`
+	Name     string            `json:"name"`
+	Parent   *string           `json:"parent"`
+	Pedigree []string          `json:"pedigree"`
+	ID       digest.Digest     `json:"id"`
+	Stages   []digest.Digest   `json:"stages"`
+	Targets  []inspectedTarget `json:"targets"`
 	lang.Metadata
 }
 
-func inspectJSON(im *planner.Image) inspected {
+// inspectedTarget is a target made from the image, as its kind describes it.
+type inspectedTarget struct {
+	Name    string        `json:"name"`
+	Kind    string        `json:"kind"`
+	Summary string        `json:"summary"`
+	Digest  digest.Digest `json:"digest"`
+}
+
+func inspectJSON(im *planner.Image, tgs []*planner.Target) inspected {
 	r := inspected{Name: im.Image.Name, ID: im.ID(), Metadata: im.Image.Meta}
 	if p := im.Image.Parent; p != nil {
 		r.Parent = &p.Name
@@ -73,10 +88,14 @@ func inspectJSON(im *planner.Image) inspected {
 	for _, s := range im.Stages {
 		r.Stages = append(r.Stages, s.Digest)
 	}
+	r.Targets = []inspectedTarget{}
+	for _, t := range tgs {
+		r.Targets = append(r.Targets, inspectedTarget{Name: t.Target.Name, Kind: t.Kind.Name(), Summary: planner.Describe(t.Write.Spec), Digest: t.Write.Digest})
+	}
 	return r
 }
 
-func writeInspect(w io.Writer, im *planner.Image) {
+func writeInspect(w io.Writer, im *planner.Image, tgs []*planner.Target) {
 	m := im.Image.Meta
 	var ped []string
 	for _, a := range im.Image.Pedigree() {
@@ -109,5 +128,11 @@ func writeInspect(w io.Writer, im *planner.Image) {
 			from = "  (" + s.Image.Name + ")"
 		}
 		fmt.Fprintf(w, "    %-6s  %s  %-9s  %s%s\n", s.Status, planner.Short(s.Digest), s.Kind(), planner.Describe(s.Spec), from)
+	}
+	if len(tgs) > 0 {
+		fmt.Fprintf(w, "  targets\n")
+	}
+	for _, t := range tgs {
+		fmt.Fprintf(w, "    %-6s  %s  %-9s  %s  %s\n", t.Write.Status, planner.Short(t.Write.Digest), t.Kind.Name(), t.Target.Name, planner.Describe(t.Write.Spec))
 	}
 }

@@ -87,8 +87,12 @@ func dot(p *planner.Plan) string {
 	for _, s := range p.Stages {
 		label := fmt.Sprintf("%s\\n%s", s.Kind(), planner.Short(s.Digest))
 		attrs := ""
-		if s.Target != nil {
-			label = fmt.Sprintf("%s %s\\n%s", s.Kind(), s.Target.Name, planner.Short(s.Digest))
+		if s.Node == planner.TargetWrite {
+			var names []string
+			for _, t := range s.Targets {
+				names = append(names, t.Target.Name)
+			}
+			label = fmt.Sprintf("%s %s\\n%s", s.Kind(), strings.Join(names, ", "), planner.Short(s.Digest))
 			attrs = ", shape=diamond"
 		}
 		if n := names[s.Digest.String()]; len(n) > 0 {

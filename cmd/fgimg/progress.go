@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cheggaaa/pb/v3"
-	"github.com/fgimg/fgimg/internal/engine"
+	"github.com/fgimg/fgimg/engine"
 	"golang.org/x/term"
 )
 
@@ -59,11 +59,13 @@ func (p *progress) event(ev engine.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.counts[ev.Kind]++
-	if ev.Kind != engine.Start {
+	switch ev.Kind {
+	case engine.Exported: // not a node of the plan
+	case engine.Start:
+		p.running[ev.Name] = time.Now()
+	default:
 		p.done++
 		delete(p.running, ev.Name)
-	} else {
-		p.running[ev.Name] = time.Now()
 	}
 	var se *engine.StageError
 	if ev.Kind == engine.Failed && errors.As(ev.Err, &se) {
@@ -78,9 +80,11 @@ func (p *progress) event(ev engine.Event) {
 	case engine.Start:
 		p.line("%s start    %s", strings.Repeat(" ", len(counter)), ev.Name)
 	case engine.Cached:
-		p.line("%s cached   %s%s", counter, ev.Name, exported(ev))
+		p.line("%s cached   %s", counter, ev.Name)
 	case engine.Built:
-		p.line("%s built    %s  %s%s%s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond), sizeNote(ev.Bytes), exported(ev))
+		p.line("%s built    %s  %s%s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond), sizeNote(ev.Bytes))
+	case engine.Exported:
+		p.line("%s wrote    %s  → %s", strings.Repeat(" ", len(counter)), ev.Name, ev.Path)
 	case engine.Failed:
 		p.line("%s FAILED   %s  %s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond))
 	case engine.NotRun:
@@ -94,13 +98,6 @@ func (p *progress) event(ev engine.Event) {
 		}
 		p.bar.Set("running", strings.Join(names, ", "))
 	}
-}
-
-func exported(ev engine.Event) string {
-	if ev.Path == "" {
-		return ""
-	}
-	return "  → " + ev.Path
 }
 
 func sizeNote(n int64) string {
@@ -131,9 +128,7 @@ func (p *progress) emitJSON(ev engine.Event) {
 		if s.Image != nil {
 			j.Image = s.Image.Name
 		}
-		if s.Target != nil {
-			j.Target = s.Target.Name
-		}
+		j.Target = ev.Target
 	}
 	if ev.Err != nil {
 		j.Error = ev.Err.Error()

@@ -15,10 +15,10 @@ const module = "github.com/fgimg/fgimg/"
 // rules: for each package, the fgimg packages it must not import.
 var rules = map[string][]string{
 	"lang":           {""}, // nothing of fgimg's
-	"planner":        {"cache", "stages/sandbox", "internal/engine", "cmd"},
-	"stages":         {"planner", "cache", "internal/engine", "cmd"},
-	"targets":        {"planner", "cache", "stages", "internal/engine", "cmd"},
-	"cache":          {"lang", "planner", "stages", "targets", "internal/engine", "cmd"},
+	"planner":        {"cache", "stages/sandbox", "engine", "cmd"},
+	"stages":         {"planner", "cache", "engine", "cmd"},
+	"targets":        {"planner", "cache", "stages", "engine", "cmd"},
+	"cache":          {"lang", "planner", "stages", "targets", "engine", "cmd"},
 	"internal/layer": {"lang", "planner", "stages", "targets", "cache", "cmd"},
 }
 

@@ -1,8 +1,8 @@
-image "a" { # ERROR: Pedigree cycle
+image "a" {
   parent = image.c
 }
 image "b" {
-  parent = image.a
+  parent = image.a # ERROR: Pedigree cycle
 }
 image "c" {
   parent = image.b
@@ -10,6 +10,6 @@ image "c" {
 image "ok" {
   bootstrap "debootstrap" { suite = "bookworm" }
 }
-image "self" { # ERROR: Pedigree cycle
-  parent = image.self
+image "self" {
+  parent = image.self # ERROR: Pedigree cycle
 }

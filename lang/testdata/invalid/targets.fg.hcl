@@ -5,7 +5,7 @@ target "netbot" "a" { image = image.base } # ERROR: Unknown target kind
 target "openstack" "b" { image = image.base } # ERROR: Target kind not available yet
 target "qcow2" "c" {
   image = image.base
-  size  = "4GB" # ERROR: Invalid size
+  size  = "4GB" # ERROR: Invalid value for "size"
   boot  = "bois" # ERROR: Invalid value for "boot"
 }
 target "netboot" "d" {
@@ -22,4 +22,14 @@ target "raw" "f" {
 target "qcow2" "g" {
   image    = image.base
   compress = "yes please" # ERROR: Invalid value for "compress"
+}
+target "raw" "h" {
+  image       = image.base
+  size        = "15TiB" # ERROR: Disk size too large
+  kernel_args = ["console=ttyS0", "quiet\ninit=/bin/sh"] # ERROR: Invalid value for "kernel_args"
+}
+target "raw" "i" {
+  image            = image.base
+  size             = "15TiB"
+  allow_large_size = true
 }

@@ -32,13 +32,18 @@ type Event struct {
 	Bytes    int64 // layer or artifact bytes written
 	Err      error
 	Path     string // Exported: the target's output directory
+	Target   string // Exported: the target's name
 }
 
 // StageName names a stage for people: its image and kind, or its target.
 func StageName(s *planner.Stage) string {
 	switch {
-	case s.Target != nil:
-		return "target " + s.Target.Name
+	case s.Node == planner.TargetWrite && len(s.Targets) > 0:
+		var names []string
+		for _, t := range s.Targets {
+			names = append(names, t.Target.Name)
+		}
+		return "target " + strings.Join(names, ", ")
 	case s.Image != nil:
 		return s.Image.Name + ": " + s.Kind()
 	}

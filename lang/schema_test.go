@@ -1,0 +1,98 @@
+package lang
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// testKinds is a target kind of each shape lang must handle: lang knows
+// no kind of its own, so its tests bring theirs.
+var testKinds = map[string]*TargetSchema{
+	"box": {
+		Attributes: []TargetAttribute{
+			{Name: "colour", Type: cty.String, Default: cty.StringVal("red"), Enum: []string{"red", "blue"}},
+			{Name: "count", Type: cty.Number, Validate: func(v cty.Value) error {
+				if v.LessThan(cty.NumberIntVal(1)).True() {
+					return errors.New("count must be at least 1")
+				}
+				return nil
+			}},
+			{Name: "flags", Type: cty.List(cty.String)},
+			{Name: "big", Type: cty.Bool, Default: cty.False},
+		},
+		Check: func(v map[string]cty.Value) []TargetProblem {
+			if c := v["count"]; !c.IsNull() && c.IsKnown() && c.GreaterThan(cty.NumberIntVal(10)).True() && v["big"].False() {
+				return []TargetProblem{{Attribute: "count", Summary: "Too many", Detail: "Set big = true for more than 10."}}
+			}
+			return nil
+		},
+	},
+	"crate": {Unavailable: "Crates come later."},
+}
+
+func loadKinds(t *testing.T, src string) (*Config, hcl.Diagnostics) {
+	t.Helper()
+	dir := writeConfig(t, map[string]string{"main.fg.hcl": `image "i" {
+  bootstrap "debootstrap" { suite = "bookworm" }
+}
+` + src})
+	return Load(LoadOptions{Paths: []string{dir}, Environ: []string{}, TargetKinds: testKinds})
+}
+
+func TestTargetSchemaValuesAndDefaults(t *testing.T) {
+	cfg, diags := loadKinds(t, `target "box" "a" { image = image.i }
+target "box" "b" {
+  image  = image.i
+  colour = "blue"
+  count  = 20
+  big    = true
+  flags  = ["x", "y"]
+}`)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	a, b := cfg.Targets[0], cfg.Targets[1]
+	if a.Str("colour") != "red" || !a.Attrs["count"].IsNull() || a.Strs("flags") != nil || a.Bool("big") {
+		t.Errorf("defaults: %#v", a.Attrs)
+	}
+	if b.Str("colour") != "blue" || b.Attrs["count"].AsBigFloat().String() != "20" || strings.Join(b.Strs("flags"), ",") != "x,y" || !b.Bool("big") {
+		t.Errorf("values: %#v", b.Attrs)
+	}
+	if r, ok := b.Ranges["colour"]; !ok || r.Start.Line != 7 {
+		t.Errorf("range of colour: %v", r)
+	}
+	if a.Image != cfg.Image("i") {
+		t.Error("image reference")
+	}
+}
+
+func TestTargetSchemaDiagnostics(t *testing.T) {
+	for _, c := range []struct{ src, summary, detail string }{
+		{`target "bag" "x" { image = image.i }`, "Unknown target kind", `Did you mean "box"?`},
+		{`target "crate" "x" { image = image.i }`, "Target kind not available yet", "Crates come later."},
+		{"target \"box\" \"x\" {\n  image = image.i\n  colour = \"green\"\n}", `Invalid value for "colour"`, `"green" is not one of "red", "blue".`},
+		{"target \"box\" \"x\" {\n  image = image.i\n  count = 0\n}", `Invalid value for "count"`, "count must be at least 1."},
+		{"target \"box\" \"x\" {\n  image = image.i\n  count = 11\n}", "Too many", "Set big = true for more than 10."},
+		{"target \"box\" \"x\" {\n  image = image.i\n  flags = [\"a\", null]\n}", `Invalid value for "flags"`, "must not contain null"},
+		{"target \"box\" \"x\" {\n  image = image.i\n  size = 1\n}", "Unsupported argument", ""},
+	} {
+		_, diags := loadKinds(t, c.src)
+		if len(diags) != 1 || diags[0].Summary != c.summary || !strings.Contains(diags[0].Detail, c.detail) {
+			t.Errorf("%s:\n got %v\nwant %s: %s", c.src, diags, c.summary, c.detail)
+			continue
+		}
+		// The diagnostic points at the attribute (the third line of a
+		// target that sets one), or at the kind's label (line 4).
+		want := 4
+		if strings.Count(c.src, "\n") == 3 {
+			want = 6
+		}
+		if got := diags[0].Subject.Start.Line; got != want {
+			t.Errorf("%s: diagnostic on line %d, want %d", c.src, got, want)
+		}
+	}
+}

@@ -1,0 +1,23 @@
+package targets
+
+// kinds lists every target kind fgimg builds: adding a kind is one file
+// declaring it and one line here.
+var kinds = []Kind{
+	Tar{},
+	OCI{},
+	Raw{},
+	QCOW2{},
+	Netboot{},
+}
+
+// reserved are target kinds the language names but fgimg does not build
+// yet: a template using one gets a diagnostic saying so.
+var reserved = []string{"openstack", "opennebula", "eucalyptus", "nimbus", "ec2", "xcat"}
+
+var (
+	_ Kind = Tar{}
+	_ Kind = OCI{}
+	_ Kind = Raw{}
+	_ Kind = QCOW2{}
+	_ Kind = Netboot{}
+)
