@@ -189,3 +189,7 @@ func Join(root, p string, mode Mode) (string, error) {
 	}
 	panic("unreachable: the root itself always resolves")
 }
+
+// UseOpenat2 turns openat2 off (false) or back on, so that tests can run
+// the step-by-step walk that stands in for it on older kernels.
+func UseOpenat2(on bool) { noOpenat2.Store(!on) }

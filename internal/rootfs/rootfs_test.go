@@ -55,7 +55,7 @@ func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	rootfstest.MakeDisk(t, dir)
 	for _, fallback := range []bool{false, true} {
-		rootfs.SetNoOpenat2(fallback)
+		rootfs.UseOpenat2(!fallback)
 		for _, mode := range modes {
 			r, err := rootfs.OpenRoot(dir, mode)
 			if err != nil {
@@ -98,7 +98,7 @@ func TestOpen(t *testing.T) {
 			r.Close()
 		}
 	}
-	rootfs.SetNoOpenat2(false)
+	rootfs.UseOpenat2(true)
 }
 
 // TestJoin runs the cases through Join, which disks, netboot and the

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"path"
 	"strings"
@@ -218,4 +219,29 @@ func Walk[D any](t Tree[D], root D, rel string, mode Mode, o Options) (Result[D]
 		names = append(names, c.name)
 	}
 	return done(".")
+}
+
+// CleanName validates the name of an archive member (or a hard link's
+// target) and returns it relative to the root, "" for the root itself.
+// Absolute names, ".." components and NUL bytes are refused: an
+// archive's names never leave the directory it is extracted into.
+func CleanName(name string) (string, error) {
+	switch {
+	case name == "":
+		return "", errors.New("empty name")
+	case strings.HasPrefix(name, "/"):
+		return "", fmt.Errorf("%q is absolute", name)
+	case strings.IndexByte(name, 0) >= 0:
+		return "", fmt.Errorf("%q contains a NUL byte", name)
+	}
+	for c := range strings.SplitSeq(name, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%q has a \"..\" component", name)
+		}
+	}
+	rel := path.Clean(name)
+	if rel == "." {
+		return "", nil
+	}
+	return rel, nil
 }

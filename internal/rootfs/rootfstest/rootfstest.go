@@ -137,3 +137,13 @@ func MakeDisk(t testing.TB, root string) {
 		}
 	}
 }
+
+// WithFallback runs f with openat2, then with the walk behind it.
+func WithFallback(t *testing.T, f func(t *testing.T)) {
+	t.Run("openat2", f)
+	t.Run("fallback", func(t *testing.T) {
+		rootfs.UseOpenat2(false)
+		defer rootfs.UseOpenat2(true)
+		f(t)
+	})
+}
