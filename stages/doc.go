@@ -13,7 +13,7 @@
 // sandbox.Run, and files writes from Go.
 //
 // Paths that Go code writes or reads in an image are resolved as the
-// image sees them (rootfs.InRoot), one component at a time: an absolute
+// image sees them (rootpath.InRoot), one component at a time: an absolute
 // symlink leads to its target inside the image, and ".." stops at the
 // image's root, as in a chroot, never leading out to the host.
 //

@@ -11,23 +11,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/fsat"
-	"github.com/fgimg/fgimg/internal/rootfs"
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 // root is an image's root filesystem opened for changes made from Go.
 //
-// Paths are resolved the way the image sees them (rootfs.InRoot), one
+// Paths are resolved the way the image sees them (rootpath.InRoot), one
 // component at a time and never with the kernel following a symlink: an
 // absolute symlink target starts again at the root, and ".." stops there,
 // as in a chroot. Nothing else changes the tree while a stage's Go code
 // runs, so the walk is not racing anyone.
 type root struct {
 	path string
-	fs   *rootfs.Root
+	fs   *rootpath.Root
 }
 
 func openRoot(dir string) (*root, error) {
-	fs, err := rootfs.OpenRoot(dir, rootfs.InRoot)
+	fs, err := rootpath.OpenRoot(dir, rootpath.InRoot)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func relPath(p string) (string, error) {
 // directories on the way are created 0755 root:root. For the root itself
 // the name is ".".
 func (r *root) resolve(rel string, create, followFinal bool) (dirfd int, name string, err error) {
-	res, err := r.fs.Resolve(rel, rootfs.Options{FollowFinal: followFinal, Create: create})
+	res, err := r.fs.Resolve(rel, rootpath.Options{FollowFinal: followFinal, Create: create})
 	if err != nil {
 		return -1, "", fmt.Errorf("resolving %s in the root filesystem: %w", "/"+rel, err)
 	}

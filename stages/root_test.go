@@ -8,20 +8,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fgimg/fgimg/internal/rootfs/rootfstest"
+	"github.com/fgimg/fgimg/internal/rootpath/rootpathtest"
 )
 
 // TestRootResolvesInRoot runs the resolver cases through the root that
 // stages write images with: as the image sees its paths (InRoot).
 func TestRootResolvesInRoot(t *testing.T) {
 	dir := t.TempDir()
-	rootfstest.MakeDisk(t, dir)
+	rootpathtest.MakeDisk(t, dir)
 	r, err := openRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.close()
-	for _, c := range rootfstest.Cases {
+	for _, c := range rootpathtest.Cases {
 		want := c.InRoot
 		dirfd, name, err := r.resolve(c.Path, false, true)
 		if want.Err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fgimg/fgimg/internal/rootfs"
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 const (
@@ -146,7 +146,7 @@ func (s *squasher) addLayer(idx int, l Layer) error {
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
-		name, err := rootfs.CleanName(hdr.Name)
+		name, err := rootpath.CleanName(hdr.Name)
 		if err != nil {
 			return err
 		}
@@ -165,7 +165,7 @@ func (s *squasher) addLayer(idx int, l Layer) error {
 		}
 		p := pending{name: name, ino: ino}
 		if hdr.Typeflag == tar.TypeLink {
-			if p.link, err = rootfs.CleanName(hdr.Linkname); err != nil {
+			if p.link, err = rootpath.CleanName(hdr.Linkname); err != nil {
 				return fmt.Errorf("entry %q: hard link target: %w", hdr.Name, err)
 			}
 			if p.link == "" {
@@ -314,26 +314,26 @@ func (s *squasher) add(e pending) error {
 // Apply does (a symlink leading out is an error, not followed), making
 // missing directories when create is set.
 func (s *squasher) dir(rel string, create bool) (*node, error) {
-	res, err := rootfs.Walk[*node](squashTree{}, s.root, rel+"/.", rootfs.Beneath, rootfs.Options{FollowFinal: true, Create: create})
+	res, err := rootpath.Walk[*node](squashTree{}, s.root, rel+"/.", rootpath.Beneath, rootpath.Options{FollowFinal: true, Create: create})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
 	return res.Dir, nil
 }
 
-// squashTree lets rootfs.Walk step through the tree in memory.
+// squashTree lets rootpath.Walk step through the tree in memory.
 type squashTree struct{}
 
-func (squashTree) Lstat(dir *node, name string) (rootfs.Kind, error) {
+func (squashTree) Lstat(dir *node, name string) (rootpath.Kind, error) {
 	switch c := dir.children[name]; {
 	case c == nil:
 		return 0, unix.ENOENT
 	case c.isDir():
-		return rootfs.KindDir, nil
+		return rootpath.KindDir, nil
 	case c.ino.typ == tar.TypeSymlink:
-		return rootfs.KindSymlink, nil
+		return rootpath.KindSymlink, nil
 	}
-	return rootfs.KindOther, nil
+	return rootpath.KindOther, nil
 }
 
 func (squashTree) Readlink(dir *node, name string) (string, error) {

@@ -9,14 +9,14 @@ import (
 	"testing"
 
 	"github.com/fgimg/fgimg/internal/layer"
-	"github.com/fgimg/fgimg/internal/rootfs"
-	"github.com/fgimg/fgimg/internal/rootfs/rootfstest"
+	"github.com/fgimg/fgimg/internal/rootpath"
+	"github.com/fgimg/fgimg/internal/rootpath/rootpathtest"
 )
 
-// fixtureEnts is rootfstest's fixture as layer entries.
+// fixtureEnts is rootpathtest's fixture as layer entries.
 func fixtureEnts() []ent {
 	var ents []ent
-	for _, e := range rootfstest.Fixture {
+	for _, e := range rootpathtest.Fixture {
 		switch {
 		case e.Link != "":
 			ents = append(ents, symlink(e.Name, e.Link))
@@ -39,8 +39,8 @@ func TestSquashResolvesLikeRootfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close()
-	for _, c := range rootfstest.Cases {
-		res, err := rootfs.Walk[*node](squashTree{}, s.root, c.Path, rootfs.Beneath, rootfs.Options{FollowFinal: true})
+	for _, c := range rootpathtest.Cases {
+		res, err := rootpath.Walk[*node](squashTree{}, s.root, c.Path, rootpath.Beneath, rootpath.Options{FollowFinal: true})
 		want := c.Beneath
 		switch {
 		case want.Err != nil && !errors.Is(err, want.Err):
@@ -60,8 +60,8 @@ func TestSquashAgreesWithApply(t *testing.T) {
 		ents []ent
 	}
 	cases := []layerCase{{"rootlink then rootlink/etc/x", []ent{symlink("rootlink", "/"), file("rootlink/etc/x", "x")}}}
-	for _, c := range rootfstest.Cases {
-		if _, err := rootfs.CleanName(c.Path); err != nil || c.Path == "" {
+	for _, c := range rootpathtest.Cases {
+		if _, err := rootpath.CleanName(c.Path); err != nil || c.Path == "" {
 			continue // a name no layer may have: both refuse it before resolving
 		}
 		cases = append(cases, layerCase{c.Path + "/new", append(fixtureEnts(), file(c.Path+"/new", "new"))})

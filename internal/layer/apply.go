@@ -16,13 +16,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/fsat"
-	"github.com/fgimg/fgimg/internal/rootfs"
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 // cleanName validates a tar name or hard link target and returns it
 // relative to the root ("" for the root itself).
 func cleanName(name string) (string, error) {
-	rel, err := rootfs.CleanName(name)
+	rel, err := rootpath.CleanName(name)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrUnsafePath, err)
 	}
@@ -53,7 +53,7 @@ func Apply(r io.Reader, dir string, opts ApplyOptions) error {
 		return fmt.Errorf("applying layer to %s: %w", dir, err)
 	}
 	defer closeFn()
-	root, err := rootfs.OpenRoot(dir, rootfs.Beneath)
+	root, err := rootpath.OpenRoot(dir, rootpath.Beneath)
 	if err != nil {
 		return fmt.Errorf("applying layer: %w", err)
 	}
@@ -124,7 +124,7 @@ type deferredDir struct {
 }
 
 type applier struct {
-	rootfs *rootfs.Root // resolves strictly beneath the root
+	rootfs *rootpath.Root // resolves strictly beneath the root
 	root   int          // the root directory, opened for reading
 	opts   ApplyOptions
 	isRoot bool
@@ -193,7 +193,7 @@ func pathErr(rel string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, rootfs.ErrEscape):
+	case errors.Is(err, rootpath.ErrEscape):
 		return fmt.Errorf("%w: %q leads outside through a symlink", ErrUnsafePath, rel)
 	}
 	return &os.PathError{Op: "open", Path: rel, Err: err}

@@ -17,7 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 
-	"github.com/fgimg/fgimg/internal/rootfs/rootfstest"
+	"github.com/fgimg/fgimg/internal/rootpath/rootpathtest"
 )
 
 var isRoot = os.Geteuid() == 0
@@ -395,7 +395,7 @@ func listing(t testing.TB, dir string) map[string]string {
 }
 
 func TestApplyRejectsEscapes(t *testing.T) {
-	rootfstest.WithFallback(t, testApplyRejectsEscapes)
+	rootpathtest.WithFallback(t, testApplyRejectsEscapes)
 }
 
 func testApplyRejectsEscapes(t *testing.T) {
@@ -479,7 +479,7 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestApplyReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
-	rootfstest.WithFallback(t, func(t *testing.T) {
+	rootpathtest.WithFallback(t, func(t *testing.T) {
 		base := t.TempDir()
 		secret := filepath.Join(base, "secret")
 		writeFile(t, secret, "original", 0o644)
@@ -499,7 +499,7 @@ func TestApplyReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
 }
 
 func TestApplyFollowsSymlinksInsideRoot(t *testing.T) {
-	rootfstest.WithFallback(t, func(t *testing.T) {
+	rootpathtest.WithFallback(t, func(t *testing.T) {
 		root := t.TempDir()
 		apply(t, mkTar(t,
 			ent{name: "usr/", typ: tar.TypeDir},

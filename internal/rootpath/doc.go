@@ -1,4 +1,4 @@
-// Package rootfs resolves paths inside a root filesystem: an image's
+// Package rootpath resolves paths inside a root filesystem: an image's
 // tree on disk, or a tree held in memory while layers are squashed.
 //
 // There are two modes, and every caller names the one it means:
@@ -19,4 +19,4 @@
 // component), [Walk] steps one component at a time, never letting the
 // kernel follow a symlink. The same Walk resolves the in-memory tree, so
 // both see one set of rules.
-package rootfs
+package rootpath

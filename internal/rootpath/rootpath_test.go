@@ -1,4 +1,4 @@
-package rootfs_test
+package rootpath_test
 
 import (
 	"errors"
@@ -9,13 +9,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fgimg/fgimg/internal/rootfs"
-	"github.com/fgimg/fgimg/internal/rootfs/rootfstest"
+	"github.com/fgimg/fgimg/internal/rootpath"
+	"github.com/fgimg/fgimg/internal/rootpath/rootpathtest"
 )
 
-var modes = []rootfs.Mode{rootfs.Beneath, rootfs.InRoot}
+var modes = []rootpath.Mode{rootpath.Beneath, rootpath.InRoot}
 
-func check(t *testing.T, c rootfstest.Case, mode rootfs.Mode, got string, err error) {
+func check(t *testing.T, c rootpathtest.Case, mode rootpath.Mode, got string, err error) {
 	t.Helper()
 	want := c.Want(mode)
 	switch {
@@ -30,15 +30,15 @@ func check(t *testing.T, c rootfstest.Case, mode rootfs.Mode, got string, err er
 // resolution behind both modes.
 func TestResolve(t *testing.T) {
 	dir := t.TempDir()
-	rootfstest.MakeDisk(t, dir)
+	rootpathtest.MakeDisk(t, dir)
 	for _, mode := range modes {
-		r, err := rootfs.OpenRoot(dir, mode)
+		r, err := rootpath.OpenRoot(dir, mode)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		for _, c := range rootfstest.Cases {
-			res, err := r.Resolve(c.Path, rootfs.Options{FollowFinal: true})
+		for _, c := range rootpathtest.Cases {
+			res, err := r.Resolve(c.Path, rootpath.Options{FollowFinal: true})
 			got := ""
 			if err == nil {
 				got = res.Full()
@@ -53,15 +53,15 @@ func TestResolve(t *testing.T) {
 // falls back to: both must open the file Want names, or fail alike.
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
-	rootfstest.MakeDisk(t, dir)
+	rootpathtest.MakeDisk(t, dir)
 	for _, fallback := range []bool{false, true} {
-		rootfs.UseOpenat2(!fallback)
+		rootpath.UseOpenat2(!fallback)
 		for _, mode := range modes {
-			r, err := rootfs.OpenRoot(dir, mode)
+			r, err := rootpath.OpenRoot(dir, mode)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range rootfstest.Cases {
+			for _, c := range rootpathtest.Cases {
 				t.Run(fmt.Sprintf("fallback=%v/%s/%s", fallback, mode, c.Path), func(t *testing.T) {
 					fd, err := r.Open(c.Path, unix.O_PATH, 0)
 					want := c.Want(mode)
@@ -98,17 +98,17 @@ func TestOpen(t *testing.T) {
 			r.Close()
 		}
 	}
-	rootfs.UseOpenat2(true)
+	rootpath.UseOpenat2(true)
 }
 
 // TestJoin runs the cases through Join, which disks, netboot and the
 // sandbox use: a missing component is no error, the rest is joined.
 func TestJoin(t *testing.T) {
 	dir := t.TempDir()
-	rootfstest.MakeDisk(t, dir)
+	rootpathtest.MakeDisk(t, dir)
 	for _, mode := range modes {
-		for _, c := range rootfstest.Cases {
-			got, err := rootfs.Join(dir, "/"+c.Path, mode)
+		for _, c := range rootpathtest.Cases {
+			got, err := rootpath.Join(dir, "/"+c.Path, mode)
 			want := c.Want(mode)
 			if errors.Is(want.Err, unix.ENOENT) {
 				continue // Join goes on lexically; see TestJoinMissing
@@ -129,14 +129,14 @@ func TestJoin(t *testing.T) {
 
 func TestJoinMissing(t *testing.T) {
 	dir := t.TempDir()
-	rootfstest.MakeDisk(t, dir)
+	rootpathtest.MakeDisk(t, dir)
 	for p, want := range map[string]string{
 		"/rootlink/etc/x":       "etc/x",
 		"/dangling/x/../y":      "nowhere/y",
 		"/absdangling/a/b":      "nowhere/a/b",
 		"/missing/../../../etc": "etc",
 	} {
-		got, err := rootfs.Join(dir, p, rootfs.InRoot)
+		got, err := rootpath.Join(dir, p, rootpath.InRoot)
 		if err != nil || got != filepath.Join(dir, want) {
 			t.Errorf("Join(%q) = %q, %v; want %q", p, got, err, filepath.Join(dir, want))
 		}
@@ -147,8 +147,8 @@ func TestJoinMissing(t *testing.T) {
 // a symlink's target names them.
 func TestCreate(t *testing.T) {
 	dir := t.TempDir()
-	rootfstest.MakeDisk(t, dir)
-	r, err := rootfs.OpenRoot(dir, rootfs.InRoot)
+	rootpathtest.MakeDisk(t, dir)
+	r, err := rootpath.OpenRoot(dir, rootpath.InRoot)
 	if err != nil {
 		t.Fatal(err)
 	}

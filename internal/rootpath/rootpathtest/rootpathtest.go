@@ -1,7 +1,7 @@
-// Package rootfstest holds the cases every in-root path resolver of
+// Package rootpathtest holds the cases every in-root path resolver of
 // fgimg is tested against: one fixture tree, and where each path in it
-// leads in the two modes of package rootfs.
-package rootfstest
+// leads in the two modes of package rootpath.
+package rootpathtest
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fgimg/fgimg/internal/rootfs"
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 // Entry is one thing in the fixture: a directory (Name ends in "/"), a
@@ -23,7 +23,7 @@ type Entry struct {
 
 // Chain is the length of the long symlink chain c00 -> c01 -> ... -> dir:
 // one more link than the kernel follows.
-const Chain = rootfs.MaxSymlinks + 1
+const Chain = rootpath.MaxSymlinks + 1
 
 // Fixture is the tree, parents before children.
 var Fixture = func() []Entry {
@@ -69,7 +69,7 @@ type Case struct {
 }
 
 var (
-	escape = Want{Err: rootfs.ErrEscape}
+	escape = Want{Err: rootpath.ErrEscape}
 	loop   = Want{Err: unix.ELOOP}
 	noent  = Want{Err: unix.ENOENT}
 	notdir = Want{Err: unix.ENOTDIR}
@@ -111,8 +111,8 @@ var Cases = []Case{
 }
 
 // Want returns where c leads in mode.
-func (c Case) Want(mode rootfs.Mode) Want {
-	if mode == rootfs.InRoot {
+func (c Case) Want(mode rootpath.Mode) Want {
+	if mode == rootpath.InRoot {
 		return c.InRoot
 	}
 	return c.Beneath
@@ -142,8 +142,8 @@ func MakeDisk(t testing.TB, root string) {
 func WithFallback(t *testing.T, f func(t *testing.T)) {
 	t.Run("openat2", f)
 	t.Run("fallback", func(t *testing.T) {
-		rootfs.UseOpenat2(false)
-		defer rootfs.UseOpenat2(true)
+		rootpath.UseOpenat2(false)
+		defer rootpath.UseOpenat2(true)
 		f(t)
 	})
 }
