@@ -125,7 +125,7 @@ type deferredDir struct {
 
 type applier struct {
 	rootfs *rootpath.Root // resolves strictly beneath the root
-	root   int          // the root directory, opened for reading
+	root   int            // the root directory, opened for reading
 	opts   ApplyOptions
 	isRoot bool
 	buf    []byte
