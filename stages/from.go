@@ -25,6 +25,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/arch"
 	"github.com/fgimg/fgimg/internal/layer"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // fromTransports are the containers/image transports a from stage
@@ -82,7 +83,7 @@ func parseImageRef(ref string) (types.ImageReference, error) {
 	name, rest, ok := strings.Cut(ref, ":")
 	t := fromTransports[name]
 	if !ok || t == nil {
-		return nil, fmt.Errorf("image reference %q: unknown transport %q (want docker://, oci:, oci-archive:, docker-archive: or dir:)", ref, name)
+		return nil, fmt.Errorf("image reference %q: unknown transport %q (want one of %s)", ref, name, strings.Join(lang.Transports, ", "))
 	}
 	r, err := t.ParseReference(rest)
 	if err != nil {
