@@ -44,7 +44,7 @@ func TestRawDiskBoots(t *testing.T) {
 	}
 	needDiskTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://deb.debian.org/debian/dists/bookworm/Release", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, lang.DefaultMirror+"/dists/bookworm/Release", nil)
 	resp, err := http.DefaultClient.Do(req)
 	cancel()
 	if err != nil {

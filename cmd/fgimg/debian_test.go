@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/lang"
 )
 
 // TestDebianExamples builds the examples for real with debootstrap from
@@ -28,7 +30,7 @@ func TestDebianExamples(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://deb.debian.org/debian/dists/bookworm/Release", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, lang.DefaultMirror+"/dists/bookworm/Release", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil {
 		t.Skipf("end-to-end: the Debian mirror is unreachable: %v", err)
 	} else {
