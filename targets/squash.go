@@ -102,6 +102,7 @@ type squasher struct {
 	root  *node
 	files []*os.File // the layer files, by layer index
 	buf   []byte
+	out   io.Writer // what the tar writer writes to, for sparse headers
 }
 
 func (s *squasher) close() {
@@ -353,6 +354,7 @@ func (squashTree) Release(*node)                {}
 // write writes the tree in canonical order.
 func (s *squasher) write(w io.Writer) error {
 	s.buf = make([]byte, copyBufferSize)
+	s.out = w
 	tw := tar.NewWriter(w)
 	count := 0
 	var walk func(dir *node, prefix string) error
@@ -421,6 +423,15 @@ func (s *squasher) entry(tw *tar.Writer, n *node, name string) error {
 		hdr.Devmajor, hdr.Devminor = ino.devmajor, ino.devminor
 	case tar.TypeReg:
 		hdr.Size = ino.size
+		if ino.size >= minHole {
+			data, err := s.dataSegments(ino)
+			if err != nil {
+				return err
+			}
+			if data != nil {
+				return s.writeSparse(tw, hdr, ino, data)
+			}
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -429,8 +440,8 @@ func (s *squasher) entry(tw *tar.Writer, n *node, name string) error {
 	return tw.WriteHeader(hdr)
 }
 
-// contents copies a regular file's contents from its layer.
-func (s *squasher) contents(w io.Writer, ino *inode) error {
+// open returns a reader of a regular file's contents in its layer.
+func (s *squasher) open(ino *inode) (io.Reader, error) {
 	f := s.files[ino.layer]
 	var r io.Reader
 	if ino.offset >= 0 {
@@ -441,12 +452,21 @@ func (s *squasher) contents(w io.Writer, ino *inode) error {
 		tr := tar.NewReader(io.NewSectionReader(f, 0, 1<<62))
 		for i := 0; i <= ino.ordinal; i++ {
 			if _, err := tr.Next(); err != nil {
-				return fmt.Errorf("finding sparse entry again in layer %d: %w", ino.layer, err)
+				return nil, fmt.Errorf("finding sparse entry again in layer %d: %w", ino.layer, err)
 			}
 		}
 		r = tr
 	}
-	n, err := io.CopyBuffer(w, &ctxReader{ctx: s.ctx, r: io.LimitReader(r, ino.size)}, s.buf)
+	return &ctxReader{ctx: s.ctx, r: io.LimitReader(r, ino.size)}, nil
+}
+
+// contents copies a regular file's contents from its layer.
+func (s *squasher) contents(w io.Writer, ino *inode) error {
+	r, err := s.open(ino)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(w, r, s.buf)
 	if err != nil {
 		return err
 	}
