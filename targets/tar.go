@@ -11,7 +11,8 @@ import (
 
 // Tar writes the image's root filesystem as one tarball, rootfs.tar,
 // rootfs.tar.gz or rootfs.tar.zst after Spec.Compression (none, gzip,
-// zstd; gzip when empty), made by Squash from the image's layers.
+// zstd; gzip when empty), made by Squash from the image's layers. Sparse
+// files are written sparse (GNU sparse 1.0; extract with tar -xS).
 type Tar struct{}
 
 // Write implements Writer.
