@@ -92,3 +92,33 @@ func TestTarKeepsSparseFiles(t *testing.T) {
 		t.Errorf("tar -tv: %v\n%s", err, b)
 	}
 }
+
+// A sparse file whose name does not fit the ustar header keeps it (in
+// GNU.sparse.name), as its xattrs and sub-second time, for archive/tar
+// and GNU tar alike.
+func TestTarSparseLongName(t *testing.T) {
+	long := strings.Repeat("d", 120)
+	body := string(make([]byte, 2*minHole)) + "end"
+	f := file(long+"/f", body)
+	f.mtime = time.Unix(1700000000, 500)
+	f.pax = map[string]string{"SCHILY.xattr.user.note": "kept"}
+	b := squash(t, []Layer{tarLayer(t, "", dir(long), f)}, nil)
+	ms := readTar(t, bytes.NewReader(b))
+	if len(ms) != 2 || ms[1].hdr.Name != long+"/f" || ms[1].body != body || !isSparse(ms[1].hdr) {
+		t.Fatalf("entries:\n%s", describe(ms))
+	}
+	if h := ms[1].hdr; !h.ModTime.Equal(f.mtime) || h.PAXRecords["SCHILY.xattr.user.note"] != "kept" {
+		t.Errorf("metadata: mtime %v, records %v", h.ModTime, h.PAXRecords)
+	}
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	if err := os.WriteFile(tarball, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if o, err := exec.Command("tar", "-xSf", tarball, "-C", out).CombinedOutput(); err != nil {
+		t.Fatalf("GNU tar: %v\n%s", err, o)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, long, "f")); err != nil || string(got) != body {
+		t.Errorf("GNU tar extracts %d bytes, %v", len(got), err)
+	}
+}
