@@ -19,6 +19,10 @@ import (
 	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
+// ErrUnsafePath is wrapped by Apply's error for an entry whose name or
+// link target would reach outside the target directory.
+var ErrUnsafePath = errors.New("path escapes the layer root")
+
 // cleanName validates a tar name or hard link target and returns it
 // relative to the root ("" for the root itself).
 func cleanName(name string) (string, error) {
@@ -28,10 +32,6 @@ func cleanName(name string) (string, error) {
 	}
 	return rel, nil
 }
-
-// ErrUnsafePath is wrapped by Apply's error for an entry whose name or
-// link target would reach outside the target directory.
-var ErrUnsafePath = errors.New("path escapes the layer root")
 
 // ApplyOptions control how Apply extracts a layer.
 type ApplyOptions struct {
@@ -63,7 +63,7 @@ func Apply(r io.Reader, dir string, opts ApplyOptions) error {
 		return fmt.Errorf("applying layer: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	a := &applier{
-		rootfs:   root,
+		paths:    root,
 		root:     rootFd,
 		opts:     opts,
 		isRoot:   os.Geteuid() == 0,
@@ -124,7 +124,7 @@ type deferredDir struct {
 }
 
 type applier struct {
-	rootfs *rootpath.Root // resolves strictly beneath the root
+	paths  *rootpath.Root // resolves strictly beneath the root
 	root   int            // the root directory, opened for reading
 	opts   ApplyOptions
 	isRoot bool
@@ -144,7 +144,7 @@ type applier struct {
 func (a *applier) close() {
 	a.invalidate()
 	unix.Close(a.root)
-	a.rootfs.Close()
+	a.paths.Close()
 }
 
 // forget drops the cached directory if it is rel or lies below it, before
@@ -185,7 +185,7 @@ func (a *applier) parent(rel string, create bool) (int, error) {
 // openDir opens the directory rel beneath the root; the caller closes
 // it. Directories implied by deeper entries get tar's usual 0755.
 func (a *applier) openDir(rel string, create bool) (int, error) {
-	fd, err := a.rootfs.OpenDir(rel, create)
+	fd, err := a.paths.OpenDir(rel, create)
 	return fd, pathErr(rel, err)
 }
 
