@@ -154,40 +154,12 @@ func Join(root, p string, mode Mode) (string, error) {
 		return "", err
 	}
 	defer r.Close()
-	comps := split(p, false)
-	if comps[len(comps)-1].name == "." {
-		comps = comps[:len(comps)-1]
+	res, err := r.Resolve(p, Options{FollowFinal: true, Lexical: true})
+	if err != nil {
+		return "", fmt.Errorf("resolving %s in %s: %w", p, root, err)
 	}
-	// The longest prefix that resolves, then the rest as words.
-	for k := len(comps); k >= 0; k-- {
-		prefix := make([]string, k)
-		for i, c := range comps[:k] {
-			prefix[i] = c.name
-		}
-		res, err := r.Resolve(strings.Join(prefix, "/"), Options{FollowFinal: true})
-		if errors.Is(err, unix.ENOENT) {
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("resolving %s in %s: %w", p, root, err)
-		}
-		unix.Close(res.Dir)
-		names := strings.Split(res.Full(), "/")
-		if names[0] == "" {
-			names = nil
-		}
-		for _, c := range comps[k:] {
-			if c.name != ".." {
-				names = append(names, c.name)
-			} else if len(names) > 0 {
-				names = names[:len(names)-1]
-			} else if mode == Beneath {
-				return "", fmt.Errorf("resolving %s in %s: %w", p, root, ErrEscape)
-			}
-		}
-		return filepath.Join(append([]string{root}, names...)...), nil
-	}
-	panic("unreachable: the root itself always resolves")
+	unix.Close(res.Dir)
+	return filepath.Join(root, res.Full()), nil
 }
 
 // UseOpenat2 turns openat2 off (false) or back on, so that tests can run

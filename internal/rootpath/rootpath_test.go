@@ -130,7 +130,12 @@ func TestJoin(t *testing.T) {
 func TestJoinMissing(t *testing.T) {
 	dir := t.TempDir()
 	rootpathtest.MakeDisk(t, dir)
+	// As systemd-resolved's /etc/resolv.conf, into a directory not there.
+	if err := os.Symlink("../run/systemd/stub", filepath.Join(dir, "dir/stub")); err != nil {
+		t.Fatal(err)
+	}
 	for p, want := range map[string]string{
+		"/dir/stub":             "run/systemd/stub",
 		"/rootlink/etc/x":       "etc/x",
 		"/dangling/x/../y":      "nowhere/y",
 		"/absdangling/a/b":      "nowhere/a/b",

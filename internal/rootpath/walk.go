@@ -70,6 +70,11 @@ type Options struct {
 	// symlink's target names are never created (as mkdir -p, which does
 	// not create through a dangling symlink).
 	Create bool
+	// Lexical goes on past a missing directory by joining the rest of
+	// the components as words (".." still stopping at the root); Dir is
+	// then the deepest directory that exists, and Path and Name spell
+	// the whole path.
+	Lexical bool
 }
 
 // Result is where a path leads: the directory that holds its final
@@ -178,6 +183,26 @@ func Walk[D any](t Tree[D], root D, rel string, mode Mode, o Options) (Result[D]
 				return fail(err)
 			}
 			kind = KindDir
+		case errors.Is(err, fs.ErrNotExist) && o.Lexical:
+			words := append([]string{}, names...)
+			for _, r := range append([]comp{c}, comps...) {
+				switch {
+				case r.name == ".":
+				case r.name != "..":
+					words = append(words, r.name)
+				case len(words) > 0:
+					words = words[:len(words)-1]
+				case mode == Beneath:
+					return fail(ErrEscape)
+				}
+			}
+			res, err := done(".")
+			if err == nil && len(words) > 0 {
+				res.Path, res.Name = strings.Join(words[:len(words)-1], "/"), words[len(words)-1]
+			} else if err == nil {
+				res.Path = ""
+			}
+			return res, err
 		case err != nil:
 			return fail(err)
 		}
