@@ -16,6 +16,10 @@ import (
 // when a template names none.
 const DefaultMirror = "http://deb.debian.org/debian"
 
+// Transports are the containers/image transports from accepts, each as
+// a reference starts with it. The from stage links in exactly these.
+var Transports = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "dir:"}
+
 var (
 	archs          = []string{"amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x"}
 	permissionRe   = regexp.MustCompile(`^(private|public|group:[a-z_][a-z0-9_-]*)$`)
@@ -28,8 +32,6 @@ var (
 		"mmdebstrap":  {"suite", "mirror", "variant", "components", "include"},
 		"tar":         {"source"},
 	}
-	// transports of containers/image that fgimg accepts in from.
-	transports = []string{"docker://", "oci:", "oci-archive:", "docker-archive:", "dir:"}
 )
 
 var fileBlockSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -183,7 +185,7 @@ func imageTraversal(expr hcl.Expression) hcl.Traversal {
 // relative to the template's directory.
 func (l *loader) checkFrom(ref string, a *hcl.Attribute, dir string) string {
 	var transport string
-	for _, t := range transports {
+	for _, t := range Transports {
 		if strings.HasPrefix(ref, t) {
 			transport = t
 			break
@@ -195,7 +197,7 @@ func (l *loader) checkFrom(ref string, a *hcl.Attribute, dir string) string {
 			guess = " For a registry image write \"docker://" + ref + "\"."
 		}
 		l.errorf(a.Expr.Range().Ptr(), "Unsupported image reference",
-			"%q does not start with one of the supported transports %s.%s", ref, strings.Join(transports, ", "), guess)
+			"%q does not start with one of the supported transports %s.%s", ref, strings.Join(Transports, ", "), guess)
 		return ""
 	}
 	rest := strings.TrimPrefix(ref, transport)

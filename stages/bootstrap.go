@@ -13,10 +13,9 @@ import (
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/mountinfo"
 	"golang.org/x/sys/unix"
-)
 
-// DefaultMirror is the Debian mirror used when a bootstrap names none.
-const DefaultMirror = "http://deb.debian.org/debian"
+	"github.com/fgimg/fgimg/lang"
+)
 
 func runBootstrap(ctx context.Context, s *Bootstrap, env *Env) error {
 	switch s.Tool {
@@ -39,7 +38,7 @@ func debianArgs(s *Bootstrap, arch, root string) ([]string, error) {
 	}
 	mirror := s.Mirror
 	if mirror == "" {
-		mirror = DefaultMirror
+		mirror = lang.DefaultMirror
 	}
 	for _, v := range append(append([]string{s.Suite, mirror, s.Variant, arch}, s.Components...), s.Include...) {
 		if strings.HasPrefix(v, "-") && v != "-" {

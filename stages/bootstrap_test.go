@@ -19,6 +19,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
+	"github.com/fgimg/fgimg/lang"
 )
 
 func TestBootstrapTar(t *testing.T) {
@@ -116,7 +117,7 @@ func TestBootstrapDebootstrapCommandAndCleanup(t *testing.T) {
 	log := mustRunStage(t, &Bootstrap{Tool: "debootstrap", Suite: "bookworm", Variant: "minbase",
 		Components: []string{"main", "contrib"}, Include: []string{"ca-certificates", "curl"}, Arch: "amd64"}, root)
 
-	want := "--variant=minbase --arch=amd64 --components=main,contrib --include=ca-certificates,curl bookworm " + root + " " + DefaultMirror + "\n"
+	want := "--variant=minbase --arch=amd64 --components=main,contrib --include=ca-certificates,curl bookworm " + root + " " + lang.DefaultMirror + "\n"
 	if got := readRootFile(t, args, ""); got != want {
 		t.Errorf("debootstrap called with\n%s\nwant\n%s", got, want)
 	}
@@ -148,11 +149,11 @@ func TestBootstrapArguments(t *testing.T) {
 		{Bootstrap{Tool: "debootstrap", Suite: "trixie", Mirror: "http://mirror.example/debian", Components: []string{"main"}, Arch: "arm64"},
 			"--arch=arm64 --components=main trixie /build/root http://mirror.example/debian"},
 		{Bootstrap{Tool: "debootstrap", Suite: "bookworm", Variant: "buildd"},
-			"--variant=buildd bookworm /build/root " + DefaultMirror},
+			"--variant=buildd bookworm /build/root " + lang.DefaultMirror},
 		{Bootstrap{Tool: "debootstrap", Suite: "bookworm", Variant: "standard"},
 			`debootstrap has no variant "standard"`},
 		{Bootstrap{Tool: "mmdebstrap", Suite: "bookworm", Variant: "apt", Components: []string{"main", "non-free-firmware"}, Include: []string{"systemd"}, Arch: "amd64"},
-			`--aptopt=Acquire::Retries "3" --variant=apt --architectures=amd64 --components=main,non-free-firmware --include=systemd bookworm /build/root ` + DefaultMirror},
+			`--aptopt=Acquire::Retries "3" --variant=apt --architectures=amd64 --components=main,non-free-firmware --include=systemd bookworm /build/root ` + lang.DefaultMirror},
 		{Bootstrap{Tool: "debootstrap"}, "debootstrap needs a suite"},
 		{Bootstrap{Tool: "debootstrap", Suite: "bookworm", Include: []string{"--foreign"}}, `"--foreign" is not a valid argument`},
 	} {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/testkit"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // End-to-end tests against a real Debian root filesystem: bootstrapped
@@ -23,7 +24,7 @@ import (
 
 const (
 	debianSuite   = "bookworm"
-	debianRelease = DefaultMirror + "/dists/" + debianSuite + "/Release"
+	debianRelease = lang.DefaultMirror + "/dists/" + debianSuite + "/Release"
 )
 
 // debianArch is the Debian name of the host's architecture.
@@ -86,7 +87,7 @@ func debianBase(t *testing.T) string {
 		defer cancel()
 		start := time.Now()
 		debian.log, debian.err = runStageCtx(t, ctx, &Bootstrap{
-			Tool: "debootstrap", Suite: debianSuite, Mirror: DefaultMirror, Variant: "minbase",
+			Tool: "debootstrap", Suite: debianSuite, Mirror: lang.DefaultMirror, Variant: "minbase",
 			Components: []string{"main"}, Arch: debianArch(),
 		}, root)
 		_ = os.WriteFile(filepath.Join(debian.dir, "bootstrap.log"), []byte(debian.log), 0o644)

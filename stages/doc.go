@@ -13,9 +13,9 @@
 // sandbox.Run, and files writes from Go.
 //
 // Paths that Go code writes or reads in an image are resolved as the
-// image sees them, one component at a time: an absolute symlink leads to
-// its target inside the image, and one that climbs above the root is an
-// error ([ErrEscape]) rather than a way out to the host.
+// image sees them (rootpath.InRoot), one component at a time: an absolute
+// symlink leads to its target inside the image, and ".." stops at the
+// image's root, as in a chroot, never leading out to the host.
 //
 // A command that fails yields a [*CommandError] naming the command in the
 // user's terms and quoting the tool's own error lines ("E:" lines of apt,

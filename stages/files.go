@@ -145,8 +145,6 @@ func writeDir(r *root, rel string, mode uint32, uid, gid int) error {
 				dirfd, name = tfd, tname
 				break
 			}
-		} else if errors.Is(err, ErrEscape) {
-			return err
 		}
 		// A dangling symlink, or one to something else: replace it.
 		if err := unix.Unlinkat(dirfd, name, 0); err != nil {

@@ -23,7 +23,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/fgimg/fgimg/internal/arch"
 	"github.com/fgimg/fgimg/internal/layer"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // fromTransports are the containers/image transports a from stage
@@ -35,19 +37,6 @@ var fromTransports = map[string]types.ImageTransport{
 	"oci-archive":    ociarchive.Transport,
 	"docker-archive": dockerarchive.Transport,
 	"dir":            directory.Transport,
-}
-
-// ociPlatforms maps Debian architecture names (the arch attribute) to
-// OCI platforms; names already in OCI form pass through.
-var ociPlatforms = map[string]ocispec.Platform{
-	"amd64":   {Architecture: "amd64"},
-	"arm64":   {Architecture: "arm64", Variant: "v8"},
-	"armhf":   {Architecture: "arm", Variant: "v7"},
-	"armel":   {Architecture: "arm", Variant: "v5"},
-	"i386":    {Architecture: "386"},
-	"ppc64el": {Architecture: "ppc64le"},
-	"riscv64": {Architecture: "riscv64"},
-	"s390x":   {Architecture: "s390x"},
 }
 
 // variantsFor lists, best first, the variants an image for arch may
@@ -70,14 +59,14 @@ func variantsFor(arch, variant string) []string {
 	return []string{""}
 }
 
-func wantedPlatform(arch string) ocispec.Platform {
-	p, ok := ociPlatforms[arch]
-	if !ok {
-		arch, variant, _ := strings.Cut(arch, "/")
-		p = ocispec.Platform{Architecture: arch, Variant: variant}
+// wantedPlatform is the OCI platform for an image's arch (a Debian
+// name); a name already in OCI form, "arm/v6", passes through.
+func wantedPlatform(name string) ocispec.Platform {
+	if a, ok := arch.ByDebian(name); ok {
+		return ocispec.Platform{OS: "linux", Architecture: a.OCI, Variant: a.Variant}
 	}
-	p.OS = "linux"
-	return p
+	architecture, variant, _ := strings.Cut(name, "/")
+	return ocispec.Platform{OS: "linux", Architecture: architecture, Variant: variant}
 }
 
 func platformString(p ocispec.Platform) string {
@@ -94,7 +83,7 @@ func parseImageRef(ref string) (types.ImageReference, error) {
 	name, rest, ok := strings.Cut(ref, ":")
 	t := fromTransports[name]
 	if !ok || t == nil {
-		return nil, fmt.Errorf("image reference %q: unknown transport %q (want docker://, oci:, oci-archive:, docker-archive: or dir:)", ref, name)
+		return nil, fmt.Errorf("image reference %q: unknown transport %q (want one of %s)", ref, name, strings.Join(lang.Transports, ", "))
 	}
 	r, err := t.ParseReference(rest)
 	if err != nil {

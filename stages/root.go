@@ -11,36 +11,32 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/fsat"
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
-
-// ErrEscape is wrapped by errors for paths that lead out of the root
-// filesystem through a symlink.
-var ErrEscape = errors.New("a symlink leads outside the root filesystem")
-
-const maxSymlinks = 40 // as the kernel's MAXSYMLINKS
 
 // root is an image's root filesystem opened for changes made from Go.
 //
-// Paths are resolved the way the image sees them, one component at a
-// time and never with the kernel following a symlink: an absolute symlink
-// target starts again at the root (as in a chroot), and a ".." that would
-// climb above the root is an error (ErrEscape) rather than clamped, since
-// only a path meant for the host climbs there. Nothing else changes the
-// tree while a stage's Go code runs, so the walk is not racing anyone.
+// Paths are resolved the way the image sees them (rootpath.InRoot), one
+// component at a time and never with the kernel following a symlink: an
+// absolute symlink target starts again at the root, and ".." stops there,
+// as in a chroot. Nothing else changes the tree while a stage's Go code
+// runs, so the walk is not racing anyone.
 type root struct {
 	path string
-	fd   int // O_PATH descriptor of the root directory
+	fs   *rootpath.Root
 }
 
 func openRoot(dir string) (*root, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fs, err := rootpath.OpenRoot(dir, rootpath.InRoot)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+		return nil, err
 	}
-	return &root{path: dir, fd: fd}, nil
+	// Directories made on the way are 0755 root:root.
+	fs.Mkdir = func(dirfd int, name string) error { return mkdirOwned(dirfd, name, 0o755, 0, 0) }
+	return &root{path: dir, fs: fs}, nil
 }
 
-func (r *root) close() { unix.Close(r.fd) }
+func (r *root) close() { r.fs.Close() }
 
 // relPath turns an absolute image path into the form resolve takes,
 // rejecting ".." components and NUL bytes.
@@ -59,106 +55,18 @@ func relPath(p string) (string, error) {
 	return strings.TrimPrefix(path.Clean(p), "/"), nil
 }
 
-func splitPath(p string) []string {
-	var comps []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" && c != "." {
-			comps = append(comps, c)
-		}
-	}
-	return comps
-}
-
 // resolve walks rel (relative to the root, slash-separated) and returns
 // an O_PATH descriptor of the directory that holds its final component
 // (the caller closes it) and that component's name, which may not exist.
-// Symlinks on the way are followed as described for root; a final symlink
-// only when followFinal. With create, missing directories on the way are
-// created 0755 root:root. For the root itself the name is ".".
+// A final symlink is followed only when followFinal. With create, missing
+// directories on the way are created 0755 root:root. For the root itself
+// the name is ".".
 func (r *root) resolve(rel string, create, followFinal bool) (dirfd int, name string, err error) {
-	stack := []int{r.fd} // directories walked through; stack[0] is the root's
-	defer func() {
-		for _, fd := range stack[1:] {
-			unix.Close(fd)
-		}
-	}()
-	top := func() int { return stack[len(stack)-1] }
-	result := func(name string) (int, string, error) {
-		fd, err := unix.Dup(top())
-		if err != nil {
-			return -1, "", err
-		}
-		unix.CloseOnExec(fd)
-		return fd, name, nil
-	}
-	fail := func(err error) (int, string, error) {
+	res, err := r.fs.Resolve(rel, rootpath.Options{FollowFinal: followFinal, Create: create})
+	if err != nil {
 		return -1, "", fmt.Errorf("resolving %s in the root filesystem: %w", "/"+rel, err)
 	}
-
-	comps := splitPath(rel)
-	links := 0
-	for len(comps) > 0 {
-		c := comps[0]
-		comps = comps[1:]
-		last := len(comps) == 0
-		if c == ".." {
-			if len(stack) == 1 {
-				return fail(ErrEscape)
-			}
-			unix.Close(top())
-			stack = stack[:len(stack)-1]
-			if last {
-				return result(".")
-			}
-			continue
-		}
-		var st unix.Stat_t
-		err := unix.Fstatat(top(), c, &st, unix.AT_SYMLINK_NOFOLLOW)
-		switch {
-		case err == unix.ENOENT && last:
-			return result(c)
-		case err == unix.ENOENT && create:
-			if err := mkdirOwned(top(), c, 0o755, 0, 0); err != nil {
-				return fail(err)
-			}
-			st.Mode = unix.S_IFDIR
-		case err != nil:
-			return fail(err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || followFinal) {
-			if links++; links > maxSymlinks {
-				return fail(unix.ELOOP)
-			}
-			target, err := fsat.Readlink(top(), c)
-			if err != nil {
-				return fail(err)
-			}
-			if strings.HasPrefix(target, "/") {
-				for _, fd := range stack[1:] {
-					unix.Close(fd)
-				}
-				stack = stack[:1]
-			}
-			tc := splitPath(target)
-			if len(tc) == 0 && last {
-				return result(".")
-			}
-			comps = append(tc, comps...)
-			continue
-		}
-		if last {
-			return result(c)
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return fail(fmt.Errorf("%s: %w", c, unix.ENOTDIR))
-		}
-		fd, err := unix.Openat(top(), c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fail(err)
-		}
-		stack = append(stack, fd)
-	}
-	return result(".")
+	return res.Dir, res.Name, nil
 }
 
 // mkdirOwned creates the directory name in dirfd with exactly mode and

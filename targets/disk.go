@@ -14,12 +14,13 @@ import (
 	"syscall"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/diskfs/go-diskfs"
 	diskfile "github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 // Disk layout: a GPT disk with the EFI system partition (FAT32) first and
@@ -698,7 +699,7 @@ func findBootKernel(root string) (*bootKernel, error) {
 // following symbolic links as the image itself would, never out of it.
 // The result need not exist.
 func diskResolve(root, p string) (string, error) {
-	return securejoin.SecureJoin(root, p)
+	return rootpath.Join(root, p, rootpath.InRoot)
 }
 
 // compareKernelVersions orders kernel versions: runs of digits by value, the

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/fgimg/fgimg/internal/testkit"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // bootTimeout is how long a guest may take to reach its login prompt
@@ -40,7 +41,7 @@ func TestRawDiskBoots(t *testing.T) {
 	testkit.Need(t, "qemu-system-x86_64", "debootstrap", "tar")
 	needDiskTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://deb.debian.org/debian/dists/bookworm/Release", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, lang.DefaultMirror+"/dists/bookworm/Release", nil)
 	resp, err := http.DefaultClient.Do(req)
 	cancel()
 	if err != nil {

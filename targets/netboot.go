@@ -11,9 +11,8 @@ import (
 	"strings"
 	"syscall"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
-
 	"github.com/fgimg/fgimg/internal/cpio"
+	"github.com/fgimg/fgimg/internal/rootpath"
 	"github.com/fgimg/fgimg/lang"
 )
 
@@ -238,7 +237,7 @@ func findNetbootKernel(root string) (string, error) {
 // netbootRegularFile resolves name inside root and returns its host path when it
 // is a regular file, "" when it is missing or something else.
 func netbootRegularFile(root, name string) (string, error) {
-	p, err := securejoin.SecureJoin(root, name)
+	p, err := rootpath.Join(root, name, rootpath.InRoot)
 	if err != nil {
 		return "", fmt.Errorf("resolving /%s: %w", name, err)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/fgimg/fgimg/internal/arch"
 )
 
 // Annotations fgimg puts on the manifest beside the standard
@@ -40,7 +42,7 @@ const RefName = "latest"
 // OCI is the oci kind: an OCI image layout (oci-layout, index.json and
 // blobs/sha256/) with one gzip layer per stage, bottom first. The config
 // has os "linux", the image's architecture (Debian names translated to
-// OCI's: armhf is arm/v7, i386 is 386, ppc64el is ppc64le), the layers'
+// OCI's by internal/arch: armhf is arm/v7, arm64 is arm64/v8), the layers'
 // diff_ids, one history entry per layer ("fgimg <kind> stage") and the
 // image's labels; the manifest's annotations carry the image's name,
 // pedigree and metadata. Times are set only from SourceDateEpoch;
@@ -205,23 +207,15 @@ func manifestAnnotations(in *Input, m *OCISpec) map[string]string {
 }
 
 // ociPlatform translates a Debian architecture name into an OCI platform.
-func ociPlatform(arch string) (ocispec.Platform, error) {
-	p := ocispec.Platform{OS: "linux", Architecture: arch}
-	switch arch {
-	case "":
-		return p, errors.New("the image has no architecture")
-	case "armhf":
-		p.Architecture, p.Variant = "arm", "v7"
-	case "armel":
-		p.Architecture, p.Variant = "arm", "v5"
-	case "i386":
-		p.Architecture = "386"
-	case "ppc64el":
-		p.Architecture = "ppc64le"
-	case "mips64el":
-		p.Architecture = "mips64le"
+func ociPlatform(name string) (ocispec.Platform, error) {
+	if name == "" {
+		return ocispec.Platform{}, errors.New("the image has no architecture")
 	}
-	return p, nil
+	a, ok := arch.ByDebian(name)
+	if !ok {
+		return ocispec.Platform{}, fmt.Errorf("unknown architecture %q", name)
+	}
+	return ocispec.Platform{OS: "linux", Architecture: a.OCI, Variant: a.Variant}, nil
 }
 
 func blobPath(d digest.Digest) string {

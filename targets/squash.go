@@ -11,6 +11,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 const (
@@ -20,7 +24,6 @@ const (
 
 	copyBufferSize  = 1 << 20
 	indexBufferSize = 256 << 10
-	maxSymlinks     = 40 // as the kernel's MAXSYMLINKS
 )
 
 // implicitTime is the modification time of directories no layer has an
@@ -53,7 +56,6 @@ func Squash(ctx context.Context, w io.Writer, layers []Layer, epoch *time.Time) 
 	s := &squasher{ctx: ctx, epoch: epoch}
 	defer s.close()
 	s.root = &node{ino: &inode{typ: tar.TypeDir, mode: 0o755, mtime: implicitTime}, children: map[string]*node{}}
-	s.root.parent = s.root
 	for i, l := range layers {
 		if err := s.addLayer(i, l); err != nil {
 			return fmt.Errorf("squashing layer %d (%s): %w", i, l.Digest, err)
@@ -88,7 +90,6 @@ type inode struct {
 
 type node struct {
 	name     string
-	parent   *node
 	children map[string]*node // directories only
 	ino      *inode
 }
@@ -101,6 +102,7 @@ type squasher struct {
 	root  *node
 	files []*os.File // the layer files, by layer index
 	buf   []byte
+	out   io.Writer // what the tar writer writes to, for sparse headers
 }
 
 func (s *squasher) close() {
@@ -145,7 +147,7 @@ func (s *squasher) addLayer(idx int, l Layer) error {
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
-		name, err := cleanName(hdr.Name)
+		name, err := rootpath.CleanName(hdr.Name)
 		if err != nil {
 			return err
 		}
@@ -164,7 +166,7 @@ func (s *squasher) addLayer(idx int, l Layer) error {
 		}
 		p := pending{name: name, ino: ino}
 		if hdr.Typeflag == tar.TypeLink {
-			if p.link, err = cleanName(hdr.Linkname); err != nil {
+			if p.link, err = rootpath.CleanName(hdr.Linkname); err != nil {
 				return fmt.Errorf("entry %q: hard link target: %w", hdr.Name, err)
 			}
 			if p.link == "" {
@@ -247,30 +249,6 @@ func isOverlayXattr(name string) bool {
 	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")
 }
 
-// cleanName validates a tar name or hard link target and returns it
-// relative to the root ("" for the root itself), with the same rules as
-// layer.Apply.
-func cleanName(name string) (string, error) {
-	switch {
-	case name == "":
-		return "", errors.New("empty name in layer")
-	case strings.HasPrefix(name, "/"):
-		return "", fmt.Errorf("%q is absolute", name)
-	case strings.IndexByte(name, 0) >= 0:
-		return "", fmt.Errorf("%q contains a NUL byte", name)
-	}
-	for c := range strings.SplitSeq(name, "/") {
-		if c == ".." {
-			return "", fmt.Errorf("%q has a \"..\" component", name)
-		}
-	}
-	rel := path.Clean(name)
-	if rel == "." {
-		return "", nil
-	}
-	return rel, nil
-}
-
 func splitName(name string) (dir, base string) {
 	i := strings.LastIndexByte(name, '/')
 	if i < 0 {
@@ -283,7 +261,7 @@ func splitName(name string) (dir, base string) {
 // hide is no error.
 func (s *squasher) whiteout(name string) {
 	dirName, base := splitName(name)
-	dir, err := s.walk(s.root, dirName, false, new(int))
+	dir, err := s.dir(dirName, false)
 	if err != nil {
 		return
 	}
@@ -297,7 +275,7 @@ func (s *squasher) whiteout(name string) {
 // add puts one entry of the current layer into the tree.
 func (s *squasher) add(e pending) error {
 	dirName, base := splitName(e.name)
-	dir, err := s.walk(s.root, dirName, true, new(int))
+	dir, err := s.dir(dirName, true)
 	if err != nil {
 		return err
 	}
@@ -311,7 +289,7 @@ func (s *squasher) add(e pending) error {
 	ino := e.ino
 	if ino.typ == tar.TypeLink {
 		tdirName, tbase := splitName(e.link)
-		tdir, err := s.walk(s.root, tdirName, false, new(int))
+		tdir, err := s.dir(tdirName, false)
 		if err != nil {
 			return fmt.Errorf("hard link to %q: %w", e.link, err)
 		}
@@ -325,7 +303,7 @@ func (s *squasher) add(e pending) error {
 		ino = target.ino
 		ino.linked = true
 	}
-	n := &node{name: base, parent: dir, ino: ino}
+	n := &node{name: base, ino: ino}
 	if ino.typ == tar.TypeDir {
 		n.children = map[string]*node{}
 	}
@@ -333,66 +311,50 @@ func (s *squasher) add(e pending) error {
 	return nil
 }
 
-// walk resolves the directory rel below from, following symlinks as a
-// chroot would (absolute targets from the root, ".." stopping at the root)
-// and, when create is set, making directories that are missing. Missing
-// directories reached through a symlink are never created.
-func (s *squasher) walk(from *node, rel string, create bool, links *int) (*node, error) {
-	cur := from
-	for rel != "" {
-		var c string
-		c, rel, _ = strings.Cut(rel, "/")
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			cur = cur.parent
-			continue
-		}
-		child := cur.children[c]
-		if child == nil {
-			if !create {
-				return nil, fmt.Errorf("%s: no such directory", nodePath(cur, c))
-			}
-			child = &node{name: c, parent: cur, children: map[string]*node{}, ino: &inode{typ: tar.TypeDir, mode: 0o755, mtime: implicitTime}}
-			cur.children[c] = child
-		}
-		switch child.ino.typ {
-		case tar.TypeDir:
-			cur = child
-		case tar.TypeSymlink:
-			if *links++; *links > maxSymlinks {
-				return nil, fmt.Errorf("%s: too many levels of symbolic links", nodePath(cur, c))
-			}
-			start, target := cur, child.ino.linkname
-			if strings.HasPrefix(target, "/") {
-				start = s.root
-			}
-			d, err := s.walk(start, target, false, links)
-			if err != nil {
-				return nil, err
-			}
-			cur = d
-		default:
-			return nil, fmt.Errorf("%s: not a directory", nodePath(cur, c))
-		}
+// dir resolves the directory rel, strictly beneath the root as layer
+// Apply does (a symlink leading out is an error, not followed), making
+// missing directories when create is set.
+func (s *squasher) dir(rel string, create bool) (*node, error) {
+	res, err := rootpath.Walk[*node](squashTree{}, s.root, rel+"/.", rootpath.Beneath, rootpath.Options{FollowFinal: true, Create: create})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
-	return cur, nil
+	return res.Dir, nil
 }
 
-// nodePath names child c of dir, for errors.
-func nodePath(dir *node, c string) string {
-	parts := []string{c}
-	for n := dir; n.parent != n; n = n.parent {
-		parts = append(parts, n.name)
+// squashTree lets rootpath.Walk step through the tree in memory.
+type squashTree struct{}
+
+func (squashTree) Lstat(dir *node, name string) (rootpath.Kind, error) {
+	switch c := dir.children[name]; {
+	case c == nil:
+		return 0, unix.ENOENT
+	case c.isDir():
+		return rootpath.KindDir, nil
+	case c.ino.typ == tar.TypeSymlink:
+		return rootpath.KindSymlink, nil
 	}
-	slices.Reverse(parts)
-	return strings.Join(parts, "/")
+	return rootpath.KindOther, nil
 }
+
+func (squashTree) Readlink(dir *node, name string) (string, error) {
+	return dir.children[name].ino.linkname, nil
+}
+
+func (squashTree) Enter(dir *node, name string) (*node, error) { return dir.children[name], nil }
+
+func (squashTree) Mkdir(dir *node, name string) error {
+	dir.children[name] = &node{name: name, children: map[string]*node{}, ino: &inode{typ: tar.TypeDir, mode: 0o755, mtime: implicitTime}}
+	return nil
+}
+
+func (squashTree) Dup(dir *node) (*node, error) { return dir, nil }
+func (squashTree) Release(*node)                {}
 
 // write writes the tree in canonical order.
 func (s *squasher) write(w io.Writer) error {
 	s.buf = make([]byte, copyBufferSize)
+	s.out = w
 	tw := tar.NewWriter(w)
 	count := 0
 	var walk func(dir *node, prefix string) error
@@ -461,6 +423,15 @@ func (s *squasher) entry(tw *tar.Writer, n *node, name string) error {
 		hdr.Devmajor, hdr.Devminor = ino.devmajor, ino.devminor
 	case tar.TypeReg:
 		hdr.Size = ino.size
+		if ino.size >= minHole {
+			data, err := s.dataSegments(ino)
+			if err != nil {
+				return err
+			}
+			if data != nil {
+				return s.writeSparse(tw, hdr, ino, data)
+			}
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -469,8 +440,8 @@ func (s *squasher) entry(tw *tar.Writer, n *node, name string) error {
 	return tw.WriteHeader(hdr)
 }
 
-// contents copies a regular file's contents from its layer.
-func (s *squasher) contents(w io.Writer, ino *inode) error {
+// open returns a reader of a regular file's contents in its layer.
+func (s *squasher) open(ino *inode) (io.Reader, error) {
 	f := s.files[ino.layer]
 	var r io.Reader
 	if ino.offset >= 0 {
@@ -481,12 +452,21 @@ func (s *squasher) contents(w io.Writer, ino *inode) error {
 		tr := tar.NewReader(io.NewSectionReader(f, 0, 1<<62))
 		for i := 0; i <= ino.ordinal; i++ {
 			if _, err := tr.Next(); err != nil {
-				return fmt.Errorf("finding sparse entry again in layer %d: %w", ino.layer, err)
+				return nil, fmt.Errorf("finding sparse entry again in layer %d: %w", ino.layer, err)
 			}
 		}
 		r = tr
 	}
-	n, err := io.CopyBuffer(w, &ctxReader{ctx: s.ctx, r: io.LimitReader(r, ino.size)}, s.buf)
+	return &ctxReader{ctx: s.ctx, r: io.LimitReader(r, ino.size)}, nil
+}
+
+// contents copies a regular file's contents from its layer.
+func (s *squasher) contents(w io.Writer, ino *inode) error {
+	r, err := s.open(ino)
+	if err != nil {
+		return err
+	}
+	n, err := io.CopyBuffer(w, r, s.buf)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,8 @@ import (
 
 // Tar is the tar kind: the image's root filesystem as one tarball,
 // rootfs.tar, rootfs.tar.gz or rootfs.tar.zst after compression (gzip,
-// zstd or none), made by Squash from the image's layers.
+// zstd or none), made by Squash from the image's layers. Sparse files
+// are written sparse (GNU sparse 1.0; extract with tar -xS).
 type Tar struct{}
 
 // TarSpec is a tar target's hashed spec.

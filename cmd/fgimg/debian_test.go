@@ -12,6 +12,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/qemu"
 	"github.com/fgimg/fgimg/internal/testkit"
+	"github.com/fgimg/fgimg/lang"
 )
 
 // TestDebianExamples builds the examples for real with debootstrap from
@@ -29,7 +30,7 @@ func TestDebianExamples(t *testing.T) {
 	testkit.Need(t, "debootstrap", "skopeo")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://deb.debian.org/debian/dists/bookworm/Release", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, lang.DefaultMirror+"/dists/bookworm/Release", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil {
 		t.Skipf("end-to-end: the Debian mirror is unreachable: %v", err)
 	} else {

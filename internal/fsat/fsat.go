@@ -1,7 +1,6 @@
 // Package fsat holds file operations relative to a directory descriptor
-// that never follow a symlink: the pieces fgimg's two path resolvers
-// share (internal/layer, which refuses any symlink leading out of a
-// root, and stages, which resolves them as a chroot would).
+// that never follow a symlink: reading a link, removing a tree. Resolving
+// a path inside a root is package rootpath's.
 package fsat
 
 import (

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -17,11 +16,22 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/fsat"
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 // ErrUnsafePath is wrapped by Apply's error for an entry whose name or
 // link target would reach outside the target directory.
 var ErrUnsafePath = errors.New("path escapes the layer root")
+
+// cleanName validates a tar name or hard link target and returns it
+// relative to the root ("" for the root itself).
+func cleanName(name string) (string, error) {
+	rel, err := rootpath.CleanName(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUnsafePath, err)
+	}
+	return rel, nil
+}
 
 // ApplyOptions control how Apply extracts a layer.
 type ApplyOptions struct {
@@ -43,12 +53,18 @@ func Apply(r io.Reader, dir string, opts ApplyOptions) error {
 		return fmt.Errorf("applying layer to %s: %w", dir, err)
 	}
 	defer closeFn()
-	root, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	root, err := rootpath.OpenRoot(dir, rootpath.Beneath)
 	if err != nil {
+		return fmt.Errorf("applying layer: %w", err)
+	}
+	rootFd, err := root.Open(".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		root.Close()
 		return fmt.Errorf("applying layer: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	a := &applier{
-		root:     root,
+		paths:    root,
+		root:     rootFd,
 		opts:     opts,
 		isRoot:   os.Geteuid() == 0,
 		cacheFd:  -1,
@@ -108,7 +124,8 @@ type deferredDir struct {
 }
 
 type applier struct {
-	root   int
+	paths  *rootpath.Root // resolves strictly beneath the root
+	root   int            // the root directory, opened for reading
 	opts   ApplyOptions
 	isRoot bool
 	buf    []byte
@@ -127,6 +144,7 @@ type applier struct {
 func (a *applier) close() {
 	a.invalidate()
 	unix.Close(a.root)
+	a.paths.Close()
 }
 
 // forget drops the cached directory if it is rel or lies below it, before
@@ -143,30 +161,6 @@ func (a *applier) invalidate() {
 		unix.Close(a.cacheFd)
 	}
 	a.cacheFd, a.cacheRel = -1, ""
-}
-
-// cleanName validates a tar name or hard link target and returns it
-// relative to the root ("" for the root itself).
-func cleanName(name string) (string, error) {
-	if name == "" {
-		return "", fmt.Errorf("%w: empty name", ErrUnsafePath)
-	}
-	if strings.HasPrefix(name, "/") {
-		return "", fmt.Errorf("%w: %q is absolute", ErrUnsafePath, name)
-	}
-	for _, c := range strings.Split(name, "/") {
-		if c == ".." {
-			return "", fmt.Errorf("%w: %q has a \"..\" component", ErrUnsafePath, name)
-		}
-	}
-	if strings.IndexByte(name, 0) >= 0 {
-		return "", fmt.Errorf("%w: %q contains a NUL byte", ErrUnsafePath, name)
-	}
-	rel := path.Clean(name)
-	if rel == "." {
-		return "", nil
-	}
-	return rel, nil
 }
 
 // parent returns an fd for the directory rel (beneath the root), creating
@@ -188,33 +182,18 @@ func (a *applier) parent(rel string, create bool) (int, error) {
 	return fd, nil
 }
 
-// openDir opens the directory rel beneath the root; the caller closes it.
+// openDir opens the directory rel beneath the root; the caller closes
+// it. Directories implied by deeper entries get tar's usual 0755.
 func (a *applier) openDir(rel string, create bool) (int, error) {
-	fd, err := openBeneath(a.root, rel, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err == nil || !create || err != unix.ENOENT {
-		return fd, pathErr(rel, err)
-	}
-	dir, base := splitRel(rel)
-	pfd := a.root
-	if dir != "" {
-		if pfd, err = a.openDir(dir, true); err != nil {
-			return -1, err
-		}
-		defer unix.Close(pfd)
-	}
-	// Directories implied by deeper entries get tar's usual 0755.
-	if err := unix.Mkdirat(pfd, base, 0o755); err != nil && err != unix.EEXIST {
-		return -1, pathErr(rel, err)
-	}
-	fd, err = openBeneath(a.root, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	fd, err := a.paths.OpenDir(rel, create)
 	return fd, pathErr(rel, err)
 }
 
 func pathErr(rel string, err error) error {
-	switch err {
-	case nil:
+	switch {
+	case err == nil:
 		return nil
-	case unix.EXDEV:
+	case errors.Is(err, rootpath.ErrEscape):
 		return fmt.Errorf("%w: %q leads outside through a symlink", ErrUnsafePath, rel)
 	}
 	return &os.PathError{Op: "open", Path: rel, Err: err}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/rootpath/rootpathtest"
 )
 
 var isRoot = os.Geteuid() == 0
@@ -392,18 +394,8 @@ func listing(t testing.TB, dir string) map[string]string {
 	return out
 }
 
-func withFallback(t *testing.T, f func(t *testing.T)) {
-	t.Run("openat2", f)
-	t.Run("fallback", func(t *testing.T) {
-		saved := noOpenat2.Load()
-		noOpenat2.Store(true)
-		defer noOpenat2.Store(saved)
-		f(t)
-	})
-}
-
 func TestApplyRejectsEscapes(t *testing.T) {
-	withFallback(t, testApplyRejectsEscapes)
+	rootpathtest.WithFallback(t, testApplyRejectsEscapes)
 }
 
 func testApplyRejectsEscapes(t *testing.T) {
@@ -487,7 +479,7 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestApplyReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
-	withFallback(t, func(t *testing.T) {
+	rootpathtest.WithFallback(t, func(t *testing.T) {
 		base := t.TempDir()
 		secret := filepath.Join(base, "secret")
 		writeFile(t, secret, "original", 0o644)
@@ -507,7 +499,7 @@ func TestApplyReplacesSymlinkInsteadOfWritingThroughIt(t *testing.T) {
 }
 
 func TestApplyFollowsSymlinksInsideRoot(t *testing.T) {
-	withFallback(t, func(t *testing.T) {
+	rootpathtest.WithFallback(t, func(t *testing.T) {
 		root := t.TempDir()
 		apply(t, mkTar(t,
 			ent{name: "usr/", typ: tar.TypeDir},

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"syscall"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/rootpath"
 )
 
 // initArg0 is the argv[0] that marks a re-executed binary as a sandbox
@@ -331,7 +332,7 @@ func (r *rootfs) mountResolvConf(src string) error {
 	if fi, err := os.Stat(src); err != nil || !fi.Mode().IsRegular() {
 		return nil // the host has none to share
 	}
-	full, err := securejoin.SecureJoin(r.root, resolvConf)
+	full, err := rootpath.Join(r.root, resolvConf, rootpath.InRoot)
 	if err != nil {
 		return fmt.Errorf("resolving %s in the root filesystem: %w", resolvConf, err)
 	}
