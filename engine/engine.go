@@ -83,7 +83,7 @@ func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
 		switch s.Node {
 		case planner.TargetWrite:
 			return e.targetWrite(ctx, rep, s)
-		case planner.ImageStage:
+		case planner.ImageStage, planner.AdaptStage:
 			return e.stage(ctx, rep, s)
 		}
 		return fmt.Errorf("no way to build a %q node", s.Node)
@@ -110,7 +110,7 @@ func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
 	return f
 }
 
-// stage builds one image stage unless it is cached.
+// stage builds one image or adaptation stage unless it is cached.
 func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) error {
 	name := StageName(s)
 	if e.Store.Has(s.Digest) {

@@ -94,7 +94,8 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 		Image:           targets.ImageInfo{Name: im.Image.Name, ID: im.ID(), Arch: im.Image.Meta.Arch},
 		SourceDateEpoch: e.Epoch,
 	}
-	for _, st := range im.Stages {
+	chain := t.Chain()
+	for _, st := range chain {
 		out, err := layerOf(e.Store, st)
 		if err != nil {
 			return err
@@ -110,7 +111,7 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	root, release, err := e.Runner.Mount(ctx, im.Stages[len(im.Stages)-1], work)
+	root, release, err := e.Runner.Mount(ctx, s.Input, work)
 	if err != nil {
 		return err
 	}
@@ -129,7 +130,7 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 	if err != nil {
 		return err
 	}
-	rec := cache.Record{Digest: s.Digest, Kind: s.Kind(), Inputs: []digest.Digest{im.ID()}}
+	rec := cache.Record{Digest: s.Digest, Kind: s.Kind(), Inputs: []digest.Digest{s.Input.Digest}}
 	for _, a := range arts {
 		desc, err := e.Store.PutFile(filepath.Join(out, filepath.FromSlash(a.Path)))
 		if err != nil {
@@ -157,7 +158,7 @@ func (e *Engine) exportTarget(t *planner.Target, rec cache.Record) (string, erro
 func (e *Engine) writeExport(t *planner.Target, rec cache.Record, tmp string) error {
 	m := Manifest{
 		Target: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, ImageID: t.Image.ID(),
-		Stages: append(digestsOf(t.Image.Stages), t.Write.Digest),
+		Stages: append(digestsOf(t.Chain()), t.Write.Digest),
 	}
 	for _, a := range t.Image.Image.Pedigree() {
 		m.Pedigree = append(m.Pedigree, a.Name)

@@ -71,8 +71,9 @@ func TestGeneratedConfigPlans(t *testing.T) {
 	if len(p.Images) != 100 || len(p.Targets) != 10 {
 		t.Fatalf("%d images, %d targets", len(p.Images), len(p.Targets))
 	}
-	// Each chain: 1 origin + 3 phases per image + 1 target stage.
-	if want := 10 * (1 + 10*3 + 1); len(p.Stages) != want {
+	// Each chain: 1 origin + 3 phases per image + the disk's adaptation
+	// stage + 1 target stage.
+	if want := 10 * (1 + 10*3 + 1 + 1); len(p.Stages) != want {
 		t.Errorf("%d stages, want %d", len(p.Stages), want)
 	}
 }

@@ -35,6 +35,11 @@ type NodeKind string
 const (
 	// ImageStage is one phase of an image: a layer in the cache.
 	ImageStage NodeKind = "image stage"
+	// AdaptStage changes an image for a target before it is written (a
+	// disk's fstab): a layer in the cache on top of the image's last
+	// stage, shared by every target with the same adaptation of the
+	// same image (targets.Adapter).
+	AdaptStage NodeKind = "adaptation stage"
 	// TargetWrite writes a target kind's artifacts from an image's last
 	// stage: artifacts in the cache, exported to OUT/<target>/ for every
 	// target it stands for.
@@ -49,7 +54,8 @@ type Stage struct {
 	Status Status
 	Node   NodeKind
 	// Image is, for an image stage, the first image (in declaration
-	// order) whose chain holds it. Not hashed.
+	// order) whose chain holds it; for an adaptation stage, the image it
+	// adapts. Not hashed.
 	Image *lang.Image
 	// Targets are, for a target write, the targets it writes, in plan
 	// order: targets of one kind, image and spec share one write. Not
@@ -70,13 +76,22 @@ type Image struct {
 func (im *Image) ID() digest.Digest { return im.Stages[len(im.Stages)-1].Digest }
 
 // Target is a planned target: the write of its artifacts, on top of its
-// image's last stage, shared with every target of the same kind and spec
-// made from the same image.
+// image's last stage and the kind's adaptation stages, shared with every
+// target of the same kind and spec made from the same image.
 type Target struct {
 	Target *lang.Target
 	Kind   targets.Kind
 	Image  *Image
-	Write  *Stage
+	// Adapt are the adaptation stages the write stands on, bottom first:
+	// empty for kinds that write the image as it is.
+	Adapt []*Stage
+	Write *Stage
+}
+
+// Chain is the stages the target's write reads: the image's chain and
+// its adaptation stages, origin first.
+func (t *Target) Chain() []*Stage {
+	return append(append([]*Stage(nil), t.Image.Stages...), t.Adapt...)
 }
 
 // Plan is the stage graph of a configuration.
@@ -206,8 +221,17 @@ func (c *compiler) target(t *lang.Target) {
 	if im == nil {
 		return
 	}
-	w := c.add(kind.Spec(t), im.Stages[len(im.Stages)-1], TargetWrite, nil)
-	pt := &Target{Target: t, Kind: kind, Image: im, Write: w}
+	spec := kind.Spec(t)
+	pt := &Target{Target: t, Kind: kind, Image: im}
+	top := im.Stages[len(im.Stages)-1]
+	if a, ok := kind.(targets.Adapter); ok {
+		for _, as := range a.Adapt(spec, im.ID()) {
+			top = c.add(as, top, AdaptStage, im.Image)
+			pt.Adapt = append(pt.Adapt, top)
+		}
+	}
+	w := c.add(spec, top, TargetWrite, nil)
+	pt.Write = w
 	w.Targets = append(w.Targets, pt)
 	c.plan.Targets = append(c.plan.Targets, pt)
 }

@@ -95,8 +95,9 @@ func TestSharedStagesAreOneNode(t *testing.T) {
 		}
 	}
 	// base: bootstrap, packages, files, users, services, run = 6;
-	// hpc: +2; hadoop: +1; web: +3; hpc-copy: +0; alpine: 2; 5 targets.
-	if len(p.Stages) != 6+2+1+3+2+5 {
+	// hpc: +2; hadoop: +1; web: +3; hpc-copy: +0; alpine: 2; 5 targets,
+	// 2 of them disks on different images, with an adaptation stage each.
+	if len(p.Stages) != 6+2+1+3+2+5+2 {
 		t.Errorf("%d stages", len(p.Stages))
 	}
 }

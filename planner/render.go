@@ -52,10 +52,12 @@ type tree struct {
 	roots  []*Image
 	parent map[*Image]*Image
 	kids   map[*Image][]any // child *Image and *Target, in plan order
+	// adaptedFor is the first target each adaptation stage is for.
+	adaptedFor map[*Stage]*Target
 }
 
 func (p *Plan) tree() *tree {
-	t := &tree{parent: map[*Image]*Image{}, kids: map[*Image][]any{}}
+	t := &tree{parent: map[*Image]*Image{}, kids: map[*Image][]any{}, adaptedFor: map[*Stage]*Target{}}
 	byLang := map[*lang.Image]*Image{}
 	for _, im := range p.Images {
 		byLang[im.Image] = im
@@ -70,6 +72,11 @@ func (p *Plan) tree() *tree {
 	}
 	for _, tg := range p.Targets {
 		t.kids[tg.Image] = append(t.kids[tg.Image], tg)
+		for _, a := range tg.Adapt {
+			if t.adaptedFor[a] == nil {
+				t.adaptedFor[a] = tg
+			}
+		}
 	}
 	return t
 }
@@ -112,6 +119,13 @@ func (t *tree) writeImage(b *strings.Builder, im *Image, head, indent string) {
 				note = "  (same as target " + first.Target.Name + ")"
 			}
 			fmt.Fprintf(b, "%s%starget %s %q  %-6s  %s  %s%s\n", indent, branch, k.Target.Kind, k.Target.Name, s.Status, Short(s.Digest), Describe(s.Spec), note)
+			for _, a := range k.Adapt {
+				note := ""
+				if first := t.adaptedFor[a]; first != k {
+					note = "  (same as target " + first.Target.Name + ")"
+				}
+				fmt.Fprintf(b, "%s%s   adapt %-6s  %s  %s  %s%s\n", indent, cont, a.Status, Short(a.Digest), a.Kind(), Describe(a.Spec), note)
+			}
 		}
 	}
 }
@@ -163,6 +177,8 @@ func Describe(spec stages.Spec) string {
 		return strings.Join(parts, "; ")
 	case *stages.Script:
 		return plural(len(s.Commands), "command")
+	case *stages.DiskAdapt:
+		return fmt.Sprintf("/etc/fstab (/ on UUID %s…), ESP kernel hook", s.RootUUID[:min(8, len(s.RootUUID))])
 	case targets.Spec:
 		return s.Summary()
 	}
@@ -224,7 +240,7 @@ func (p *Plan) MarshalJSON() ([]byte, error) {
 		out.Images = append(out.Images, jsonImage{Name: im.Image.Name, Parent: parentName(im.Image), ID: im.ID(), Stages: digests(im.Stages)})
 	}
 	for _, t := range p.Targets {
-		out.Targets = append(out.Targets, jsonTarget{Name: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, Stages: []digest.Digest{t.Write.Digest}})
+		out.Targets = append(out.Targets, jsonTarget{Name: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, Stages: append(digests(t.Adapt), t.Write.Digest)})
 	}
 	for _, s := range p.Stages {
 		js := jsonStage{Digest: s.Digest, Kind: s.Kind(), Inputs: []digest.Digest{}, Status: s.Status}

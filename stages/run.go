@@ -108,6 +108,8 @@ func runKind(ctx context.Context, spec Spec, e *Env) (Result, error) {
 		err = runServices(ctx, s, e)
 	case *Script:
 		err = runCommands(ctx, s, e)
+	case *DiskAdapt:
+		err = runDiskAdapt(ctx, s, e)
 	default:
 		return Result{}, fmt.Errorf("stages: unknown stage kind %q (%T)", spec.Kind(), spec)
 	}

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/diskfs/go-diskfs"
 	diskfile "github.com/diskfs/go-diskfs/backend/file"
@@ -21,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/rootpath"
+	"github.com/fgimg/fgimg/stages"
+	"github.com/opencontainers/go-digest"
 )
 
 // Disk layout: a GPT disk with the EFI system partition (FAT32) first and
@@ -81,10 +81,11 @@ type DiskPartition struct {
 // image's files plus headroom) with an EFI system partition (FAT32, made
 // with go-diskfs, holding the kernel, the initrd and the boot loaders
 // spec.Boot asks for) and an ext4 root file system made by mkfs.ext4 -d
-// straight into the file. It writes /etc/fstab (and makes /boot/efi) in
-// in.Root, which must be a scratch copy of the image. The same image
-// gives the same bytes: every GUID, UUID, serial and hash seed derives
-// from in.Image.ID and every time from the image (or SourceDateEpoch).
+// straight into the file. It changes nothing in in.Root, which must be
+// the image adapted by AdaptDisk (its fstab names the file systems by the
+// UUIDs written here). The same image gives the same bytes: every GUID,
+// UUID, serial and hash seed derives from in.Image.ID (the image before
+// adaptation) and every time from the image (or SourceDateEpoch).
 // A size too small for the files is an error before anything is written.
 func BuildDisk(ctx context.Context, in *Input, spec *DiskSpec, path string) (info DiskInfo, err error) {
 	defer func() {
@@ -163,15 +164,6 @@ func BuildDisk(ctx context.Context, in *Input, spec *DiskSpec, path string) (inf
 	if k != nil {
 		info.Kernel = k.version
 	}
-	if err := writeFstab(in.Root, &info, stamp); err != nil {
-		return info, fmt.Errorf("writing /etc/fstab: %w", err)
-	}
-	if k != nil {
-		if err := writeESPHook(in.Root, time.Unix(stamp, 0)); err != nil {
-			return info, fmt.Errorf("writing the kernel hook that updates the EFI system partition: %w", err)
-		}
-	}
-
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return info, err
@@ -269,6 +261,15 @@ func bootLoadersFor(boot, arch string) (bootLoaders, error) {
 		}
 	}
 	return l, nil
+}
+
+// AdaptDisk is the adaptation every disk of the image whose last stage
+// is image needs, whatever its boot settings: the fstab that mounts the
+// file systems BuildDisk writes, by the UUIDs it gives them, and the ESP
+// kernel hook (stages.DiskAdapt).
+func AdaptDisk(image digest.Digest) []stages.Spec {
+	ids := diskIDsFor(string(image))
+	return []stages.Spec{&stages.DiskAdapt{RootUUID: ids.rootFS, ESPUUID: ids.espVolume()}}
 }
 
 // diskIDs are a disk's identifiers, all derived from the image's ID.
@@ -741,107 +742,4 @@ func compareInts(a, b int) int {
 		return 1
 	}
 	return 0
-}
-
-// writeFstab writes the image's /etc/fstab for the disk: the root file
-// system and the ESP by UUID, keeping the image's entries for other
-// mount points, and makes /boot/efi. Times are stamp, and the parent
-// directories keep theirs, so the root file system stays reproducible.
-func writeFstab(root string, info *DiskInfo, stamp int64) error {
-	t := time.Unix(stamp, 0)
-	etc, err := mkdirIn(root, "/etc", t)
-	if err != nil {
-		return err
-	}
-	var b strings.Builder
-	b.WriteString("# /etc/fstab: static file system information, written by fgimg for the disk.\n")
-	b.WriteString("# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>\n")
-	fmt.Fprintf(&b, "UUID=%s\t/\text4\terrors=remount-ro\t0\t1\n", info.Root.FSUUID)
-	fmt.Fprintf(&b, "UUID=%s\t/boot/efi\tvfat\tumask=0077\t0\t2\n", info.ESP.FSUUID)
-	fstab := filepath.Join(etc, "fstab")
-	if old, err := os.ReadFile(fstab); err == nil {
-		for _, line := range strings.Split(string(old), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 2 || strings.HasPrefix(f[0], "#") || f[1] == "/" || f[1] == "/boot/efi" {
-				continue
-			}
-			b.WriteString(line + "\n")
-		}
-	}
-	if err := replaceFile(etc, "fstab", b.String(), 0o644, t); err != nil {
-		return err
-	}
-	boot, err := mkdirIn(root, "/boot", t)
-	if err != nil {
-		return err
-	}
-	efi := filepath.Join(boot, "efi")
-	if st, err := os.Lstat(efi); err == nil {
-		if !st.IsDir() {
-			return fmt.Errorf("/boot/efi is not a directory: the EFI system partition is mounted there")
-		}
-		return nil
-	}
-	return keepTimes(boot, func() error {
-		if err := os.Mkdir(efi, 0o755); err != nil {
-			return err
-		}
-		return os.Chtimes(efi, t, t)
-	})
-}
-
-// mkdirIn resolves the directory p (a top-level one, such as /etc) in
-// the image at root and makes it, dated t, when it is missing.
-func mkdirIn(root, p string, t time.Time) (string, error) {
-	dir, err := diskResolve(root, p)
-	if err != nil {
-		return "", err
-	}
-	st, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			return "", err
-		}
-		return dir, os.Chtimes(dir, t, t)
-	case err != nil:
-		return "", err
-	case !st.IsDir():
-		return "", fmt.Errorf("%s is not a directory", p)
-	}
-	return dir, nil
-}
-
-// replaceFile writes the file name in the directory dir (a resolved host
-// path) with content and mode, dated t, replacing whatever was there (a
-// symlink included), and keeps dir's times.
-func replaceFile(dir, name, content string, mode os.FileMode, t time.Time) error {
-	return keepTimes(dir, func() error {
-		file := filepath.Join(dir, name)
-		os.Remove(file)
-		if err := os.WriteFile(file, []byte(content), mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(file, mode); err != nil { // whatever the umask
-			return err
-		}
-		return os.Chtimes(file, t, t)
-	})
-}
-
-// keepTimes runs change, which changes things in dir, and then puts
-// back dir's access and modification times.
-func keepTimes(dir string, change func() error) error {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	if err := change(); err != nil {
-		return err
-	}
-	atime := st.ModTime()
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		atime = time.Unix(s.Atim.Sec, s.Atim.Nsec)
-	}
-	return os.Chtimes(dir, atime, st.ModTime())
 }

@@ -55,6 +55,7 @@ func TestRawDiskBoots(t *testing.T) {
 		Target: "boot", Root: root,
 		Image: ImageInfo{Name: "base", ID: digest.FromString("debian base for the boot test"), Arch: "amd64"},
 	}
+	adaptDisk(t, in)
 	start := time.Now()
 	info, err := BuildDisk(context.Background(), in, &DiskSpec{KernelArgs: []string{"console=ttyS0,115200"}}, img)
 	if err != nil {

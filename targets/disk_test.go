@@ -24,6 +24,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
+	"github.com/fgimg/fgimg/stages"
 )
 
 const (
@@ -38,7 +39,8 @@ func needDiskTools(t testing.TB, tools ...string) {
 }
 
 // diskTree makes a busybox root file system with two fake kernels, the
-// newer one's initrd and an fstab with one entry of its own.
+// newer one's initrd and an fstab with one entry of its own, adapted to
+// a disk of diskInput's image.
 func diskTree(t testing.TB) string {
 	t.Helper()
 	root := t.TempDir()
@@ -50,7 +52,26 @@ func diskTree(t testing.TB) string {
 	write("boot/initrd.img-"+testKernel2, "initrd "+testKernel2+"\n")
 	write("etc/fstab", "# UNCONFIGURED FSTAB FOR BASE SYSTEM\n/dev/sda1 / ext4 defaults 0 1\ntmpfs /scratch tmpfs size=1G 0 0\n")
 	testkit.SetTimes(t, root, testkit.Epoch)
+	adaptDisk(t, diskInput(root))
 	return root
+}
+
+// adaptDisk adapts the image at in.Root to a disk, as the engine does
+// before a disk's writer runs (the kind's adaptation stages).
+func adaptDisk(t testing.TB, in *Input) {
+	t.Helper()
+	for _, s := range AdaptDisk(in.Image.ID) {
+		if _, err := stages.Run(context.Background(), s, &stages.Env{Root: in.Root}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// espHookPaths are where the disk adaptation puts the ESP kernel hook.
+var espHookPaths = []string{
+	"/etc/kernel/postinst.d/zz-fgimg-esp",
+	"/etc/kernel/postrm.d/zz-fgimg-esp",
+	"/etc/initramfs/post-update.d/zz-fgimg-esp",
 }
 
 // writeIn writes the file rel in the tree at root, making its directories.

@@ -20,4 +20,7 @@ var (
 	_ Kind = Raw{}
 	_ Kind = QCOW2{}
 	_ Kind = Netboot{}
+
+	_ Adapter = Raw{}
+	_ Adapter = QCOW2{}
 )

@@ -1,6 +1,9 @@
 package targets
 
 import (
+	"github.com/fgimg/fgimg/stages"
+	"github.com/opencontainers/go-digest"
+
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +59,9 @@ func (QCOW2) Schema() *lang.TargetSchema {
 func (QCOW2) Spec(t *lang.Target) Spec {
 	return &QCOW2Spec{DiskSpec: diskSpec(t), Compress: t.Bool("compress")}
 }
+
+// Adapt implements Adapter: the disk's fstab and ESP kernel hook.
+func (QCOW2) Adapt(_ Spec, image digest.Digest) []stages.Spec { return AdaptDisk(image) }
 
 // Boot implements Kind.
 func (QCOW2) Boot(sp Spec) (*Boot, error) {

@@ -249,6 +249,7 @@ func TestQCOW2BootsInQEMU(t *testing.T) {
 
 	dir := t.TempDir()
 	spec := &QCOW2Spec{DiskSpec: DiskSpec{Boot: BootHybrid, KernelArgs: []string{"console=ttyS0", "panic=-1"}}, Compress: true}
+	adaptDisk(t, diskInput(root))
 	if _, err := (QCOW2{}).Write(context.Background(), diskInput(root), spec, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestQCOW2BenchHelper(t *testing.T) {
 }
 
 // qcow2BenchRoot mounts a scratch overlay of tree, as the engine gives
-// writers, since BuildDisk writes /etc/fstab into the root.
+// writers, as the engine gives writers.
 func qcow2BenchRoot(b *testing.B, tree string) string {
 	dir := b.TempDir()
 	for _, d := range []string{"upper", "work", "root"} {

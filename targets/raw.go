@@ -1,6 +1,9 @@
 package targets
 
 import (
+	"github.com/fgimg/fgimg/stages"
+	"github.com/opencontainers/go-digest"
+
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +38,9 @@ func (Raw) Schema() *lang.TargetSchema { return diskSchema() }
 
 // Spec implements Kind.
 func (Raw) Spec(t *lang.Target) Spec { return &RawSpec{diskSpec(t)} }
+
+// Adapt implements Adapter: the disk's fstab and ESP kernel hook.
+func (Raw) Adapt(_ Spec, image digest.Digest) []stages.Spec { return AdaptDisk(image) }
 
 // Boot implements Kind.
 func (Raw) Boot(sp Spec) (*Boot, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
 )
 
 // Kind is one target kind, declared in one place: its attributes (the
@@ -34,6 +35,20 @@ type Kind interface {
 	Write(ctx context.Context, in *Input, spec Spec, dir string) ([]Artifact, error)
 	// Boot says how fgimg boot starts what Write made, or why it cannot.
 	Boot(spec Spec) (*Boot, error)
+}
+
+// Adapter is a Kind that changes the image before writing it (a disk's
+// fstab and ESP kernel hook; later cloud-init, contextualization): the
+// changes are ordinary stages (package stages) that the planner puts on
+// top of the image's last stage, cached and shared by every target with
+// the same adaptation of the same image. The writer then gets the
+// adapted image and only writes. Kinds without one (tar, oci, netboot)
+// write the image as it is.
+type Adapter interface {
+	// Adapt returns the stages that adapt the image whose last stage is
+	// image to a target with spec, bottom first. The same spec and image
+	// give the same stages.
+	Adapt(spec Spec, image digest.Digest) []stages.Spec
 }
 
 // Spec is the hashed part of a target: it marshals to canonical JSON
@@ -60,20 +75,22 @@ type Layer struct {
 // image comes from its Spec.
 type ImageInfo struct {
 	Name string        // for messages only
-	ID   digest.Digest // the image's last stage digest
+	ID   digest.Digest // the image's last stage digest, before any adaptation
 	Arch string        // Debian name, such as "amd64"
 }
 
 // Input is everything a writer makes artifacts from besides its Spec.
 type Input struct {
-	Target          string // target name, for messages only
-	Image           ImageInfo
-	Layers          []Layer // the image's whole chain, bottom (origin) first
+	Target string // target name, for messages only
+	Image  ImageInfo
+	// Layers are the image's whole chain, bottom (origin) first, with
+	// the kind's adaptation stages (Adapter) on top.
+	Layers          []Layer
 	SourceDateEpoch *time.Time
-	// Root is the image's root filesystem as a directory: a scratch
-	// overlay of the cached layers, so a writer may add or change files
-	// (an fstab, boot loader files) without touching the cache. Empty
-	// when the caller provides none; tar and oci use Layers only.
+	// Root is the adapted image's root filesystem as a directory, for
+	// reading: writers change nothing in it (what a kind changes in the
+	// image is its adaptation stages). Empty when the caller provides
+	// none; tar and oci use Layers only.
 	Root string
 }
 

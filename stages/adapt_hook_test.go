@@ -1,4 +1,4 @@
-package targets
+package stages
 
 import (
 	"os"
@@ -21,7 +21,16 @@ func TestESPHookFollowsKernelUpdates(t *testing.T) {
 	chroot := testkit.Need(t, "chroot")[0]
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
-	put := func(rel, body string) { t.Helper(); writeIn(t, root, rel, body) }
+	put := func(rel, body string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	get := func(rel string) string {
 		b, _ := os.ReadFile(filepath.Join(root, rel))
 		return string(b)
