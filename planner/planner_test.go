@@ -5,9 +5,11 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/targets"
 	"github.com/opencontainers/go-digest"
 )
@@ -161,5 +163,91 @@ func TestHashMemoIsConsulted(t *testing.T) {
 	}
 	if m.put == 0 {
 		t.Error("digests of files read must be offered to the memo")
+	}
+}
+
+// TestDiskTargetsShareTheirImagesAdaptation: a disk's fstab and ESP hook
+// are an adaptation stage under its write, one node for every disk
+// target of the same image (whatever its kind, size or boot settings,
+// none of which the fstab or the hook depends on), another for another
+// image, none for kinds that write the image as it is; plan shows it.
+func TestDiskTargetsShareTheirImagesAdaptation(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rootfs.tar"), []byte("the origin's content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := `
+image "base" {
+  bootstrap "tar" { source = "rootfs.tar" }
+}
+image "other" {
+  parent = image.base
+  run    = ["true"]
+}
+target "raw" "a" { image = image.base }
+target "qcow2" "b" { image = image.base }
+target "raw" "c" {
+  image       = image.base
+  boot        = "uefi"
+  size        = "2GiB"
+  kernel_args = ["quiet"]
+}
+target "raw" "d" { image = image.other }
+target "tar" "e" { image = image.base }
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.fg.hcl"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := mustPlan(t, load(t, []string{dir}), Options{})
+	tg := map[string]*Target{}
+	for _, x := range p.Targets {
+		tg[x.Target.Name] = x
+	}
+	a := tg["a"]
+	if len(a.Adapt) != 1 {
+		t.Fatalf("raw target: %d adaptation stages, want 1", len(a.Adapt))
+	}
+	ad := a.Adapt[0]
+	if ad.Node != AdaptStage || ad.Kind() != "disk-adapt" || ad.Input != p.Image("base").Stages[0] || a.Write.Input != ad {
+		t.Errorf("adaptation %s %q on %v, write on %v: want a disk-adapt adaptation stage between the image and the write", ad.Node, ad.Kind(), ad.Input, a.Write.Input)
+	}
+	for _, n := range []string{"b", "c"} {
+		if len(tg[n].Adapt) != 1 || tg[n].Adapt[0] != ad {
+			t.Errorf("target %s does not share target a's adaptation stage", n)
+		}
+		if tg[n].Write == a.Write {
+			t.Errorf("target %s shares target a's write", n)
+		}
+	}
+	if d := tg["d"]; len(d.Adapt) != 1 || d.Adapt[0] == ad || d.Adapt[0].Input != p.Image("other").Stages[1] {
+		t.Errorf("a disk of another image must get its own adaptation, on that image")
+	}
+	if len(tg["e"].Adapt) != 0 || tg["e"].Write.Input != p.Image("base").Stages[0] {
+		t.Errorf("a tar target must write the image as it is")
+	}
+	n := 0
+	for _, s := range p.Stages {
+		if s.Node == AdaptStage {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d adaptation stages in the plan, want 2", n)
+	}
+	out := p.String()
+	for _, want := range []string{
+		"adapt build   " + Short(ad.Digest) + "  disk-adapt  /etc/fstab",
+		"adapt build   " + Short(ad.Digest) + "  disk-adapt  /etc/fstab (/ on UUID " + ad.Spec.(*stages.DiskAdapt).RootUUID[:8] + "…), ESP kernel hook  (same as target a)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	// Built once, it is cached for every disk of the image.
+	cached := mustPlan(t, load(t, []string{dir}), Options{Store: cachedStore{ad.Digest: true}})
+	for _, x := range cached.Targets[:3] {
+		if x.Adapt[0].Status != StatusCached {
+			t.Errorf("target %s: adaptation %s, want cached", x.Target.Name, x.Adapt[0].Status)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/targets"
 )
 
@@ -237,9 +238,14 @@ target %[4]q %[5]q {
 func (w *writerBench) write(t *testing.T, tg *Target) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
-	// A scratch copy: disk writers change the tree.
+	// A scratch copy: the adaptation stages change the tree.
 	if out, err := exec.Command("cp", "-a", w.root, root).CombinedOutput(); err != nil {
 		t.Fatalf("copying the tree: %v\n%s", err, out)
+	}
+	for _, a := range tg.Adapt {
+		if _, err := stages.Run(context.Background(), a.Spec, &stages.Env{Root: root}); err != nil {
+			t.Fatalf("adapting the image for %s: %v", tg.Target.Name, err)
+		}
 	}
 	im := tg.Image
 	in := &targets.Input{
