@@ -80,8 +80,9 @@ func (s *fakeStore) TempDir(pattern string) (string, error) { return os.MkdirTem
 // the stages whose run commands include "fail".
 type fakeRunner struct {
 	store *fakeStore
-	mu    sync.Mutex
-	ran   []string
+	mu      sync.Mutex
+	ran     []string
+	mounted []string // the top stage of each root given to a writer
 }
 
 func (r *fakeRunner) Run(_ context.Context, s *planner.Stage, work string, log io.Writer) (StageResult, error) {
@@ -103,7 +104,10 @@ func (r *fakeRunner) Run(_ context.Context, s *planner.Stage, work string, log i
 	return StageResult{Layer: cache.Output{Name: "layer", Digest: desc.Digest, Size: desc.Size, MediaType: LayerMediaType}}, nil
 }
 
-func (r *fakeRunner) Mount(_ context.Context, _ *planner.Stage, work string) (string, func() error, error) {
+func (r *fakeRunner) Mount(_ context.Context, top *planner.Stage, work string) (string, func() error, error) {
+	r.mu.Lock()
+	r.mounted = append(r.mounted, top.Kind())
+	r.mu.Unlock()
 	root := filepath.Join(work, "root")
 	return root, func() error { return nil }, os.Mkdir(root, 0o755)
 }
@@ -112,11 +116,13 @@ func (r *fakeRunner) Mount(_ context.Context, _ *planner.Stage, work string) (st
 type fakeWriter struct {
 	mu    sync.Mutex
 	wrote []string
+	ids   []digest.Digest // the image IDs writers were given
 }
 
 func (w *fakeWriter) Write(_ context.Context, in *targets.Input, spec targets.Spec, dir string) ([]targets.Artifact, error) {
 	w.mu.Lock()
 	w.wrote = append(w.wrote, fmt.Sprintf("%s of %s, %d layers", spec.Kind(), in.Image.Name, len(in.Layers)))
+	w.ids = append(w.ids, in.Image.ID)
 	w.mu.Unlock()
 	if _, err := os.Stat(in.Root); err != nil {
 		return nil, fmt.Errorf("no root: %w", err)
@@ -168,7 +174,7 @@ type world struct {
 
 func (w *world) build(t *testing.T, p *planner.Plan) error {
 	t.Helper()
-	w.runner.ran, w.writer.wrote, w.events = nil, nil, nil
+	w.runner.ran, w.runner.mounted, w.writer.wrote, w.events = nil, nil, nil, nil
 	e := &Engine{Store: w.store, Runner: w.runner, Writer: w.writer, Jobs: 2, Out: w.out,
 		Report: func(ev Event) { w.events = append(w.events, ev) }}
 	return e.Build(context.Background(), p)
@@ -252,5 +258,58 @@ func TestBuildStopsAboveAFailureOnly(t *testing.T) {
 	}
 	if got := w.named(Exported); !slices.Equal(got, []string{"target one", "target two"}) {
 		t.Errorf("exported %v: independent targets must be written", got)
+	}
+}
+
+// TestDiskAdaptationIsBuiltOnceAndCached: the disk adaptation stage is
+// built once for two disk targets of one image, the writers get the
+// adapted chain (and the image's own ID, from which the disk's UUIDs
+// derive), and a disk target added later builds no adaptation again.
+func TestDiskAdaptationIsBuiltOnceAndCached(t *testing.T) {
+	w := newWorld(t)
+	const disks = `
+image "base" {
+  bootstrap "tar" { source = "rootfs.tar" }
+  run = ["make base"]
+}
+target "raw" "a" { image = image.base }
+target "qcow2" "b" { image = image.base }
+`
+	p := plan(t, disks)
+	if err := w.build(t, p); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(w.runner.ran)
+	if want := []string{"base: bootstrap", "base: disk-adapt", "base: run"}; !slices.Equal(w.runner.ran, want) {
+		t.Errorf("ran %v, want %v", w.runner.ran, want)
+	}
+	sort.Strings(w.writer.wrote)
+	if want := []string{"qcow2 of base, 3 layers", "raw of base, 3 layers"}; !slices.Equal(w.writer.wrote, want) {
+		t.Errorf("wrote %v, want %v", w.writer.wrote, want)
+	}
+	if want := []string{"disk-adapt", "disk-adapt"}; !slices.Equal(w.runner.mounted, want) {
+		t.Errorf("writers got roots topped by %v, want the adaptation stage", w.runner.mounted)
+	}
+	id := p.Image("base").ID()
+	for _, got := range w.writer.ids {
+		if got != id {
+			t.Errorf("writer given image ID %s, want the image's own %s", got, id)
+		}
+	}
+	m, err := os.ReadFile(filepath.Join(w.out, "a", "manifest.json"))
+	if err != nil || !strings.Contains(string(m), string(p.Targets[0].Adapt[0].Digest)) {
+		t.Errorf("target a's manifest lacks its adaptation stage: %v\n%s", err, m)
+	}
+
+	p = plan(t, disks+`target "raw" "c" {
+  image = image.base
+  size  = "2GiB"
+}
+`)
+	if err := w.build(t, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.runner.ran) != 0 || !slices.Equal(w.writer.wrote, []string{"raw of base, 3 layers"}) {
+		t.Errorf("a third disk target ran %v and wrote %v: want no stage, one write", w.runner.ran, w.writer.wrote)
 	}
 }
