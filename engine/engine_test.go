@@ -79,7 +79,7 @@ func (s *fakeStore) TempDir(pattern string) (string, error) { return os.MkdirTem
 // fakeRunner "runs" a stage by storing a layer that names it; it fails
 // the stages whose run commands include "fail".
 type fakeRunner struct {
-	store *fakeStore
+	store   *fakeStore
 	mu      sync.Mutex
 	ran     []string
 	mounted []string // the top stage of each root given to a writer

@@ -1,5 +1,6 @@
 // Package stages defines each stage kind (bootstrap, from, packages,
-// files, users, services, run) as a hashed spec: the canonical
+// files, users, services, run, and disk-adapt, the adaptation of an
+// image to a disk that targets ask for) as a hashed spec: the canonical
 // parameters that identify what the stage does, and runs it on a root
 // filesystem with [Run].
 //
@@ -10,7 +11,7 @@
 // pulls an OCI image. The other stages change a mounted overlay: packages,
 // users, services and run call the image's own tools (apt-get, dnf, yum
 // or apk; useradd or busybox adduser; systemctl; /bin/sh) through
-// sandbox.Run, and files writes from Go.
+// sandbox.Run, and files and disk-adapt write from Go.
 //
 // Paths that Go code writes or reads in an image are resolved as the
 // image sees them (rootpath.InRoot), one component at a time: an absolute

@@ -9,12 +9,21 @@
 //   - its Spec: the hashed part of a target, its attributes and every
 //     name or piece of metadata it writes into its artifacts, so that
 //     the target's digest changes exactly when its artifacts may;
+//   - its adaptation (optional, the Adapter interface): what the kind
+//     changes in the image before writing it, as ordinary stages (package
+//     stages) that the planner puts on top of the image's last stage,
+//     content-addressed, cached, shown by plan and shared by every target
+//     with the same adaptation of the same image; raw and qcow2 adapt
+//     with a disk-adapt stage (stages.DiskAdapt: the fstab naming the
+//     disk's file systems by the UUIDs derived from the image's ID, the
+//     /boot/efi mount point and the ESP kernel hook), tar, oci and
+//     netboot write the image as it is;
 //   - its writer: the artifacts, with their media types, made in an
-//     empty directory from an Input (the image's stage layers, bottom
-//     first, as uncompressed OCI layer tars in the cache, and a scratch
-//     copy of its root filesystem) and the Spec alone; the same input
-//     gives the same bytes, and times come only from the layers and from
-//     SourceDateEpoch;
+//     empty directory from an Input (the adapted image's stage layers,
+//     bottom first, as uncompressed OCI layer tars in the cache, and its
+//     root filesystem as a directory, for reading: a writer only writes)
+//     and the Spec alone; the same input gives the same bytes, and times
+//     come only from the layers and from SourceDateEpoch;
 //   - how it boots (Boot): a disk of a media type and format, or a
 //     kernel and initramfs, and with which firmware; fgimg boot finds
 //     the artifacts by these media types in manifest.json.
@@ -28,7 +37,8 @@
 //   - oci: an OCI image layout with one gzip layer per stage, readable as
 //     oci:DIR:latest; its manifest's annotations carry the image's name,
 //     pedigree and metadata. Does not boot.
-//   - raw: a bootable GPT disk, disk.raw (BuildDisk): an EFI system
+//   - raw: a bootable GPT disk, disk.raw (BuildDisk, on the image
+//     adapted by AdaptDisk): an EFI system
 //     partition with the kernel, the initrd and syslinux (BIOS) and
 //     systemd-boot (UEFI) as boot asks, and an ext4 root file system
 //     made by mkfs.ext4 -d; the boot menus carry the image's name.
