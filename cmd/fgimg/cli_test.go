@@ -108,10 +108,12 @@ func TestPlanJSONIsTheStableInterface(t *testing.T) {
 	if len(p.Targets) != 1 || p.Targets[0].Kind != "qcow2" || p.Targets[0].Image != "hpc" {
 		t.Errorf("targets: %+v", p.Targets)
 	}
-	if len(p.Stages) != 4 || p.Summary.Build != 4 || p.Summary.Cached != 0 {
+	// The three image stages, the disk's adaptation and its write.
+	if len(p.Stages) != 5 || p.Summary.Build != 5 || p.Summary.Cached != 0 {
 		t.Errorf("stages %d, summary %+v", len(p.Stages), p.Summary)
 	}
-	if p.Stages[0].Kind != "bootstrap" || len(p.Stages[0].Inputs) != 0 || p.Stages[1].Inputs[0] != p.Stages[0].Digest || p.Stages[3].Kind != "qcow2" {
+	if p.Stages[0].Kind != "bootstrap" || len(p.Stages[0].Inputs) != 0 || p.Stages[1].Inputs[0] != p.Stages[0].Digest ||
+		p.Stages[3].Kind != "disk-adapt" || p.Stages[3].Inputs[0] != hpc.ID || p.Stages[4].Kind != "qcow2" || p.Stages[4].Inputs[0] != p.Stages[3].Digest {
 		t.Errorf("stages: %+v", p.Stages)
 	}
 }
@@ -138,7 +140,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"plan", dir}, 0, "Plan: 2 images, 1 target, 4 stages: 4 to build, 0 cached."},
+		{[]string{"plan", dir}, 0, "Plan: 2 images, 1 target, 5 stages: 5 to build, 0 cached."},
 		{[]string{"validate", dir}, 0, "valid"},
 		{[]string{"plan", "-only", "nosuch", dir}, 1, `Nothing matches -only "nosuch"`},
 		{[]string{"plan", "-only", "hpc", "-except", "disk", dir}, 0, "Plan: 2 images, 0 targets"},
