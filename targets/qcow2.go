@@ -1,19 +1,18 @@
 package targets
 
 import (
-	"github.com/fgimg/fgimg/stages"
-	"github.com/opencontainers/go-digest"
-
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/fgimg/fgimg/internal/qcow2"
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
 )
 
 // MediaTypeQCOW2 is a qcow2 disk image's media type (shared-mime-info's).

@@ -1,17 +1,16 @@
 package targets
 
 import (
-	"github.com/fgimg/fgimg/stages"
-	"github.com/opencontainers/go-digest"
-
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/stages"
 )
 
 // MediaTypeRawDisk is a raw disk image's media type (shared-mime-info's).
