@@ -16,11 +16,11 @@ import (
 	diskfile "github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/internal/rootpath"
 	"github.com/fgimg/fgimg/stages"
-	"github.com/opencontainers/go-digest"
 )
 
 // Disk layout: a GPT disk with the EFI system partition (FAT32) first and
