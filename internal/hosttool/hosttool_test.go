@@ -181,6 +181,11 @@ func TestRunKillsTheToolsGroupWhenCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
+	// SIGKILL is delivered at once but a process takes a moment to go.
+	deadline = time.Now().Add(5 * time.Second)
+	for len(testkit.ProcessesWithArg(sleeper)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if pids := testkit.ProcessesWithArg(sleeper); len(pids) > 0 {
 		t.Errorf("processes of the cancelled tool survive: %v", pids)
 	}
