@@ -44,11 +44,11 @@ func runDiskAdapt(ctx context.Context, s *DiskAdapt, env *Env) error {
 		return fmt.Errorf("writing /etc/fstab: %w", err)
 	}
 	fmt.Fprintf(env.Log, "fgimg: wrote /etc/fstab: / on UUID=%s, /boot/efi on UUID=%s\n", s.RootUUID, s.ESPUUID)
-	kernel, err := hasKernel(env.Root)
+	kernels, err := BootKernels(env.Root)
 	if err != nil {
 		return err
 	}
-	if !kernel {
+	if len(kernels) == 0 {
 		fmt.Fprintln(env.Log, "fgimg: no kernel in /boot: no ESP kernel hook")
 		return nil
 	}
@@ -81,20 +81,29 @@ func newestTime(ctx context.Context, root string) (time.Time, error) {
 	return time.Unix(newest.Unix(), 0), err
 }
 
-// hasKernel says whether the image has a /boot/vmlinuz-VERSION file,
-// which a disk's writer copies to the ESP.
-func hasKernel(root string) (bool, error) {
+// Kernel is one /boot/vmlinuz-VERSION of an image.
+type Kernel struct {
+	Version string
+	Path    string // the host path, resolved inside the image
+}
+
+// BootKernels returns the image's kernels: the regular files (through
+// symlinks inside the image) /boot/vmlinuz-VERSION, but *.old ones, in
+// no particular order. What the disk adaptation and the disk writer
+// call the image's kernels.
+func BootKernels(root string) ([]Kernel, error) {
 	boot, err := resolveIn(root, "/boot")
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	ents, err := os.ReadDir(boot)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, err
+		return nil, err
 	}
+	var out []Kernel
 	for _, e := range ents {
 		v, ok := strings.CutPrefix(e.Name(), "vmlinuz-")
 		if !ok || v == "" || strings.HasSuffix(v, ".old") {
@@ -105,10 +114,10 @@ func hasKernel(root string) (bool, error) {
 			continue
 		}
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return true, nil
+			out = append(out, Kernel{Version: v, Path: p})
 		}
 	}
-	return false, nil
+	return out, nil
 }
 
 // resolveIn resolves the absolute path p inside the image at root as the

@@ -21,16 +21,7 @@ func TestESPHookFollowsKernelUpdates(t *testing.T) {
 	chroot := testkit.Need(t, "chroot")[0]
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
-	put := func(rel, body string) {
-		t.Helper()
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(rel, body string) { t.Helper(); testkit.WriteFile(t, root, rel, body) }
 	get := func(rel string) string {
 		b, _ := os.ReadFile(filepath.Join(root, rel))
 		return string(b)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // TestDiskAdaptWritesFstabAndHook: the fstab names the disk's file
@@ -17,16 +19,7 @@ func TestDiskAdaptWritesFstabAndHook(t *testing.T) {
 	newest := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 	for _, kernel := range []bool{true, false} {
 		root := t.TempDir()
-		put := func(rel, body string) {
-			t.Helper()
-			p := filepath.Join(root, rel)
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		put := func(rel, body string) { t.Helper(); testkit.WriteFile(t, root, rel, body) }
 		put("etc/fstab", "/dev/sda1 / ext4 defaults 0 1\ntmpfs /scratch tmpfs size=1G 0 0\n")
 		put("bin/sh", "a shell")
 		if kernel {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -650,28 +649,14 @@ type bootKernel struct {
 // /boot/initramfs-VERSION.img (dracut elsewhere). It returns nil when
 // there is no kernel.
 func findBootKernel(root string) (*bootKernel, error) {
-	ents, err := os.ReadDir(filepath.Join(root, "boot"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	kernels, err := stages.BootKernels(root)
 	if err != nil {
 		return nil, err
 	}
 	var k *bootKernel
-	for _, e := range ents {
-		v, ok := strings.CutPrefix(e.Name(), "vmlinuz-")
-		if !ok || v == "" || strings.HasSuffix(v, ".old") {
-			continue
-		}
-		p, err := diskResolve(root, "/boot/"+e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			continue
-		}
-		if k == nil || compareKernelVersions(v, k.version) > 0 {
-			k = &bootKernel{version: v, vmlinuz: p}
+	for _, c := range kernels {
+		if k == nil || compareKernelVersions(c.Version, k.version) > 0 {
+			k = &bootKernel{version: c.Version, vmlinuz: c.Path}
 		}
 	}
 	if k == nil {

@@ -77,13 +77,7 @@ var espHookPaths = []string{
 // writeIn writes the file rel in the tree at root, making its directories.
 func writeIn(t testing.TB, root, rel, body string) {
 	t.Helper()
-	p := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, root, rel, body)
 }
 
 func diskInput(root string) *Input {

@@ -235,3 +235,16 @@ func copyFile(src, dst string) error {
 	}
 	return os.Chmod(dst, 0o755)
 }
+
+// WriteFile writes the file rel in the tree at root with body, making
+// its directories.
+func WriteFile(t testing.TB, root, rel, body string) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
