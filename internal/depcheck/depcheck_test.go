@@ -17,7 +17,7 @@ var rules = map[string][]string{
 	"lang":           {""}, // nothing of fgimg's
 	"planner":        {"cache", "stages/sandbox", "engine", "cmd"},
 	"stages":         {"planner", "cache", "engine", "cmd"},
-	"targets":        {"planner", "cache", "stages", "engine", "cmd"},
+	"targets":        {"planner", "cache", "stages/sandbox", "engine", "cmd"}, // adaptations are stages.Spec values; writers run nothing in an image
 	"cache":          {"lang", "planner", "stages", "targets", "engine", "cmd"},
 	"internal/layer": {"lang", "planner", "stages", "targets", "cache", "cmd"},
 }
