@@ -440,24 +440,23 @@ func (s *squasher) entry(tw *tar.Writer, n *node, name string) error {
 	return tw.WriteHeader(hdr)
 }
 
-// open returns a reader of a regular file's contents in its layer.
+// open returns a reader of a regular file's contents in its layer; for
+// a file stored dense it is also an io.Seeker.
 func (s *squasher) open(ino *inode) (io.Reader, error) {
 	f := s.files[ino.layer]
-	var r io.Reader
 	if ino.offset >= 0 {
-		r = io.NewSectionReader(f, ino.offset, ino.size)
-	} else {
-		// A sparse entry: let archive/tar expand it, skipping
-		// (seeking) over the entries before it.
-		tr := tar.NewReader(io.NewSectionReader(f, 0, 1<<62))
-		for i := 0; i <= ino.ordinal; i++ {
-			if _, err := tr.Next(); err != nil {
-				return nil, fmt.Errorf("finding sparse entry again in layer %d: %w", ino.layer, err)
-			}
-		}
-		r = tr
+		sec := io.NewSectionReader(f, ino.offset, ino.size)
+		return &ctxSection{ctxReader{ctx: s.ctx, r: sec}, sec}, nil
 	}
-	return &ctxReader{ctx: s.ctx, r: io.LimitReader(r, ino.size)}, nil
+	// A sparse entry: let archive/tar expand it, skipping (seeking)
+	// over the entries before it.
+	tr := tar.NewReader(io.NewSectionReader(f, 0, 1<<62))
+	for i := 0; i <= ino.ordinal; i++ {
+		if _, err := tr.Next(); err != nil {
+			return nil, fmt.Errorf("finding sparse entry again in layer %d: %w", ino.layer, err)
+		}
+	}
+	return &ctxReader{ctx: s.ctx, r: io.LimitReader(tr, ino.size)}, nil
 }
 
 // contents copies a regular file's contents from its layer.
@@ -488,6 +487,14 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// ctxSection is a ctxReader over a file's section that seeks in it.
+type ctxSection struct {
+	ctxReader
+	sec *io.SectionReader
+}
+
+func (c *ctxSection) Seek(off int64, whence int) (int64, error) { return c.sec.Seek(off, whence) }
 
 // posReader is a buffered io.ReadSeeker over a file that knows its
 // position, so that after tar.Reader.Next the offset of the entry's

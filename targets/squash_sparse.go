@@ -31,6 +31,11 @@ type segment struct{ off, len int64 }
 // data, the last one ending at the file's size (with length 0 when the
 // file ends in a hole), or nil when the file has no hole.
 func (s *squasher) dataSegments(ino *inode) ([]segment, error) {
+	if ino.offset >= 0 {
+		if zero, err := s.probeZero(ino); err != nil || !zero {
+			return nil, err
+		}
+	}
 	r, err := s.open(ino)
 	if err != nil {
 		return nil, err
@@ -75,6 +80,29 @@ func (s *squasher) dataSegments(ino *inode) ([]segment, error) {
 		pos = h.off + h.len
 	}
 	return append(data, segment{pos, ino.size - pos}), nil
+}
+
+// probeZero says whether a file stored dense in its layer may have a
+// hole, reading one holeBlock in every minHole: a hole is at least
+// minHole long and starts on a holeBlock boundary, so it covers a whole
+// block at a multiple of minHole, and a file none of whose such blocks
+// is zero has none. Most large files (programs, libraries, archives)
+// are ruled out so, without reading them twice.
+func (s *squasher) probeZero(ino *inode) (bool, error) {
+	var zero [holeBlock]byte
+	b := s.buf[:holeBlock]
+	for off := int64(0); off+holeBlock <= ino.size; off += minHole {
+		if err := s.ctx.Err(); err != nil {
+			return false, err
+		}
+		if _, err := s.files[ino.layer].ReadAt(b, ino.offset+off); err != nil {
+			return false, fmt.Errorf("layer %d ends within the file's contents: %w", ino.layer, err)
+		}
+		if bytes.Equal(b, zero[:]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // writeSparse writes a regular file as a GNU sparse 1.0 entry: a PAX
@@ -137,7 +165,7 @@ func (s *squasher) writeSparse(tw *tar.Writer, hdr *tar.Header, ino *inode, data
 	}
 	var pos, written int64
 	for _, d := range data {
-		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(r, d.off-pos), s.buf); err != nil {
+		if err := s.skip(r, d.off-pos); err != nil {
 			return err
 		}
 		n, err := io.CopyBuffer(s.out, io.LimitReader(r, d.len), s.buf)
@@ -150,6 +178,17 @@ func (s *squasher) writeSparse(tw *tar.Writer, hdr *tar.Header, ino *inode, data
 		pos, written = d.off+d.len, written+n
 	}
 	_, err = s.out.Write(make([]byte, blockPad(written)))
+	return err
+}
+
+// skip moves r, a reader from open, n bytes on: over a hole in a file
+// stored dense it seeks, in an expanded sparse entry it reads.
+func (s *squasher) skip(r io.Reader, n int64) error {
+	if sk, ok := r.(io.Seeker); ok {
+		_, err := sk.Seek(n, io.SeekCurrent)
+		return err
+	}
+	_, err := io.CopyBuffer(io.Discard, io.LimitReader(r, n), s.buf)
 	return err
 }
 

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,5 +121,37 @@ func TestTarSparseLongName(t *testing.T) {
 	}
 	if got, err := os.ReadFile(filepath.Join(out, long, "f")); err != nil || string(got) != body {
 		t.Errorf("GNU tar extracts %d bytes, %v", len(got), err)
+	}
+}
+
+// TestSquashFindsHolesAnywhere: Squash rules files out by probing one
+// block in every minHole; a hole of just minHole, wherever it starts on
+// a block boundary (and one that ends the file, its last block short),
+// is still found.
+func TestSquashFindsHolesAnywhere(t *testing.T) {
+	const size = 4*minHole + 100 // the last block is short
+	want := map[string][]byte{}
+	l := treeLayer(t, "files", func(dir string) {
+		add := func(name string, holeAt, holeLen int) {
+			b := bytes.Repeat([]byte("x"), size)
+			clear(b[holeAt : holeAt+holeLen])
+			want[name] = b
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for at := holeBlock; at <= 2*minHole; at += holeBlock {
+			add(fmt.Sprintf("hole%07d", at), at, minHole)
+		}
+		add("tail", 3*minHole, size-3*minHole) // the latest start that makes a hole
+	})
+	ms := readTar(t, bytes.NewReader(squash(t, []Layer{l}, nil)))
+	if len(ms) != len(want) {
+		t.Fatalf("%d entries, want %d:\n%s", len(ms), len(want), describe(ms))
+	}
+	for _, m := range ms {
+		if !isSparse(m.hdr) || m.body != string(want[m.hdr.Name]) {
+			t.Errorf("%s: sparse %v, contents equal %v", m.hdr.Name, isSparse(m.hdr), m.body == string(want[m.hdr.Name]))
+		}
 	}
 }
