@@ -19,7 +19,6 @@ var noOpenat2 atomic.Bool
 
 // Root is a root filesystem on disk, opened for resolving paths in it.
 type Root struct {
-	path string
 	fd   int // O_PATH descriptor of the root directory
 	mode Mode
 	// Mkdir makes the missing directories Options.Create asks for;
@@ -33,14 +32,11 @@ func OpenRoot(dir string, mode Mode) (*Root, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return &Root{path: dir, fd: fd, mode: mode}, nil
+	return &Root{fd: fd, mode: mode}, nil
 }
 
 // Close releases the root's descriptor.
 func (r *Root) Close() error { return unix.Close(r.fd) }
-
-// FD is the root directory's O_PATH descriptor; it stays the Root's.
-func (r *Root) FD() int { return r.fd }
 
 // Open opens rel (relative to the root) with flags, resolved in the
 // root's mode. A final symlink is followed unless flags has O_NOFOLLOW,

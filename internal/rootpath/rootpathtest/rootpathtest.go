@@ -75,8 +75,6 @@ var (
 	notdir = Want{Err: unix.ENOTDIR}
 )
 
-func both(w Want) (Want, Want) { return w, w }
-
 func at(p string) Want { return Want{Path: p} }
 
 // Cases are the paths every resolver is run on.
