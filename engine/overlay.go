@@ -56,8 +56,9 @@ func (o *Overlay) Run(ctx context.Context, s *planner.Stage, work string, log io
 }
 
 // Mount implements StageRunner: a writable overlay of the image whose
-// last stage is top at work/root, with its upper dir in work, so that
-// changes are thrown away with work.
+// last stage is top at work/root, with its upper dir (the changes) at
+// work/upper, so that they are thrown away with work; runStage makes
+// the upper dir a stage's layer.
 func (o *Overlay) Mount(_ context.Context, top *planner.Stage, work string) (string, func() error, error) {
 	lower, err := o.lowerDirs(top)
 	if err != nil {
@@ -89,17 +90,7 @@ func (o *Overlay) runStage(ctx context.Context, s *planner.Stage, work string, l
 		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch, Timeout: o.StageTimeout})
 		return res, root, err
 	}
-	lower, err := o.lowerDirs(s.Input)
-	if err != nil {
-		return stages.Result{}, "", err
-	}
-	upper, ovWork, merged := filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "merged")
-	for _, d := range []string{upper, ovWork, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return stages.Result{}, "", err
-		}
-	}
-	unmount, err := sandbox.MountOverlay(lower, o.Store.SnapshotsDir(), upper, ovWork, merged)
+	merged, unmount, err := o.Mount(ctx, s.Input, work)
 	if err != nil {
 		return stages.Result{}, "", err
 	}
@@ -107,7 +98,7 @@ func (o *Overlay) runStage(ctx context.Context, s *planner.Stage, work string, l
 	if uerr := unmount(); uerr != nil && err == nil {
 		err = fmt.Errorf("unmounting the stage's root filesystem: %w", uerr)
 	}
-	return res, upper, err
+	return res, filepath.Join(work, "upper"), err
 }
 
 // lowerDirs returns the overlay lower dirs of top and every stage below
