@@ -113,16 +113,12 @@ func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
 // stage builds one image or adaptation stage unless it is cached.
 func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) error {
 	name := StageName(s)
-	if e.Store.Has(s.Digest) {
-		rep.send(Event{Kind: Cached, Stage: s, Name: name})
-		return nil
-	}
-	unlock, err := e.Store.Lock(ctx, s.Digest)
+	cached, unlock, err := e.lockUnlessCached(ctx, s.Digest)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if e.Store.Has(s.Digest) { // another fgimg built it while we waited
+	if cached {
 		rep.send(Event{Kind: Cached, Stage: s, Name: name})
 		return nil
 	}
@@ -165,6 +161,20 @@ func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) err
 	}
 	rep.send(Event{Kind: Built, Stage: s, Name: name, Duration: time.Since(start), Bytes: res.Layer.Size})
 	return nil
+}
+
+// lockUnlessCached says whether the stage d is cached and, when it is
+// not, takes its lock and asks again (another fgimg may have built it
+// while we waited). unlock, a no-op when no lock was taken, is always
+// to be called.
+func (e *Engine) lockUnlessCached(ctx context.Context, d digest.Digest) (cached bool, unlock func(), err error) {
+	if e.Store.Has(d) {
+		return true, func() {}, nil
+	}
+	if unlock, err = e.Store.Lock(ctx, d); err != nil {
+		return false, nil, err
+	}
+	return e.Store.Has(d), unlock, nil
 }
 
 // fail keeps the failed stage's log and reports the failure.

@@ -39,15 +39,11 @@ type ManifestFile struct {
 // for.
 func (e *Engine) targetWrite(ctx context.Context, rep *reporter, s *planner.Stage) error {
 	name := StageName(s)
-	cached := e.Store.Has(s.Digest)
-	if !cached {
-		unlock, err := e.Store.Lock(ctx, s.Digest)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		cached = e.Store.Has(s.Digest)
+	cached, unlock, err := e.lockUnlessCached(ctx, s.Digest)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	start := time.Now()
 	if !cached {
 		rep.send(Event{Kind: Start, Stage: s, Name: name})
