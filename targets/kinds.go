@@ -14,13 +14,8 @@ var kinds = []Kind{
 // yet: a template using one gets a diagnostic saying so.
 var reserved = []string{"openstack", "opennebula", "eucalyptus", "nimbus", "ec2", "xcat"}
 
+// The disk kinds adapt the image (kinds already checks every Kind).
 var (
-	_ Kind = Tar{}
-	_ Kind = OCI{}
-	_ Kind = Raw{}
-	_ Kind = QCOW2{}
-	_ Kind = Netboot{}
-
 	_ Adapter = Raw{}
 	_ Adapter = QCOW2{}
 )
