@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/hosttool"
 )
 
 // loopbackUp brings up lo in the init's network namespace: commands may
@@ -124,9 +125,9 @@ const pastaStartTimeout = 30 * time.Second
 // access through pasta (Debian's passt package) and returns the function
 // that stops it.
 func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
-	pasta, err := findPasta()
+	pasta, err := hosttool.Find("pasta")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("build commands that use the network run it through pasta: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "fgimg-pasta-")
 	if err != nil {
@@ -179,17 +180,4 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 			}
 		}
 	}
-}
-
-// findPasta looks for pasta in PATH and the standard directories.
-func findPasta() (string, error) {
-	if p, err := exec.LookPath("pasta"); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/bin", "/usr/sbin", "/bin", "/sbin"} {
-		if _, err := os.Stat(filepath.Join(d, "pasta")); err == nil {
-			return filepath.Join(d, "pasta"), nil
-		}
-	}
-	return "", errors.New("build commands that use the network need pasta: apt-get install passt")
 }
