@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -137,33 +138,29 @@ func ownPidsCgroup() (string, error) {
 // cgroup), but its slice usually does already; the root cgroup can
 // always be made to.
 func v2PidsParent(mount, own string) (string, bool) {
-	for p := own; ; p = filepath.Dir(p) {
+	for p := filepath.Clean("/" + own); ; p = filepath.Dir(p) {
 		dir := filepath.Join(mount, p)
 		ctl := filepath.Join(dir, "cgroup.subtree_control")
 		b, err := os.ReadFile(ctl)
 		if err != nil {
 			return "", false
 		}
-		if !hasWord(string(b), "pids") && (p == "/" || p == "." || p == "") {
+		if !handsPids(b) && p == "/" {
 			_ = os.WriteFile(ctl, []byte("+pids"), 0)
 			b, _ = os.ReadFile(ctl)
 		}
-		if hasWord(string(b), "pids") {
+		if handsPids(b) {
 			return dir, true
 		}
-		if p == "/" || p == "." || p == "" {
+		if p == "/" {
 			return "", false
 		}
 	}
 }
 
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
+// handsPids reports whether a cgroup.subtree_control names pids.
+func handsPids(subtreeControl []byte) bool {
+	return slices.Contains(strings.Fields(string(subtreeControl)), "pids")
 }
 
 // cgroupMounts finds the mount points of cgroup v1's pids hierarchy and
@@ -180,7 +177,7 @@ func cgroupMounts() (v1, v2 string, err error) {
 		switch {
 		case m.FSType == "cgroup2" && v2 == "":
 			v2 = m.Point
-		case m.FSType == "cgroup" && v1 == "" && hasWord(strings.ReplaceAll(m.Super, ",", " "), "pids"):
+		case m.FSType == "cgroup" && v1 == "" && slices.Contains(strings.Split(m.Super, ","), "pids"):
 			v1 = m.Point
 		}
 	}
