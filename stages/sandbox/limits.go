@@ -25,7 +25,7 @@ const DefaultMaxProcesses = 4096
 type ProcessLimitError struct{ Limit int }
 
 func (e *ProcessLimitError) Error() string {
-	return fmt.Sprintf("stopped: the command reached the limit of %d processes (a fork bomb, or a build more parallel than that)", e.Limit)
+	return fmt.Sprintf("stopped: the command reached the limit of %d processes (a fork bomb, or a build more parallel than that: run fewer jobs at once, make -jN)", e.Limit)
 }
 
 // pidsCgroup is a pids-controller cgroup holding one command.
