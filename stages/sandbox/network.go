@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -149,12 +148,10 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 	cmd.ExtraFiles = nsFiles
 	cmd.Env = []string{}
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting pasta for the network: %w", err)
+	exited, err := hosttool.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stop = func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -165,7 +162,6 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 	for {
 		select {
 		case err := <-exited:
-			exited <- err
 			msg := strings.TrimSpace(out.String())
 			if msg == "" {
 				msg = fmt.Sprint(err)
