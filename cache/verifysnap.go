@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -127,7 +126,7 @@ func (s *Store) compareSnapshot(d digest.Digest, dir string) error {
 // once.
 func (s *Store) dropSnapshot(name string, d digest.Digest) error {
 	if d != "" {
-		unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", d.Encoded()))
+		unlock, err := s.lockSnapshot(d)
 		if err != nil {
 			return err
 		}
