@@ -96,6 +96,35 @@ func (c *pidsCgroup) hitLimit() bool {
 	return false
 }
 
+// stopAtLimit kills p once a fork in the cgroup has failed for the limit:
+// a fork bomb never ends by itself. The returned function, called once p
+// is gone, stops watching and reports whether the limit stopped p.
+func (c *pidsCgroup) stopAtLimit(p *os.Process) (stopped func() bool) {
+	done := make(chan struct{})
+	hit := make(chan bool, 1)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				hit <- false
+				return
+			case <-t.C:
+				if c.hitLimit() {
+					_ = p.Kill()
+					hit <- true
+					return
+				}
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		return <-hit
+	}
+}
+
 // remove deletes the cgroup, waiting for its last process to be gone:
 // thousands of killed processes take a moment to exit. A cgroup left
 // behind is removed by the next fgimg (removeStaleCgroups).
