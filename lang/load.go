@@ -202,7 +202,7 @@ func (l *loader) parseFile(p string, named bool) (*hcl.File, hcl.Diagnostics) {
 		}
 		return l.parser.ParseJSON(src, p)
 	}
-	if diags := checkNesting(src, p, hcl.InitialPos, false); diags.HasErrors() {
+	if diags := checkNesting(src, p, false); diags.HasErrors() {
 		return nil, diags
 	}
 	return l.parser.ParseHCL(src, p)

@@ -169,7 +169,7 @@ func (l *loader) parseRawValue(v *rawVariable, raw, origin string) (cty.Value, b
 	if v.Type.IsPrimitiveType() || v.Type == cty.DynamicPseudoType {
 		return cty.StringVal(raw), true
 	}
-	diags := checkNesting([]byte(raw), origin, hcl.InitialPos, false)
+	diags := checkNesting([]byte(raw), origin, false)
 	var expr hclsyntax.Expression
 	if !diags.HasErrors() {
 		expr, diags = hclsyntax.ParseExpression([]byte(raw), origin, hcl.InitialPos)
