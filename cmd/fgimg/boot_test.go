@@ -392,18 +392,13 @@ func TestBootStopsQEMU(t *testing.T) {
 // (here a warning) is printed once.
 func TestBootBuildLoadsOnce(t *testing.T) {
 	e := newEnv(t)
-	e.write(buildConfig + `
-image "kernelled" {
-  parent = image.child
-  file "/boot/vmlinuz-1.0" {
-    content = "a stand-in kernel"
+	e.write(buildConfig + kernelledConfig + `
+image "odd" {
+  parent = image.base
+  file "/etc/odd" {
+    content = "a file with the sticky bit"
     mode    = "1644"
   }
-  run = ["mkdir -p /sbin", "ln -s /bin/busybox /sbin/init"]
-}
-target "netboot" "nb" {
-  image       = image.kernelled
-  kernel_args = ["console=ttyS0"]
 }
 `)
 	bin := t.TempDir()
