@@ -1,10 +1,8 @@
 package cache
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -32,23 +30,17 @@ func (s *Store) AdoptSnapshot(layer digest.Digest, dir string) (string, error) {
 		return "", fmt.Errorf("snapshot: %w", err)
 	}
 	target := s.snapshotPath(layer)
-	unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", layer.Encoded()))
+	unlock, err := s.lockSnapshot(layer)
 	if err != nil {
-		return "", fmt.Errorf("snapshot of %s: locking: %w", layer, err)
+		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
 	}
 	defer unlock()
 	if isDir(target) {
 		removeAll(dir)
 		return target, nil
 	}
-	if err := os.Chmod(dir, privateMode); err != nil {
+	if err := s.installSnapshot(dir, target); err != nil {
 		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
 	}
-	if err := syncFS(dir); err != nil {
-		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
-	}
-	if err := os.Rename(dir, target); err != nil {
-		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
-	}
-	return target, syncDir(s.SnapshotsDir())
+	return target, nil
 }

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -86,44 +85,21 @@ func flatKey(layers []digest.Digest) digest.Digest {
 // lower dir; it is made once, like a Snapshot.
 func (s *Store) flatSnapshot(layers []digest.Digest) (string, error) {
 	key := flatKey(layers)
-	name := flatPrefix + snapshotName(key)
-	dir := filepath.Join(s.SnapshotsDir(), name)
-	if isDir(dir) {
-		return dir, nil
-	}
-	unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", key.Encoded()))
+	dir := filepath.Join(s.SnapshotsDir(), flatPrefix+snapshotName(key))
+	err := s.makeSnapshot(dir, key, func(tmp string) error {
+		if err := s.applyLayers(layers, tmp); err != nil {
+			return err
+		}
+		var list strings.Builder
+		for _, l := range layers {
+			list.WriteString(l.String() + "\n")
+		}
+		return s.writeFileAtomic(dir+".layers", []byte(list.String()))
+	})
 	if err != nil {
-		return "", fmt.Errorf("flat snapshot: locking: %w", err)
-	}
-	defer unlock()
-	if isDir(dir) {
-		return dir, nil
-	}
-	tmp, err := s.TempDir("flat-")
-	if err != nil {
-		return "", err
-	}
-	defer removeAll(tmp) // a no-op once renamed
-	if err := s.applyLayers(layers, tmp); err != nil {
 		return "", fmt.Errorf("flat snapshot of %d layers: %w", len(layers), err)
 	}
-	if err := os.Chmod(tmp, privateMode); err != nil {
-		return "", err
-	}
-	var list strings.Builder
-	for _, l := range layers {
-		list.WriteString(l.String() + "\n")
-	}
-	if err := s.writeFileAtomic(dir+".layers", []byte(list.String())); err != nil {
-		return "", err
-	}
-	if err := syncFS(tmp); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
-	}
-	return dir, syncDir(s.SnapshotsDir())
+	return dir, nil
 }
 
 // applyLayers applies the layer blobs (bottom first) to dir as a plain

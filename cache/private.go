@@ -40,7 +40,7 @@ func prepareRoot(root string) (notice string, err error) {
 		return "", fmt.Errorf("%s is not a directory", root)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return "", fmt.Errorf("%s belongs to user %d, not to this user (%d); the cache must be a directory of its own user's", root, st.Uid, os.Geteuid())
+		return "", fmt.Errorf("%s belongs to user %d, not to this user (%d), who could plant files in it; give this user a cache of its own (--cache-dir DIR or $FGIMG_CACHE)", root, st.Uid, os.Geteuid())
 	}
 	perm := fi.Mode().Perm()
 	if perm&0o077 == 0 {

@@ -34,53 +34,71 @@ func (s *Store) Snapshot(layer digest.Digest, unpack func(r io.Reader, dir strin
 		return "", fmt.Errorf("snapshot: %w", err)
 	}
 	dir := s.snapshotPath(layer)
-	if isDir(dir) {
-		return dir, nil
-	}
-	unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", layer.Encoded()))
+	err := s.makeSnapshot(dir, layer, func(tmp string) error {
+		f, err := s.OpenBlob(layer)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := unpack(f, tmp); err != nil {
+			return fmt.Errorf("unpacking: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("snapshot of %s: locking: %w", layer, err)
-	}
-	defer unlock()
-	if isDir(dir) {
-		return dir, nil // unpacked by whoever held the lock
-	}
-	if err := s.unpackSnapshot(layer, dir, unpack); err != nil {
 		return "", fmt.Errorf("snapshot of %s: %w", layer, err)
 	}
 	return dir, nil
 }
 
-func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.Reader, string) error) error {
-	f, err := s.OpenBlob(layer)
+// makeSnapshot makes the snapshot dir once: unless it exists, it takes
+// the snapshot lock of key (a layer, or a flat snapshot's key), has fill
+// write an empty directory in scratch space and installs that as dir.
+// Concurrent callers, in this process or others, wait for the first and
+// reuse its result.
+func (s *Store) makeSnapshot(dir string, key digest.Digest, fill func(tmp string) error) error {
+	if isDir(dir) {
+		return nil
+	}
+	unlock, err := s.lockSnapshot(key)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	scratch, err := s.scratch()
+	defer unlock()
+	if isDir(dir) {
+		return nil // made by whoever held the lock
+	}
+	tmp, err := s.TempDir("snapshot-")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(scratch, "snapshot-")
-	if err != nil {
+	defer removeAll(tmp) // a no-op once installed
+	if err := fill(tmp); err != nil {
 		return err
 	}
-	done := false
-	defer func() {
-		if !done {
-			removeAll(tmp)
-		}
-	}()
-	if err := unpack(f, tmp); err != nil {
-		return fmt.Errorf("unpacking: %w", err)
+	return s.installSnapshot(tmp, dir)
+}
+
+// lockSnapshot takes the lock that guards making or removing the
+// snapshot of key.
+func (s *Store) lockSnapshot(key digest.Digest) (unlock func(), err error) {
+	unlock, err = lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", key.Encoded()))
+	if err != nil {
+		return nil, fmt.Errorf("locking: %w", err)
 	}
+	return unlock, nil
+}
+
+// installSnapshot renames the finished tree tmp into place as the
+// snapshot dir, under its snapshot lock.
+func (s *Store) installSnapshot(tmp, dir string) error {
 	// The overlay's root takes its mode from the upper dir, so the
 	// snapshot's own can be private (see privateMode).
 	if err := os.Chmod(tmp, privateMode); err != nil {
 		return err
 	}
-	// Unpacking writes many files; one syncfs is far cheaper than an
-	// fsync each, and a snapshot must not survive a power loss
+	// Making a snapshot writes many files; one syncfs is far cheaper
+	// than an fsync each, and a snapshot must not survive a power loss
 	// half-written, since its mere existence marks it complete.
 	if err := syncFS(tmp); err != nil {
 		return err
@@ -88,7 +106,6 @@ func (s *Store) unpackSnapshot(layer digest.Digest, dir string, unpack func(io.R
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
-	done = true
 	return syncDir(s.SnapshotsDir())
 }
 

@@ -1,9 +1,7 @@
 package cache
 
 import (
-	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,10 +24,14 @@ func (s *Store) verifySnapshots(sound map[string]digest.Digest, corrupt map[stri
 	}
 	var problems []Problem
 	for _, e := range entries {
-		p := filepath.Join(s.SnapshotsDir(), e.Name())
-		if strings.HasPrefix(e.Name(), flatPrefix) {
-			if prob, ok := s.verifyFlat(e, sound); !ok {
-				problems = append(problems, prob)
+		name := e.Name()
+		p := filepath.Join(s.SnapshotsDir(), name)
+		flat := strings.HasPrefix(name, flatPrefix)
+		if list, ok := strings.CutSuffix(name, ".layers"); flat && ok && e.Type().IsRegular() {
+			// A flat snapshot's list is checked with the snapshot; one
+			// left without it by a crash is removed.
+			if !isDir(filepath.Join(s.SnapshotsDir(), list)) {
+				os.Remove(p)
 			}
 			continue
 		}
@@ -37,79 +39,60 @@ func (s *Store) verifySnapshots(sound map[string]digest.Digest, corrupt map[stri
 			problems = append(problems, Problem{Kind: StrayFile, Path: p, Detail: "not a snapshot"})
 			continue
 		}
-		if corrupt[e.Name()] {
+		if !flat && corrupt[name] {
 			continue
 		}
-		d, ok := sound[e.Name()]
+		prob := Problem{Kind: TamperedSnapshot, Path: p}
 		var why error
-		if !ok {
-			why = fmt.Errorf("no layer blob named sha256:%s… is in the store", e.Name())
-		} else if why = s.compareSnapshot(d, p); why == nil {
+		var lock digest.Digest // the snapshot's lock, when known
+		again := "the next build unpacks its layer again"
+		switch d, ok := sound[name]; {
+		case flat:
+			why, lock = s.compareFlat(name, sound)
+			again = "the next build that needs it makes it again"
+		case !ok:
+			why = fmt.Errorf("no layer blob named sha256:%s… is in the store", name)
+		default:
+			prob.Digest, lock = d, d
+			why = s.compareSnapshot(d, p)
+		}
+		if why == nil {
 			continue
 		}
-		prob := Problem{Kind: TamperedSnapshot, Path: p, Digest: d, Detail: why.Error()}
-		if err := s.dropSnapshot(e.Name(), d); err != nil {
+		prob.Detail = why.Error()
+		if err := s.dropSnapshot(name, lock); err != nil {
 			prob.Detail += fmt.Sprintf("; removing it failed: %v", err)
 		} else {
-			prob.Detail += "; removed it, so the next build unpacks its layer again"
+			prob.Detail += "; removed it, so " + again
 		}
 		problems = append(problems, prob)
 	}
 	return problems, nil
 }
 
-// verifyFlat checks one entry of snapshots/ that belongs to a flat
-// snapshot: its .layers list is checked with the snapshot itself (a list
-// left without one by a crash is removed); the snapshot is compared with
-// its layers applied afresh, and removed if it differs or a layer is gone.
-func (s *Store) verifyFlat(e fs.DirEntry, sound map[string]digest.Digest) (Problem, bool) {
-	p := filepath.Join(s.SnapshotsDir(), e.Name())
-	if name, ok := strings.CutSuffix(e.Name(), ".layers"); ok && e.Type().IsRegular() {
-		if !isDir(filepath.Join(s.SnapshotsDir(), name)) {
-			os.Remove(p)
-		}
-		return Problem{}, true
-	}
-	if !e.IsDir() {
-		return Problem{Kind: StrayFile, Path: p, Detail: "not a snapshot"}, false
-	}
-	why := s.compareFlat(e.Name(), sound)
-	if why == nil {
-		return Problem{}, true
-	}
-	prob := Problem{Kind: TamperedSnapshot, Path: p, Detail: why.Error()}
-	var key digest.Digest // its lock's name, when its list is readable
-	if layers, err := s.flatLayers(e.Name()); err == nil {
-		key = flatKey(layers)
-	}
-	if err := s.dropSnapshot(e.Name(), key); err != nil {
-		prob.Detail += fmt.Sprintf("; removing it failed: %v", err)
-	} else {
-		os.Remove(p + ".layers")
-		prob.Detail += "; removed it, so the next build that needs it makes it again"
-	}
-	return prob, false
-}
-
-func (s *Store) compareFlat(name string, sound map[string]digest.Digest) error {
+// compareFlat compares the flat snapshot name with its layers applied
+// afresh; it returns the snapshot's key (its lock) when its list of
+// layers is readable.
+func (s *Store) compareFlat(name string, sound map[string]digest.Digest) (why error, key digest.Digest) {
 	layers, err := s.flatLayers(name)
 	if err != nil {
-		return fmt.Errorf("its list of layers: %w", err)
+		return fmt.Errorf("its list of layers: %w", err), ""
 	}
+	key = flatKey(layers)
 	for _, l := range layers {
 		if sound[snapshotName(l)] != l {
-			return fmt.Errorf("its layer %s is missing or corrupt", l)
+			return fmt.Errorf("its layer %s is missing or corrupt", l), key
 		}
 	}
 	want, err := s.TempDir("verify-")
 	if err != nil {
-		return err
+		return err, key
 	}
 	defer removeAll(want)
 	if err := s.applyLayers(layers, want); err != nil {
-		return err
+		return err, key
 	}
-	return layer.CompareTrees(want, filepath.Join(s.SnapshotsDir(), name))
+	return layer.CompareTrees(want, filepath.Join(s.SnapshotsDir(), name)), key
 }
 
 func (s *Store) compareSnapshot(d digest.Digest, dir string) error {
@@ -127,7 +110,7 @@ func (s *Store) compareSnapshot(d digest.Digest, dir string) error {
 // once.
 func (s *Store) dropSnapshot(name string, d digest.Digest) error {
 	if d != "" {
-		unlock, err := lockFile(context.Background(), filepath.Join(s.root, "locks", "snapshots", d.Encoded()))
+		unlock, err := s.lockSnapshot(d)
 		if err != nil {
 			return err
 		}
@@ -141,6 +124,7 @@ func (s *Store) dropSnapshot(name string, d digest.Digest) error {
 		removeAll(trash)
 		return err
 	}
+	os.Remove(filepath.Join(s.SnapshotsDir(), name+".layers")) // a flat snapshot's list
 	if err := syncDir(s.SnapshotsDir()); err != nil {
 		return err
 	}

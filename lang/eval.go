@@ -5,7 +5,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/function"
 )
 
 // Phase 2: evaluate locals, images and targets in dependency order.
@@ -14,9 +13,7 @@ type evaluator struct {
 	vars   cty.Value
 	locals map[string]cty.Value
 	images map[string]cty.Value
-	funcs  map[string]map[string]function.Function // by directory
-	scope  *readScope
-	l      *loader // for diagnostics
+	l      *loader // for diagnostics and functions
 }
 
 // ctx is the context for expressions in dir that refer to what refs
@@ -25,11 +22,6 @@ type evaluator struct {
 // configuration declares (with one shared object of every local, n
 // locals cost O(n²): 20,000 of them took a minute).
 func (e *evaluator) ctx(dir string, refs []hcl.Traversal) *hcl.EvalContext {
-	fs, ok := e.funcs[dir]
-	if !ok {
-		fs = functions(dir, e.scope)
-		e.funcs[dir] = fs
-	}
 	locals := map[string]cty.Value{}
 	images := map[string]cty.Value{}
 	for _, tr := range refs {
@@ -56,7 +48,7 @@ func (e *evaluator) ctx(dir string, refs []hcl.Traversal) *hcl.EvalContext {
 	}
 	return &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": e.vars, "local": cty.ObjectVal(locals), "image": cty.ObjectVal(images)},
-		Functions: fs,
+		Functions: e.l.functions(dir),
 	}
 }
 
@@ -75,8 +67,6 @@ func (l *loader) evaluate(vars map[string]cty.Value) {
 		vars:   cty.ObjectVal(vars),
 		locals: map[string]cty.Value{},
 		images: map[string]cty.Value{},
-		funcs:  map[string]map[string]function.Function{},
-		scope:  l.scope,
 		l:      l,
 	}
 	if vars == nil {

@@ -13,7 +13,7 @@ func Format(src []byte, filename string) ([]byte, hcl.Diagnostics) {
 	if len(src) > MaxTemplateSize {
 		return nil, hcl.Diagnostics{sizeDiag(filename, int64(len(src)), MaxTemplateSize, "a template file")}
 	}
-	if diags := checkNesting(src, filename, hcl.InitialPos, false); diags.HasErrors() {
+	if diags := checkNesting(src, filename, false); diags.HasErrors() {
 		return nil, diags
 	}
 	if _, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos); diags.HasErrors() {

@@ -547,7 +547,7 @@ func makeTemplateFileFunc(baseDir string, scope *readScope, fns map[string]funct
 			// Diagnostics name the file as it can be found from the
 			// process's working directory.
 			filename := funcPath(baseDir, p)
-			diags := checkNesting([]byte(src), filename, hcl.InitialPos, true)
+			diags := checkNesting([]byte(src), filename, true)
 			var expr hclsyntax.Expression
 			if !diags.HasErrors() {
 				expr, diags = hclsyntax.ParseTemplate([]byte(src), filename, hcl.InitialPos)

@@ -29,12 +29,12 @@ const (
 // checkNesting scans HCL native source for nesting deeper than
 // MaxNesting without parsing it (the scanner does not recurse) and
 // reports where the limit is first passed.
-func checkNesting(src []byte, filename string, start hcl.Pos, template bool) hcl.Diagnostics {
+func checkNesting(src []byte, filename string, template bool) hcl.Diagnostics {
 	var toks hclsyntax.Tokens
 	if template {
-		toks, _ = hclsyntax.LexTemplate(src, filename, start)
+		toks, _ = hclsyntax.LexTemplate(src, filename, hcl.InitialPos)
 	} else {
-		toks, _ = hclsyntax.LexConfig(src, filename, start)
+		toks, _ = hclsyntax.LexConfig(src, filename, hcl.InitialPos)
 	}
 	var n nesting
 	return n.scan(toks)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty/function"
 )
 
 // Template file suffixes: native and JSON syntax.
@@ -54,6 +55,7 @@ func Load(opts LoadOptions) (*Config, hcl.Diagnostics) {
 		parser: hclparse.NewParser(),
 		opts:   opts,
 		cfg:    &Config{images: map[string]*Image{}},
+		funcs:  map[string]map[string]function.Function{},
 	}
 	if l.opts.Environ == nil {
 		l.opts.Environ = os.Environ()
@@ -88,8 +90,9 @@ type loader struct {
 	opts   LoadOptions
 	cfg    *Config
 	diags  hcl.Diagnostics
-	scope  *readScope // what templates may read
-	read   int64      // bytes of template and variable files read so far
+	scope  *readScope                              // what templates may read
+	read   int64                                   // bytes of template and variable files read so far
+	funcs  map[string]map[string]function.Function // by directory
 
 	files []*hcl.File
 	// blocks collected by phase 1
@@ -98,6 +101,17 @@ type loader struct {
 	images    []*rawImage
 	declared  map[string]bool // image names
 	targets   []*rawTarget
+}
+
+// functions returns the functions of expressions written in dir, made
+// once per directory.
+func (l *loader) functions(dir string) map[string]function.Function {
+	fs, ok := l.funcs[dir]
+	if !ok {
+		fs = functions(dir, l.scope)
+		l.funcs[dir] = fs
+	}
+	return fs
 }
 
 func (l *loader) errorf(rng *hcl.Range, summary, detail string, args ...any) {
@@ -188,7 +202,7 @@ func (l *loader) parseFile(p string, named bool) (*hcl.File, hcl.Diagnostics) {
 		}
 		return l.parser.ParseJSON(src, p)
 	}
-	if diags := checkNesting(src, p, hcl.InitialPos, false); diags.HasErrors() {
+	if diags := checkNesting(src, p, false); diags.HasErrors() {
 		return nil, diags
 	}
 	return l.parser.ParseHCL(src, p)

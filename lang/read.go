@@ -47,10 +47,16 @@ func treeRoot(dir string) (string, error) {
 }
 
 // newReadScope makes the scope of the template directories dirs (each
-// widened to its git work tree) and the operator's extra directories.
+// widened to its git work tree, looked up once per directory) and the
+// operator's extra directories.
 func newReadScope(dirs, allow []string) (*readScope, error) {
 	s := &readScope{}
+	seen := map[string]bool{}
 	for _, d := range dirs {
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
 		r, err := treeRoot(d)
 		if err != nil {
 			return nil, err

@@ -132,7 +132,7 @@ func (l *loader) settle(v *rawVariable, given map[string]varValue) (cty.Value, b
 	}
 	ctx := &hcl.EvalContext{
 		Variables: map[string]cty.Value{"var": cty.ObjectVal(map[string]cty.Value{v.Name: val})},
-		Functions: functions(filepath.Dir(v.DeclRange.Filename), l.scope),
+		Functions: l.functions(filepath.Dir(v.DeclRange.Filename)),
 	}
 	for _, vc := range v.Validations {
 		cond := vc.Attributes["condition"]
@@ -169,7 +169,7 @@ func (l *loader) parseRawValue(v *rawVariable, raw, origin string) (cty.Value, b
 	if v.Type.IsPrimitiveType() || v.Type == cty.DynamicPseudoType {
 		return cty.StringVal(raw), true
 	}
-	diags := checkNesting([]byte(raw), origin, hcl.InitialPos, false)
+	diags := checkNesting([]byte(raw), origin, false)
 	var expr hclsyntax.Expression
 	if !diags.HasErrors() {
 		expr, diags = hclsyntax.ParseExpression([]byte(raw), origin, hcl.InitialPos)

@@ -147,7 +147,7 @@ func New(cfg *lang.Config, opts Options) (*Plan, hcl.Diagnostics) {
 type compiler struct {
 	store  Store
 	nodes  map[digest.Digest]*Stage
-	images map[*lang.Image]*Image
+	images map[*lang.Image]*Image   // nil for an image that failed
 	hashes map[string]digest.Digest // file content digests by host path
 	memo   HashMemo
 	plan   *Plan
@@ -173,12 +173,14 @@ func (c *compiler) add(spec stages.Spec, input *Stage, node NodeKind, im *lang.I
 	return s
 }
 
-// image plans an image after its parent; it returns nil when the image
-// cannot be planned (a diagnostic says why).
+// image plans an image after its parent, once; it returns nil when the
+// image cannot be planned (one diagnostic says why, however many images
+// and targets stand on it).
 func (c *compiler) image(im *lang.Image) *Image {
 	if p, ok := c.images[im]; ok {
 		return p
 	}
+	c.images[im] = nil // until planned: a failure is remembered too
 	var chain []*Stage
 	var top *Stage
 	if im.Parent != nil {

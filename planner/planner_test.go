@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/targets"
@@ -249,5 +251,41 @@ target "tar" "e" { image = image.base }
 		if x.Adapt[0].Status != StatusCached {
 			t.Errorf("target %s: adaptation %s, want cached", x.Target.Name, x.Adapt[0].Status)
 		}
+	}
+}
+
+// TestUnplannableImageReportedOnce: an image that cannot be planned (its
+// file source holds a FIFO) is one error, not one more for every image
+// and target standing on it.
+func TestUnplannableImageReportedOnce(t *testing.T) {
+	dir := t.TempDir()
+	testkit.WriteFile(t, dir, "src/file", "x")
+	if err := syscall.Mkfifo(filepath.Join(dir, "src", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, dir, "main.fg.hcl", `
+image "base" {
+  bootstrap "debootstrap" {
+    suite = "bookworm"
+  }
+  file "/etc/x" {
+    source = "src"
+  }
+}
+image "a" {
+  parent = image.base
+  run    = ["true"]
+}
+image "b" {
+  parent = image.a
+  run    = ["true"]
+}
+target "tar" "t" {
+  image = image.b
+}
+`)
+	_, diags := New(load(t, []string{dir}), Options{})
+	if len(diags) != 1 || !strings.Contains(diags[0].Error(), "pipe is neither a file") {
+		t.Errorf("want one error about the FIFO, got %d:\n%s", len(diags), diags.Error())
 	}
 }

@@ -75,10 +75,7 @@ func fakeTool(t *testing.T, name, script string) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeRootFile(t, dir, name, "#!/bin/sh\n"+script, 0o755)
-	old := hosttool.StandardDirs
-	hosttool.StandardDirs = []string{dir}
-	t.Cleanup(func() { hosttool.StandardDirs = old })
-	t.Setenv("PATH", dir)
+	testkit.HostTools(t, dir)
 	return dir
 }
 

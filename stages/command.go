@@ -112,23 +112,23 @@ const (
 	online  network = true
 )
 
-// inImage runs args inside env.Root (used as it is) through sandbox.Run,
-// after logging them as "+ args"; the command's output goes to the log.
-// extraEnv adds to the sandbox's standard environment.
-func inImage(ctx context.Context, env *Env, net network, extraEnv []string, args ...string) (*hosttool.Tail, error) {
+// runInImage runs args inside env.Root as inImage does, after logging
+// them as "+ args".
+func runInImage(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, args ...string) error {
 	logCommand(env.Log, args)
+	return inImage(ctx, env, net, what, pick, extraEnv, args...)
+}
+
+// inImage runs args inside env.Root (used as it is) through sandbox.Run;
+// the command's output goes to the log. extraEnv adds to the sandbox's
+// standard environment. A failure is explained: what names the command,
+// pick selects the tool's error lines.
+func inImage(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, args ...string) error {
 	out := newOutputTail(env.Log)
 	err := sandbox.Run(ctx, sandbox.Spec{
 		Upper: env.Root, Args: args, Env: extraEnv,
 		Stdout: out, Stderr: out, Network: bool(net),
 	})
-	return out, err
-}
-
-// runInImage is inImage with the error explained: what names the
-// command, pick selects the tool's error lines.
-func runInImage(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, args ...string) error {
-	out, err := inImage(ctx, env, net, extraEnv, args...)
 	if err != nil {
 		return commandFailed(what, err, out, pick)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/fgimg/fgimg/stages/sandbox"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,14 +26,9 @@ func runCommands(ctx context.Context, s *Script, env *Env) error {
 	}
 	for i, c := range s.Commands {
 		fmt.Fprintf(env.Log, "+ %s\n", c)
-		out := newOutputTail(env.Log)
-		err := sandbox.Run(ctx, sandbox.Spec{
-			Upper: env.Root, Args: []string{"/bin/sh", "-c", c},
-			Stdout: out, Stderr: out, Network: s.Network,
-		})
-		if err != nil {
-			what := "command " + strconv.Itoa(i+1) + " of " + strconv.Itoa(len(s.Commands)) + " " + strconv.Quote(c)
-			return commandFailed(what, err, out, nil)
+		what := "command " + strconv.Itoa(i+1) + " of " + strconv.Itoa(len(s.Commands)) + " " + strconv.Quote(c)
+		if err := inImage(ctx, env, network(s.Network), what, nil, nil, "/bin/sh", "-c", c); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/qemu"
+	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/targets"
 )
@@ -70,16 +71,16 @@ Flags:`)
 		return flagResult(usageError{"-timeout must be positive"}, errw)
 	}
 	name, paths := pos[0], pos[1:]
+	var cfg *lang.Config
+	var plan *planner.Plan
 	if *build {
 		b := bf
 		b.only = append(slices.Clone(bf.only), name)
-		if code := b.build(ctx, paths, out, errw); code != exitOK {
+		var code int
+		if code, cfg, plan = b.build(ctx, paths, out, errw); code != exitOK {
 			return code
 		}
-	}
-
-	cfg, plan := bf.load(paths, errw)
-	if plan == nil {
+	} else if cfg, plan = bf.load(paths, errw); plan == nil {
 		return exitFailed
 	}
 	target := findTarget(plan, name)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -383,5 +384,39 @@ func TestBootStopsQEMU(t *testing.T) {
 				t.Errorf("took %s to stop", time.Since(start))
 			}
 		}
+	}
+}
+
+// TestBootBuildLoadsOnce: boot -build boots from the plan its build made
+// rather than loading the configuration again, so what the load reports
+// (here a warning) is printed once.
+func TestBootBuildLoadsOnce(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildConfig + kernelledConfig + `
+image "odd" {
+  parent = image.base
+  file "/etc/odd" {
+    content = "a file with the sticky bit"
+    mode    = "1644"
+  }
+}
+`)
+	bin := t.TempDir()
+	sleeper := fmt.Sprintf("sleep %d", 800000+time.Now().UnixNano()%99999)
+	writeFile(t, filepath.Join(bin, "qemu-system-x86_64"), "#!/bin/sh\nprintf 'localhost login: '\nexec "+sleeper+"\n")
+	os.Chmod(filepath.Join(bin, "qemu-system-x86_64"), 0o755)
+	cmd := e.command(context.Background(), []string{"PATH=" + bin + ":" + os.Getenv("PATH")},
+		"boot", "-build", "-accel", "tcg", "-o", e.out, "nb")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if err != nil || !strings.Contains(stderr.String(), "nb booted: a login prompt") {
+		t.Fatalf("boot -build: %v\n%s", err, stderr.String())
+	}
+	if n := strings.Count(stderr.String(), "Unsafe file mode"); n != 1 {
+		t.Errorf("the load's warning was printed %d times, want once:\n%s", n, stderr.String())
+	}
+	if processWith(sleeper) {
+		t.Error("boot -build left QEMU running")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/outdir"
+	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
@@ -48,18 +50,20 @@ func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
 	if err != nil {
 		return flagResult(err, errw)
 	}
-	return bf.build(ctx, paths, out, errw)
+	code, _, _ := bf.build(ctx, paths, out, errw)
+	return code
 }
 
-// build builds what the flags select in paths.
-func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Writer) int {
+// build builds what the flags select in paths. It returns the exit code
+// and, when the build succeeded, the configuration and plan it built.
+func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Writer) (int, *lang.Config, *planner.Plan) {
 	cf := bf.configFlags // useCache below sets its store for this build only
 	if bf.jobs < 1 {
-		return flagResult(usageError{"-j must be at least 1"}, errw)
+		return flagResult(usageError{"-j must be at least 1"}, errw), nil, nil
 	}
 	stageTimeout := bf.stageTimeout
 	if stageTimeout < 0 {
-		return flagResult(usageError{"--stage-timeout must not be negative"}, errw)
+		return flagResult(usageError{"--stage-timeout must not be negative"}, errw), nil, nil
 	}
 	if stageTimeout == 0 {
 		stageTimeout = -1 // the engine's "none"
@@ -69,27 +73,27 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	// process Isolate runs fgimg again inside one and does not return.
 	if err := sandbox.Isolate(); err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
+		return exitFailed, nil, nil
 	}
 	epoch, err := layer.EpochFromEnv()
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: SOURCE_DATE_EPOCH: %s\n", err)
-		return exitUsage
+		return exitUsage, nil, nil
 	}
 	store, err := openCache(cf.cacheDir, true, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
+		return exitFailed, nil, nil
 	}
 	defer store.Close()
 	if err := outdir.Outside(bf.outDir, store.Dir()); err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
+		return exitFailed, nil, nil
 	}
 	defer cf.useCache(store)()
-	_, plan := cf.load(paths, errw)
+	cfg, plan := cf.load(paths, errw)
 	if plan == nil {
-		return exitFailed
+		return exitFailed, nil, nil
 	}
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
 	eng := &engine.Engine{
@@ -108,7 +112,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		if !errors.As(err, &f) {
 			fmt.Fprintf(errw, "fgimg: %s\n", err)
 		}
-		return exitFailed
+		return exitFailed, nil, nil
 	}
-	return exitOK
+	return exitOK, cfg, plan
 }

@@ -378,9 +378,9 @@ func TestInterruptStopsCleanly(t *testing.T) {
 	e.verifyCache()
 }
 
-func TestReproducibleArtifacts(t *testing.T) {
-	e := newEnv(t)
-	e.write(buildConfig + `
+// kernelledConfig adds to buildConfig an image with a stand-in kernel
+// and an init, and a netboot target "nb" of it.
+const kernelledConfig = `
 image "kernelled" {
   parent = image.child
   file "/boot/vmlinuz-1.0" {
@@ -392,6 +392,11 @@ target "netboot" "nb" {
   image       = image.kernelled
   kernel_args = ["console=ttyS0"]
 }
+`
+
+func TestReproducibleArtifacts(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildConfig + kernelledConfig + `
 target "raw" "disk" {
   image = image.kernelled
   boot  = "none"

@@ -1,6 +1,7 @@
-// Package fsat holds file operations relative to a directory descriptor
-// that never follow a symlink: reading a link, removing a tree. Resolving
-// a path inside a root is package rootpath's.
+// Package fsat holds file operations that never follow a symlink:
+// reading a link and removing a tree relative to a directory descriptor,
+// and opening a checked path's regular file (OpenRegular). Resolving a
+// path inside a root is package rootpath's.
 package fsat
 
 import (

@@ -9,6 +9,6 @@
 // target installs the same packages, and a test checks that they agree.
 //
 // Command and Run start a tool in its own process group with a parent
-// death signal (internal/proc), so that neither it nor anything it
-// starts outlives fgimg, and kill the group when the context ends.
+// death signal, so that neither it nor anything it starts outlives
+// fgimg, and kill the group when the context ends.
 package hosttool

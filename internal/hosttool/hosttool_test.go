@@ -18,18 +18,6 @@ import (
 	"github.com/fgimg/fgimg/internal/testkit"
 )
 
-// osRelease points hosttool at an os-release file with content.
-func osRelease(t *testing.T, content string) {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "os-release")
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	old := hosttool.OSRelease
-	hosttool.OSRelease = p
-	t.Cleanup(func() { hosttool.OSRelease = old })
-}
-
 func TestMissingToolNamesThePackageOfTheHostsDistribution(t *testing.T) {
 	for _, c := range []struct {
 		osRelease, tool, want string
@@ -44,7 +32,7 @@ func TestMissingToolNamesThePackageOfTheHostsDistribution(t *testing.T) {
 		{"", "syslinux", "syslinux not found: install the package that provides it (on Debian and Ubuntu: syslinux)"},
 		{"ID=debian\n", "no-such-tool", "no-such-tool not found (searched PATH and /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin)"},
 	} {
-		osRelease(t, c.osRelease)
+		testkit.HostOS(t, c.osRelease)
 		if got := hosttool.Missing(c.tool).Error(); got != c.want {
 			t.Errorf("os-release %q, %s:\n got %s\nwant %s", c.osRelease, c.tool, got, c.want)
 		}
@@ -53,7 +41,7 @@ func TestMissingToolNamesThePackageOfTheHostsDistribution(t *testing.T) {
 
 func TestFindLooksInSbinAndNamesTheMissingPackage(t *testing.T) {
 	testkit.Need(t, "e2fsck")
-	osRelease(t, "ID=debian\n")
+	testkit.HostOS(t, "ID=debian\n")
 	t.Setenv("PATH", t.TempDir()) // a user's PATH without the sbin directories
 	p, err := hosttool.Find("e2fsck")
 	if err != nil || !filepath.IsAbs(p) {

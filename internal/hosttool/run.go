@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/fgimg/fgimg/internal/proc"
 )
 
 // KillDelay bounds the wait for a killed tool's output to end.
@@ -47,11 +46,34 @@ func Unsynced(ctx context.Context, name string, args ...string) (*exec.Cmd, erro
 	return Command(ctx, path, args...)
 }
 
-// Start starts cmd with a parent death signal (see internal/proc); the
-// result of cmd.Wait arrives on the channel.
+// Start starts cmd with SIGKILL as its parent death signal; the result
+// of cmd.Wait arrives on the channel (the caller must not call cmd.Wait
+// itself).
+//
+// Linux delivers a parent death signal when the thread that forked the
+// child exits, not the process, and the Go runtime discards threads (a
+// goroutine that ends while locked to its thread, as the sandbox's mount
+// helpers do): a child started from an arbitrary thread could be killed
+// in the middle of its work while fgimg runs on. So the forking thread
+// stays locked to one goroutine until the child has been reaped.
 func Start(cmd *exec.Cmd) (<-chan error, error) {
-	waited, err := proc.Start(cmd)
-	if err != nil {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started := make(chan error, 1)
+	waited := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
 	return waited, nil

@@ -111,7 +111,10 @@ func Replace(out, name string, fill func(dir string) error) (err error) {
 		return err
 	}
 	if !exists {
-		return unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+		if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE); err != nil {
+			return fmt.Errorf("writing %s: %w", dst, err)
+		}
+		return nil
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
 		return fmt.Errorf("replacing %s: %w", dst, err)

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
 )
 
@@ -408,14 +407,8 @@ func TestBootCancelled(t *testing.T) {
 func TestBootWithoutQEMU(t *testing.T) {
 	kernel, _, _, _ := files(t)
 	// A Debian host without QEMU anywhere.
-	empty := t.TempDir()
-	t.Setenv("PATH", empty)
-	oldDirs, oldRelease := hosttool.StandardDirs, hosttool.OSRelease
-	hosttool.StandardDirs, hosttool.OSRelease = []string{empty}, filepath.Join(empty, "os-release")
-	t.Cleanup(func() { hosttool.StandardDirs, hosttool.OSRelease = oldDirs, oldRelease })
-	if err := os.WriteFile(hosttool.OSRelease, []byte("ID=debian\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.HostTools(t, t.TempDir())
+	testkit.HostOS(t, "ID=debian\n")
 	_, err := Boot(context.Background(), Options{Kernel: kernel})
 	if err == nil || !strings.Contains(err.Error(), "qemu-system-x86_64 not found: install qemu-system-x86 (apt-get install qemu-system-x86)") {
 		t.Errorf("%v", err)

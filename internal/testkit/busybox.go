@@ -114,14 +114,6 @@ func busybox(t testing.TB) map[string]bool {
 	return listApplets
 }
 
-// StaticBusybox returns the path of the host's static busybox, or ends
-// the test as Need does.
-func StaticBusybox(tb testing.TB) string {
-	tb.Helper()
-	busybox(tb)
-	return BusyboxPath
-}
-
 var errDynamic = errors.New("dynamically linked")
 
 // BusyboxRootfs fills dir with a tiny working root filesystem: the host's

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,4 +49,27 @@ func Missing(tb testing.TB, err error) {
 		tb.Fatalf("%v (make deps installs it; %s or CI=true makes a missing tool an error)", err, RequireTools)
 	}
 	tb.Skipf("%v (make deps installs it)", err)
+}
+
+// HostTools makes dir the only place hosttool.Find looks for tools (PATH
+// and hosttool.StandardDirs) until the test ends.
+func HostTools(tb testing.TB, dir string) {
+	tb.Helper()
+	tb.Setenv("PATH", dir)
+	old := hosttool.StandardDirs
+	hosttool.StandardDirs = []string{dir}
+	tb.Cleanup(func() { hosttool.StandardDirs = old })
+}
+
+// HostOS makes hosttool read osRelease as the host's /etc/os-release
+// until the test ends.
+func HostOS(tb testing.TB, osRelease string) {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "os-release")
+	if err := os.WriteFile(p, []byte(osRelease), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	old := hosttool.OSRelease
+	hosttool.OSRelease = p
+	tb.Cleanup(func() { hosttool.OSRelease = old })
 }

@@ -225,6 +225,9 @@ func TestRunProcessLimit(t *testing.T) {
 	if !strings.Contains(err.Error(), "limit of 50 processes") {
 		t.Errorf("error %q does not name the limit", err)
 	}
+	if !strings.Contains(err.Error(), "run fewer jobs at once") {
+		t.Errorf("error %q does not say what to do", err)
+	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("the fork bomb ran for %s", d)
 	}

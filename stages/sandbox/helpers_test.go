@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -190,42 +189,11 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-var busyboxApplets = []string{
-	"sh", "echo", "cat", "ls", "sleep", "hostname", "env", "sort", "grep",
-	"tr", "wc", "head", "test", "kill", "id", "touch", "rm", "mkdir", "stat",
-}
-
-// busyboxRootfs fills dir with a tiny root filesystem: the host's static
-// busybox with some applets, the usual top-level directories and
+// busyboxRootfs fills dir with testkit's busybox root filesystem and
 // /etc/lowerfile containing "lower\n".
 func busyboxRootfs(t *testing.T, dir string) {
 	t.Helper()
-	bb := testkit.StaticBusybox(t)
-	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	src, err := os.Open(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(filepath.Join(dir, "bin/busybox"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range busyboxApplets {
-		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.BusyboxRootfs(t, dir)
 	writeFile(t, filepath.Join(dir, "etc/lowerfile"), "lower\n")
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,7 +25,7 @@ const DefaultMaxProcesses = 4096
 type ProcessLimitError struct{ Limit int }
 
 func (e *ProcessLimitError) Error() string {
-	return fmt.Sprintf("stopped: the command reached the limit of %d processes (a fork bomb, or a build more parallel than that)", e.Limit)
+	return fmt.Sprintf("stopped: the command reached the limit of %d processes (a fork bomb, or a build more parallel than that: run fewer jobs at once, make -jN)", e.Limit)
 }
 
 // pidsCgroup is a pids-controller cgroup holding one command.
@@ -95,6 +96,35 @@ func (c *pidsCgroup) hitLimit() bool {
 	return false
 }
 
+// stopAtLimit kills p once a fork in the cgroup has failed for the limit:
+// a fork bomb never ends by itself. The returned function, called once p
+// is gone, stops watching and reports whether the limit stopped p.
+func (c *pidsCgroup) stopAtLimit(p *os.Process) (stopped func() bool) {
+	done := make(chan struct{})
+	hit := make(chan bool, 1)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				hit <- false
+				return
+			case <-t.C:
+				if c.hitLimit() {
+					_ = p.Kill()
+					hit <- true
+					return
+				}
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		return <-hit
+	}
+}
+
 // remove deletes the cgroup, waiting for its last process to be gone:
 // thousands of killed processes take a moment to exit. A cgroup left
 // behind is removed by the next fgimg (removeStaleCgroups).
@@ -137,33 +167,29 @@ func ownPidsCgroup() (string, error) {
 // cgroup), but its slice usually does already; the root cgroup can
 // always be made to.
 func v2PidsParent(mount, own string) (string, bool) {
-	for p := own; ; p = filepath.Dir(p) {
+	for p := filepath.Clean("/" + own); ; p = filepath.Dir(p) {
 		dir := filepath.Join(mount, p)
 		ctl := filepath.Join(dir, "cgroup.subtree_control")
 		b, err := os.ReadFile(ctl)
 		if err != nil {
 			return "", false
 		}
-		if !hasWord(string(b), "pids") && (p == "/" || p == "." || p == "") {
+		if !handsPids(b) && p == "/" {
 			_ = os.WriteFile(ctl, []byte("+pids"), 0)
 			b, _ = os.ReadFile(ctl)
 		}
-		if hasWord(string(b), "pids") {
+		if handsPids(b) {
 			return dir, true
 		}
-		if p == "/" || p == "." || p == "" {
+		if p == "/" {
 			return "", false
 		}
 	}
 }
 
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
+// handsPids reports whether a cgroup.subtree_control names pids.
+func handsPids(subtreeControl []byte) bool {
+	return slices.Contains(strings.Fields(string(subtreeControl)), "pids")
 }
 
 // cgroupMounts finds the mount points of cgroup v1's pids hierarchy and
@@ -180,7 +206,7 @@ func cgroupMounts() (v1, v2 string, err error) {
 		switch {
 		case m.FSType == "cgroup2" && v2 == "":
 			v2 = m.Point
-		case m.FSType == "cgroup" && v1 == "" && hasWord(strings.ReplaceAll(m.Super, ",", " "), "pids"):
+		case m.FSType == "cgroup" && v1 == "" && slices.Contains(strings.Split(m.Super, ","), "pids"):
 			v1 = m.Point
 		}
 	}

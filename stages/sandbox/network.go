@@ -2,17 +2,17 @@ package sandbox
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/hosttool"
 )
 
 // loopbackUp brings up lo in the init's network namespace: commands may
@@ -124,9 +124,9 @@ const pastaStartTimeout = 30 * time.Second
 // access through pasta (Debian's passt package) and returns the function
 // that stops it.
 func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
-	pasta, err := findPasta()
+	pasta, err := hosttool.Find("pasta")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("build commands that use the network run it through pasta: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "fgimg-pasta-")
 	if err != nil {
@@ -148,12 +148,10 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 	cmd.ExtraFiles = nsFiles
 	cmd.Env = []string{}
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting pasta for the network: %w", err)
+	exited, err := hosttool.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stop = func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -164,7 +162,6 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 	for {
 		select {
 		case err := <-exited:
-			exited <- err
 			msg := strings.TrimSpace(out.String())
 			if msg == "" {
 				msg = fmt.Sprint(err)
@@ -179,17 +176,4 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 			}
 		}
 	}
-}
-
-// findPasta looks for pasta in PATH and the standard directories.
-func findPasta() (string, error) {
-	if p, err := exec.LookPath("pasta"); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/bin", "/usr/sbin", "/bin", "/sbin"} {
-		if _, err := os.Stat(filepath.Join(d, "pasta")); err == nil {
-			return filepath.Join(d, "pasta"), nil
-		}
-	}
-	return "", errors.New("build commands that use the network need pasta: apt-get install passt")
 }

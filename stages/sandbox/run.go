@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -244,27 +243,9 @@ func Run(ctx context.Context, s Spec) error {
 		}
 		defer stop()
 	}
-	var overLimit atomic.Bool
+	overLimit := func() bool { return false }
 	if cg != nil {
-		// A fork bomb never ends by itself: stop the command at the limit.
-		watchDone := make(chan struct{})
-		defer close(watchDone)
-		go func() {
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-watchDone:
-					return
-				case <-t.C:
-					if cg.hitLimit() {
-						overLimit.Store(true)
-						_ = cmd.Process.Kill()
-						return
-					}
-				}
-			}
-		}()
+		overLimit = cg.stopAtLimit(cmd.Process)
 	}
 	statusc := make(chan []byte, 1)
 	go func() {
@@ -280,7 +261,7 @@ func Run(ctx context.Context, s Spec) error {
 
 	waitErr := cmd.Wait()
 	raw := <-statusc
-	if overLimit.Load() {
+	if overLimit() {
 		return &ProcessLimitError{Limit: limit}
 	}
 	var st initStatus

@@ -238,6 +238,11 @@ func TestRunResolvConf(t *testing.T) {
 	}, {
 		name: "dangling symlink",
 		prepare: func(t *testing.T, l layout) {
+			// Without /run in the lower, every directory of the stub is
+			// new (an existing /run would be copied up and stay).
+			if err := os.RemoveAll(l.p("l0/run")); err != nil {
+				t.Fatal(err)
+			}
 			os.Symlink("../run/systemd/resolve/stub-resolv.conf", l.p("l0/etc/resolv.conf"))
 		},
 		after: func(t *testing.T, l layout) {
@@ -324,7 +329,7 @@ func TestRunEmptyLowerUsesUpperAsRoot(t *testing.T) {
 func TestRunMissingMountPoints(t *testing.T) {
 	l := newLayout(t)
 	for _, d := range []string{"proc", "sys", "dev"} {
-		if err := os.Remove(l.p("l0/" + d)); err != nil {
+		if err := os.RemoveAll(l.p("l0/" + d)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package proc
+package hosttool_test
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/fgimg/fgimg/internal/hosttool"
 )
 
 // churnThreads discards OS threads until stop is closed: each goroutine
@@ -27,7 +29,7 @@ func churnThreads(stop <-chan struct{}, wg *sync.WaitGroup) {
 	}
 }
 
-// A child started by Run survives the runtime discarding threads: a
+// A child started by Run (through Start) survives the runtime discarding threads: a
 // child started from a discarded thread would die of SIGKILL.
 func TestRunSurvivesDiscardedThreads(t *testing.T) {
 	stop := make(chan struct{})
@@ -44,7 +46,7 @@ func TestRunSurvivesDiscardedThreads(t *testing.T) {
 		runs.Add(1)
 		go func() {
 			defer runs.Done()
-			errs <- Run(exec.Command("sleep", "0.2"))
+			errs <- hosttool.Run(exec.Command("sleep", "0.2"))
 		}()
 	}
 	runs.Wait()
@@ -57,13 +59,13 @@ func TestRunSurvivesDiscardedThreads(t *testing.T) {
 }
 
 func TestStartError(t *testing.T) {
-	if _, err := Start(exec.Command("/nonexistent/tool")); err == nil {
+	if _, err := hosttool.Start(exec.Command("/nonexistent/tool")); err == nil {
 		t.Fatal("starting a missing tool succeeded")
 	}
 }
 
 func TestRunExitStatus(t *testing.T) {
-	err := Run(exec.Command("sh", "-c", "exit 3"))
+	err := hosttool.Run(exec.Command("sh", "-c", "exit 3"))
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
 		t.Fatalf("Run = %v, want exit status 3", err)
