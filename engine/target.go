@@ -86,7 +86,6 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 	t := s.Targets[0] // all of them have the same kind, spec and image
 	im := t.Image
 	in := &targets.Input{
-		Target:          t.Target.Name,
 		Image:           targets.ImageInfo{Name: im.Image.Name, ID: im.ID(), Arch: im.Image.Meta.Arch},
 		SourceDateEpoch: e.Epoch,
 	}

@@ -249,7 +249,6 @@ func (w *writerBench) write(t *testing.T, tg *Target) string {
 	}
 	im := tg.Image
 	in := &targets.Input{
-		Target:          tg.Target.Name,
 		Image:           targets.ImageInfo{Name: im.Image.Name, ID: im.ID(), Arch: im.Image.Meta.Arch},
 		Layers:          []targets.Layer{w.layer},
 		SourceDateEpoch: &w.epoch,

@@ -52,7 +52,7 @@ func TestRawDiskBoots(t *testing.T) {
 	root := debianBaseTree(t)
 	img := filepath.Join(t.TempDir(), "disk.raw")
 	in := &Input{
-		Target: "boot", Root: root,
+		Root:  root,
 		Image: ImageInfo{Name: "base", ID: digest.FromString("debian base for the boot test"), Arch: "amd64"},
 	}
 	adaptDisk(t, in)

@@ -83,9 +83,8 @@ func writeIn(t testing.TB, root, rel, body string) {
 func diskInput(root string) *Input {
 	epoch := testkit.Epoch.Add(24 * time.Hour)
 	return &Input{
-		Target: "vm",
-		Image:  ImageInfo{Name: "base", ID: digest.FromString("image base"), Arch: "amd64"},
-		Root:   root, SourceDateEpoch: &epoch,
+		Image: ImageInfo{Name: "base", ID: digest.FromString("image base"), Arch: "amd64"},
+		Root:  root, SourceDateEpoch: &epoch,
 	}
 }
 

@@ -47,7 +47,7 @@ func netbootTree(t testing.TB) string {
 
 func netbootInput(root string) *Input {
 	epoch := testkit.Epoch.Add(time.Hour)
-	return &Input{Target: "hpc", Image: ImageInfo{Name: "hpc", ID: "sha256:0123abcd"}, Root: root, SourceDateEpoch: &epoch}
+	return &Input{Image: ImageInfo{Name: "hpc", ID: "sha256:0123abcd"}, Root: root, SourceDateEpoch: &epoch}
 }
 
 func writeNetbootTarget(t testing.TB, in *Input, spec *NetbootSpec) (string, []Artifact) {
@@ -655,7 +655,7 @@ func TestNetbootBenchHelper(t *testing.T) {
 	if root == "" {
 		t.Skip("the child process of BenchmarkNetboot; runs only from there")
 	}
-	in := &Input{Target: "bench", Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: root}
+	in := &Input{Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: root}
 	spec := &NetbootSpec{Compression: os.Getenv("FGIMG_NETBOOT_BENCH_COMPRESSION"), KernelArgs: []string{"console=ttyS0"}}
 	if _, err := (Netboot{}).Write(context.Background(), in, spec, os.Getenv("FGIMG_NETBOOT_BENCH_OUT")); err != nil {
 		t.Fatal(err)

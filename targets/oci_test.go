@@ -26,7 +26,6 @@ import (
 
 func ociInput(t testing.TB, epoch *time.Time) *Input {
 	return &Input{
-		Target:          "container",
 		Image:           ImageInfo{Name: "hadoop", ID: digest.FromString("last stage"), Arch: "arm64"},
 		Layers:          chain(t),
 		SourceDateEpoch: epoch,

@@ -306,7 +306,7 @@ func TestQCOW2BenchHelper(t *testing.T) {
 		}
 		return
 	}
-	in := &Input{Target: "bench", Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: a.Root}
+	in := &Input{Image: ImageInfo{Name: "bench", ID: "sha256:bench"}, Root: a.Root}
 	spec := &QCOW2Spec{DiskSpec: DiskSpec{Boot: BootNone}, Compress: a.Compress}
 	if _, err := (QCOW2{}).Write(context.Background(), in, spec, a.Out); err != nil {
 		t.Fatal(err)

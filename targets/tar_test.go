@@ -43,7 +43,7 @@ func writeTarget(t *testing.T, w Kind, in *Input, spec Spec) (string, []Artifact
 func TestTarTarget(t *testing.T) {
 	// Past 32 MiB, so that gzip and zstd both compress in parallel.
 	big := tarLayer(t, "run", dir("data"), file("data/big", string(text(1, 34<<20))))
-	in := &Input{Target: "rootfs", Layers: append(chain(t), big)}
+	in := &Input{Layers: append(chain(t), big)}
 	want := squash(t, in.Layers, nil)
 
 	for _, tc := range []struct {

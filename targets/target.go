@@ -81,8 +81,7 @@ type ImageInfo struct {
 
 // Input is everything a writer makes artifacts from besides its Spec.
 type Input struct {
-	Target string // target name, for messages only
-	Image  ImageInfo
+	Image ImageInfo
 	// Layers are the image's whole chain, bottom (origin) first, with
 	// the kind's adaptation stages (Adapter) on top.
 	Layers          []Layer
