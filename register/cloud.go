@@ -1,0 +1,58 @@
+package register
+
+import (
+	"context"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Cloud is one infrastructure's image service as register needs it.
+// Implementations live in their own packages (register/openstack,
+// register/opennebula, ...) and are opened from a File by the CLI.
+// They never log or return a secret.
+type Cloud interface {
+	// String names the cloud for messages and plans, such as
+	// `openstack cloud "lab" (http://127.0.0.1:5000/v3)`.
+	String() string
+	// Find lists the images in the cloud that fgimg registered for
+	// target (its fgimg_target property or attribute), in every state,
+	// so that register can skip, clean up and retire.
+	Find(ctx context.Context, target string) ([]Image, error)
+	// Upload creates an image for step, with props (step.Properties
+	// with Refs resolved), from the artifact at path, and returns it
+	// once the cloud holds all its bytes.
+	Upload(ctx context.Context, step Step, props map[string]string, path string) (Image, error)
+	// Retire takes an image that fgimg registered out of use by the
+	// cloud's own means (Glance: hide or deactivate; OpenNebula:
+	// disable); Delete removes one (a stale upload, or -replace with
+	// deletion).
+	Retire(ctx context.Context, im Image) error
+	Delete(ctx context.Context, im Image) error
+}
+
+// Image is one image in a cloud, as Find and Upload report it.
+type Image struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// State is the cloud's own status, normalised: StateReady,
+	// StateIncomplete (queued, saving, importing, locked), StateRetired
+	// (deactivated, hidden, disabled) or StateFailed.
+	State string `json:"state"`
+	// Status is the cloud's own word for it, for messages.
+	Status string `json:"status"`
+	// Digest is the fgimg_digest the image was registered with, Step
+	// its fgimg_step (disk, kernel, ramdisk).
+	Digest digest.Digest `json:"digest,omitempty"`
+	Step   string        `json:"step,omitempty"`
+	Size   int64         `json:"size,omitempty"`
+	// Properties are the image's properties or template attributes.
+	Properties map[string]string `json:"properties,omitempty"`
+}
+
+// Image states, normalised across clouds.
+const (
+	StateReady      = "ready"
+	StateIncomplete = "incomplete"
+	StateRetired    = "retired"
+	StateFailed     = "failed"
+)
