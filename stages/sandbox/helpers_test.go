@@ -83,6 +83,34 @@ func helperMain(mode string) int {
 		}
 		return 7
 
+	case "isolate-run": // mount from Go, run a command on the mount, write from Go again
+		if err := Isolate(); err != nil {
+			return fail(err)
+		}
+		unmount, err := MountOverlay(hs.Lower, hs.Dir, hs.Upper, hs.Work, hs.Target)
+		if err != nil {
+			return fail(err)
+		}
+		if err := os.WriteFile(filepath.Join(hs.Target, "fromgo"), []byte("go\n"), 0o644); err != nil {
+			return fail(err)
+		}
+		if err := Run(context.Background(), Spec{Upper: hs.Target, Args: hs.Args, Stdout: os.Stdout, Stderr: os.Stderr}); err != nil {
+			return fail(err)
+		}
+		b, err := os.ReadFile(filepath.Join(hs.Target, "fromcmd"))
+		if err != nil {
+			return fail(err)
+		}
+		_, err = os.Stat(filepath.Join(hs.Target, "etc/lowerfile"))
+		fmt.Printf("go reads fromcmd %q, lowerfile removed %v\n", b, os.IsNotExist(err))
+		if err := os.WriteFile(filepath.Join(hs.Target, "aftergo"), []byte("go\n"), 0o644); err != nil {
+			return fail(err)
+		}
+		if err := unmount(); err != nil {
+			return fail(err)
+		}
+		return 7
+
 	case "isolate-hold": // mount, report, and wait to be killed
 		if err := Isolate(); err != nil {
 			return fail(err)
@@ -283,10 +311,14 @@ func uniqueSeconds() string {
 // namespace, that mention path.
 func mountsMentioning(t *testing.T, path string) []string {
 	t.Helper()
-	files, err := filepath.Glob("/proc/[0-9]*/mountinfo")
+	// Per thread: Run mounts a shifted root in a thread's own namespace.
+	files, err := filepath.Glob("/proc/[0-9]*/task/[0-9]*/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A command's root with shifted ids is mounted over idmapped
+	// mounts named by file descriptor, on a directory named after path.
+	shifted := shiftedRootPrefix(path)
 	var lines []string
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -294,7 +326,7 @@ func mountsMentioning(t *testing.T, path string) []string {
 			continue
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.Contains(l, path) {
+			if strings.Contains(l, path) || strings.Contains(l, shifted) {
 				lines = append(lines, f+": "+l)
 			}
 		}

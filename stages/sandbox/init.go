@@ -34,7 +34,13 @@ const setupFailed = 125
 // in TestMain of tests that do. In a process started by Run as a sandbox
 // init it runs the init and exits; otherwise it returns at once.
 func Init() {
-	if len(os.Args) == 0 || os.Args[0] != initArg0 {
+	if len(os.Args) == 0 {
+		return
+	}
+	if os.Args[0] == usernsArg0 {
+		holdUserNS()
+	}
+	if os.Args[0] != initArg0 {
 		return
 	}
 	// Namespaces, root and working directory are set for the whole

@@ -55,35 +55,51 @@ func MountOverlay(lower []string, dir, upper, work, target string) (unmount func
 	if err != nil {
 		return nil, err
 	}
-	if len(lower) == 0 {
-		src := upper
-		if dir != "" && !filepath.IsAbs(src) {
-			src = filepath.Join(dir, src)
+	l := layers{lower: lower, dir: dir, upper: upper, work: work}
+	if err := mountLayers(l, target); err != nil {
+		return nil, err
+	}
+	registerOverlay(target, l)
+	return func() error {
+		unregisterOverlay(target)
+		return unmountRoot(target)
+	}, nil
+}
+
+// mountLayers mounts l at target with the ids as they are on disk.
+func mountLayers(l layers, target string) error {
+	if len(l.lower) == 0 {
+		src := l.upper
+		if l.dir != "" && !filepath.IsAbs(src) {
+			src = filepath.Join(l.dir, src)
 		}
 		if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return nil, fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
-		}
-	} else {
-		opts, err := overlayOptions(lower, upper, work, inUserNS())
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
-		}
-		if err := mountAt(dir, "overlay", target, "overlay", 0, opts); err != nil {
-			return nil, fmt.Errorf("sandbox: mounting overlay (%s) on %s: %w", opts, target, err)
-		}
-	}
-	return func() error {
-		err := unix.Unmount(target, 0)
-		if errors.Is(err, unix.EBUSY) {
-			// Something still uses it (an open file); the upper
-			// directory already holds every change, so detach.
-			err = unix.Unmount(target, unix.MNT_DETACH)
-		}
-		if err != nil {
-			return fmt.Errorf("sandbox: unmounting %s: %w", target, err)
+			return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
 		}
 		return nil
-	}, nil
+	}
+	opts, err := overlayOptions(l.lower, l.upper, l.work, inUserNS())
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := mountAt(l.dir, "overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("sandbox: mounting overlay (%s) on %s: %w", opts, target, err)
+	}
+	return nil
+}
+
+// unmountRoot unmounts the root filesystem at target; something that
+// still uses it (an open file) makes it detach instead, since the upper
+// directory already holds every change.
+func unmountRoot(target string) error {
+	err := unix.Unmount(target, 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(target, unix.MNT_DETACH)
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: unmounting %s: %w", target, err)
+	}
+	return nil
 }
 
 // mountAt calls mount(2) with relative paths resolved from dir. The

@@ -153,6 +153,110 @@ func Run(ctx context.Context, s Spec) error {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 
+	if !shifting() {
+		uids, gids, setgroups, err := identityMaps()
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		return startInit(ctx, s, idMaps{uids: uids, gids: gids, setgroups: setgroups})
+	}
+	return runShifted(ctx, s)
+}
+
+// idMaps are the id maps of a command's user namespace; credential, if
+// set, is what the init becomes in it.
+type idMaps struct {
+	uids, gids []syscall.SysProcIDMap
+	setgroups  bool
+	credential *syscall.Credential
+}
+
+// runShifted runs s with the image's ids shifted to an unprivileged host
+// range (see shift.go). The root filesystem is mounted anew over idmapped
+// layers, in a mount namespace of a thread of its own that the init
+// inherits; a root filesystem MountOverlay mounted is unmounted for the
+// command (two overlays must not share an upper directory) and mounted
+// again afterwards.
+func runShifted(ctx context.Context, s Spec) (err error) {
+	userns, uids, gids, err := idmapNamespace()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	l := layers{lower: s.Lower, dir: s.Dir, upper: s.Upper, work: s.Work}
+	if len(s.Lower) == 0 {
+		target, err := l.abs(s.Upper)
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		if m, ok := registeredOverlay(target); ok {
+			if err := unix.Unmount(target, 0); err != nil {
+				if errors.Is(err, unix.EBUSY) {
+					return fmt.Errorf("sandbox: %s: %w", target, errBusy)
+				}
+				return fmt.Errorf("sandbox: unmounting %s: %w", target, err)
+			}
+			defer func() {
+				if merr := mountLayers(m, target); merr != nil && err == nil {
+					err = merr
+				}
+			}()
+			l = m
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread, whose mount namespace is its own,
+		// ends with the goroutine.
+		runtime.LockOSThread()
+		done <- runInOwnMountNS(ctx, s, l, userns, uids, gids)
+	}()
+	return <-done
+}
+
+// runInOwnMountNS moves the calling locked thread into a private mount
+// namespace, mounts l there with shifted ids on a fresh directory and runs
+// s's command on it.
+func runInOwnMountNS(ctx context.Context, s Spec, l layers, userns int, uids, gids idRange) error {
+	// The mount point is made before unsharing, so that it is a plain
+	// directory on the host that the shifted root can reach.
+	upper, err := l.abs(l.upper)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	root, err := os.MkdirTemp("", shiftedRootPrefix(upper))
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	defer os.Remove(root)
+	if err := os.Chmod(root, 0o755); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("sandbox: unsharing the mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("sandbox: making mounts private: %w", err)
+	}
+	if err := mountShifted(l, root, userns, uids, gids); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	// Unmounted before Run mounts the layers again (the overlay must be
+	// gone by then), after startInit has stopped everything using it.
+	defer func() {
+		if err := unix.Unmount(root, 0); err != nil {
+			_ = unix.Unmount(root, unix.MNT_DETACH)
+		}
+	}()
+	s.Lower, s.Dir, s.Upper, s.Work = nil, "", root, ""
+	return startInit(ctx, s, idMaps{
+		uids: uids.procMap(), gids: gids.procMap(), setgroups: true,
+		credential: &syscall.Credential{Uid: 0, Gid: 0},
+	})
+}
+
+// startInit starts the init for s in new namespaces with the given id
+// maps and waits for it.
+func startInit(ctx context.Context, s Spec, maps idMaps) error {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
@@ -171,18 +275,13 @@ func Run(ctx context.Context, s Spec) error {
 	cmd.Dir = s.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.Stdin, s.Stdout, s.Stderr
 	cmd.ExtraFiles = []*os.File{cfgR, statW} // fds 3 and 4 in the init
-	uids, gids, setgroups, err := identityMaps()
-	if err != nil {
-		cfgR.Close()
-		statW.Close()
-		return fmt.Errorf("sandbox: %w", err)
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET,
-		UidMappings:                uids,
-		GidMappings:                gids,
-		GidMappingsEnableSetgroups: setgroups,
+		UidMappings:                maps.uids,
+		GidMappings:                maps.gids,
+		GidMappingsEnableSetgroups: maps.setgroups,
+		Credential:                 maps.credential,
 		Setsid:                     true, // no controlling terminal for build commands
 		Pdeathsig:                  syscall.SIGKILL,
 	}
