@@ -39,6 +39,7 @@ var Packages = map[string]Package{
 	"/usr/share/OVMF/OVMF_VARS.fd": {Deb: "ovmf"},
 	// The sandbox's unprivileged builds.
 	"pasta":     {"passt", "passt"},
+	"nsenter":   {"util-linux", "util-linux"},
 	"newuidmap": {"uidmap", "shadow-utils"},
 	"newgidmap": {"uidmap", "shadow-utils"},
 	// Tests: fixtures and checks with the field's tools.

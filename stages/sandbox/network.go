@@ -45,19 +45,25 @@ func loopbackUp() error {
 // of reach. pasta stays in the foreground, fgimg's child, and writes
 // pidFile once the namespace is configured.
 //
-// The namespaces are passed as open files (fds 3 and 4): pasta started as
-// root changes to nobody before joining them, and nobody may not open
-// another user's /proc/PID/ns files.
+// The namespaces are passed as open files: the user namespace as fd 3
+// and the network namespace as fd 4, or, when pasta already runs in the
+// command's user namespace (inUserNS), the network namespace alone as fd
+// 3. pasta stays the user it starts as (--runas 0:0): as nobody it could
+// not join the namespaces.
 //
 // With dnsForward, UDP port 53 of dnsForwardAddr is mapped to the host's
 // first name server, which then is on the host's loopback.
-func pastaArgs(pidFile string, dnsForward bool) []string {
+func pastaArgs(pidFile string, dnsForward, inUserNS bool) []string {
 	args := []string{
 		"--config-net", "--quiet", "--foreground",
 		"-t", "none", "-u", "none", "-T", "none", "-U", "none",
 		"--no-map-gw", "--runas", "0:0",
 		"--pid", pidFile,
-		"--userns", "/proc/self/fd/3", "--netns", "/proc/self/fd/4",
+	}
+	if inUserNS {
+		args = append(args, "--netns", "/proc/self/fd/3", "--netns-only")
+	} else {
+		args = append(args, "--userns", "/proc/self/fd/3", "--netns", "/proc/self/fd/4")
 	}
 	if dnsForward {
 		args = append(args, "--dns-forward", dnsForwardAddr)
@@ -122,8 +128,11 @@ const pastaStartTimeout = 30 * time.Second
 
 // startNetwork gives the network namespace of the process pid outbound
 // access through pasta (Debian's passt package) and returns the function
-// that stops it.
-func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
+// that stops it. With shifted ids (shifted non-nil) pasta runs in the
+// command's user namespace, entered with nsenter, as its root: on the host
+// it is then the unprivileged user the image's root is, as with rootless
+// podman, instead of root.
+func startNetwork(pid int, dnsForward bool, shifted *idMaps) (stop func(), err error) {
 	pasta, err := hosttool.Find("pasta")
 	if err != nil {
 		return nil, fmt.Errorf("build commands that use the network run it through pasta: %w", err)
@@ -134,8 +143,22 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 	}
 	defer os.RemoveAll(dir)
 	pidFile := filepath.Join(dir, "pid")
+	namespaces := []string{"user", "net"}
+	name, args := pasta, pastaArgs(pidFile, dnsForward, shifted != nil)
+	if shifted != nil {
+		nsenter, err := hosttool.Find("nsenter")
+		if err != nil {
+			return nil, fmt.Errorf("build commands that use the network run pasta through nsenter: %w", err)
+		}
+		// pasta writes its pid file as the shifted root.
+		if err := os.Chown(dir, shifted.uids[0].HostID, shifted.gids[0].HostID); err != nil {
+			return nil, err
+		}
+		namespaces = []string{"net"}
+		name, args = nsenter, append([]string{fmt.Sprintf("--user=/proc/%d/ns/user", pid), "--", pasta}, args...)
+	}
 	var nsFiles []*os.File
-	for _, ns := range []string{"user", "net"} {
+	for _, ns := range namespaces {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
 		if err != nil {
 			return nil, err
@@ -144,7 +167,7 @@ func startNetwork(pid int, dnsForward bool) (stop func(), err error) {
 		nsFiles = append(nsFiles, f)
 	}
 	var out bytes.Buffer
-	cmd := exec.Command(pasta, pastaArgs(pidFile, dnsForward)...)
+	cmd := exec.Command(name, args...)
 	cmd.ExtraFiles = nsFiles
 	cmd.Env = []string{}
 	cmd.Stdout, cmd.Stderr = &out, &out

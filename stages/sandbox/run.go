@@ -336,7 +336,11 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 		if resolv != "" {
 			defer os.Remove(resolv)
 		}
-		stop, err := startNetwork(cmd.Process.Pid, dnsForward)
+		var shifted *idMaps
+		if maps.credential != nil {
+			shifted = &maps
+		}
+		stop, err := startNetwork(cmd.Process.Pid, dnsForward, shifted)
 		if err != nil {
 			return abort(err)
 		}

@@ -16,10 +16,18 @@ import (
 // sandboxInit returns the pid of the sandbox init this process started.
 func sandboxInit(t *testing.T) int {
 	t.Helper()
+	return childWithArg0(t, initArg0)
+}
+
+// childWithArg0 returns the pid of this process's child whose argv[0]
+// has the given base name.
+func childWithArg0(t *testing.T, arg0 string) int {
+	t.Helper()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		cmdline, err := os.ReadFile(d + "/cmdline")
-		if err != nil || !strings.HasPrefix(string(cmdline), initArg0+"\x00") {
+		first, _, _ := strings.Cut(string(cmdline), "\x00")
+		if err != nil || filepath.Base(first) != arg0 {
 			continue
 		}
 		stat, err := os.ReadFile(d + "/stat")
@@ -33,7 +41,7 @@ func sandboxInit(t *testing.T) int {
 			return pid
 		}
 	}
-	t.Fatal("no sandbox init among this process's children")
+	t.Fatalf("no %s among this process's children", arg0)
 	return 0
 }
 
@@ -187,4 +195,43 @@ func TestRunShiftsIDsOnMountOverlay(t *testing.T) {
 		t.Errorf("upper/etc/lowerfile is not an overlay whiteout: %v %o", err, st.Mode)
 	}
 	assertNoMounts(t, target)
+}
+
+func TestRunPastaRunsAsTheShiftedRoot(t *testing.T) {
+	l := newLayout(t)
+	uids, _ := shiftRanges()
+	stdin, feed := io.Pipe()
+	lines := make(chan string, 4)
+	s := l.absSpec(`echo ready; read x || true`)
+	s.Network = true
+	s.Stdin = stdin
+	s.Stdout = &lineCollector{lines: lines}
+	var errOut strings.Builder
+	s.Stderr = &errOut
+	errc := make(chan error, 1)
+	go func() { errc <- Run(context.Background(), s) }()
+	select {
+	case <-lines:
+	case err := <-errc:
+		t.Fatalf("%v; stderr: %s", err, errOut.String())
+	}
+	pasta := childWithArg0(t, "pasta")
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pasta))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "Uid:" {
+			for _, id := range f[1:] {
+				if id != strconv.Itoa(int(uids.host)) {
+					t.Errorf("pasta runs as %s; want the shifted root %d in every field", line, uids.host)
+					break
+				}
+			}
+		}
+	}
+	feed.Close()
+	if err := <-errc; err != nil {
+		t.Fatalf("%v; stderr: %s", err, errOut.String())
+	}
 }
