@@ -127,7 +127,7 @@ func inImage(ctx context.Context, env *Env, net network, what string, pick error
 	out := newOutputTail(env.Log)
 	err := sandbox.Run(ctx, sandbox.Spec{
 		Upper: env.Root, Args: args, Env: extraEnv,
-		Stdout: out, Stderr: out, Network: bool(net),
+		Stdout: out, Stderr: out, Network: bool(net), MaxMemory: env.MaxMemory,
 	})
 	if err != nil {
 		return commandFailed(what, err, out, pick)

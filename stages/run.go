@@ -25,6 +25,9 @@ type Env struct {
 	// Timeout bounds the stage's run time: zero means
 	// DefaultStageTimeout, a negative value no bound.
 	Timeout time.Duration
+	// MaxMemory bounds the memory (and swap) of each command run in the
+	// image, in bytes: zero means sandbox.DefaultMaxMemory().
+	MaxMemory int64
 }
 
 // DefaultStageTimeout is the stage timeout unless Env.Timeout sets

@@ -28,6 +28,7 @@ type buildFlags struct {
 	json   bool
 	// stageTimeout stops a stage that runs longer; 0 means no limit.
 	stageTimeout time.Duration
+	stageMemory  string
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -36,6 +37,7 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&b.jobs, "j", runtime.NumCPU(), "build at most `N` stages at once")
 	fs.BoolVar(&b.json, "json", false, "print one JSON build event per line, for CI")
 	fs.DurationVar(&b.stageTimeout, "stage-timeout", stages.DefaultStageTimeout, "stop a stage that runs longer than `DURATION` (0: no limit)")
+	fs.StringVar(&b.stageMemory, "stage-memory", "", "bound the memory and swap of each command a stage runs to `SIZE`, such as 8GiB (default: 3/4 of the host's memory)")
 }
 
 func cmdBuild(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -68,6 +70,17 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	if stageTimeout == 0 {
 		stageTimeout = -1 // the engine's "none"
 	}
+	var stageMemory int64
+	if bf.stageMemory != "" {
+		n, err := lang.ParseSize(bf.stageMemory)
+		if err != nil {
+			return flagResult(usageError{"--stage-memory: " + err.Error()}, errw), nil, nil
+		}
+		if n < 16<<20 {
+			return flagResult(usageError{"--stage-memory must be at least 16MiB"}, errw), nil, nil
+		}
+		stageMemory = n
+	}
 	// Building mounts overlays: do it in a private mount namespace, so
 	// that no mount outlives fgimg however it ends. In the calling
 	// process Isolate runs fgimg again inside one and does not return.
@@ -98,7 +111,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
-		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout},
+		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout, StageMemory: stageMemory},
 		Jobs:   bf.jobs,
 		Out:    bf.outDir,
 		Epoch:  epoch,

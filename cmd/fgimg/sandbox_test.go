@@ -32,3 +32,29 @@ target "tar" "slow-rootfs" { image = image.slow }
 		t.Errorf("negative timeout: exit %d\n%s", code, stderr)
 	}
 }
+
+func TestBuildStageMemory(t *testing.T) {
+	e := newEnv(t)
+	e.write(`
+image "hungry" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+  run = ["dd if=/dev/zero of=/dev/null bs=96M count=1"]
+}
+target "tar" "hungry-rootfs" { image = image.hungry }
+`)
+	code, _, stderr := e.build(nil, "--stage-memory", "48MiB")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr)
+	}
+	if want := "ran out of its memory limit of 48 MiB and the kernel's OOM killer ended it (fgimg build --stage-memory sets another limit)"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	}
+	if code, _, stderr := e.build(nil, "--stage-memory", "1GB"); code != 2 || !strings.Contains(stderr, "did you mean GiB") {
+		t.Errorf("a size in GB: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := e.build(nil); code != 0 {
+		t.Errorf("with the default limit: exit %d\n%s", code, stderr)
+	}
+}

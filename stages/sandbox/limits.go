@@ -128,9 +128,13 @@ func (c *pidsCgroup) stopAtLimit(p *os.Process) (stopped func() bool) {
 // remove deletes the cgroup, waiting for its last process to be gone:
 // thousands of killed processes take a moment to exit. A cgroup left
 // behind is removed by the next fgimg (removeStaleCgroups).
-func (c *pidsCgroup) remove() {
+func (c *pidsCgroup) remove() { removeCgroupDir(c.dir) }
+
+// removeCgroupDir removes the cgroup dir, waiting for its last process to
+// be gone.
+func removeCgroupDir(dir string) {
 	for i := 0; i < 1000; i++ {
-		if err := os.Remove(c.dir); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -179,6 +183,11 @@ func v2PidsParent(mount, own string) (string, bool) {
 			b, _ = os.ReadFile(ctl)
 		}
 		if handsPids(b) {
+			// The memory bound (memCgroup) goes in the same cgroup
+			// when this one can hand the memory controller too.
+			if !slices.Contains(strings.Fields(string(b)), "memory") {
+				_ = os.WriteFile(ctl, []byte("+memory"), 0)
+			}
 			return dir, true
 		}
 		if p == "/" {

@@ -58,6 +58,11 @@ type Spec struct {
 	// means DefaultMaxProcesses. Reaching the bound stops the command
 	// with a *ProcessLimitError.
 	MaxProcesses int
+	// MaxMemory bounds the command's memory and swap, in bytes; zero
+	// means DefaultMaxMemory(). A command that fails after the OOM
+	// killer ended one of its processes at the bound yields a
+	// *MemoryLimitError.
+	MaxMemory int64
 }
 
 // ExitError reports a command that ran but did not succeed.
@@ -296,6 +301,17 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 	if cg != nil {
 		defer cg.remove()
 	}
+	memLimit := s.MaxMemory
+	if memLimit <= 0 {
+		memLimit = DefaultMaxMemory()
+	}
+	var mem *memCgroup
+	if memLimit > 0 {
+		mem, _ = newMemCgroup(memLimit, cg)
+		if mem != nil {
+			defer mem.remove()
+		}
+	}
 
 	// The parent death signal fires when the thread that started the
 	// child exits; keep this goroutine, and so no other, on the thread
@@ -324,6 +340,15 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 		lim := unix.Rlimit{Cur: uint64(limit), Max: uint64(limit)}
 		if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_NPROC, &lim, nil); err != nil {
 			return abort(fmt.Errorf("limiting processes (no cgroup: %v): %w", cgErr, err))
+		}
+	}
+	if mem != nil {
+		if err := mem.add(cmd.Process.Pid); err != nil {
+			return abort(fmt.Errorf("limiting memory: %w", err))
+		}
+	} else if memLimit > 0 {
+		if err := limitMemoryWithoutCgroup(cmd.Process.Pid, memLimit); err != nil {
+			return abort(err)
 		}
 	}
 	var resolv string
@@ -368,7 +393,11 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 		return &ProcessLimitError{Limit: limit}
 	}
 	var st initStatus
-	if len(raw) == 0 || json.Unmarshal(raw, &st) != nil {
+	ok := len(raw) > 0 && json.Unmarshal(raw, &st) == nil
+	if mem != nil && (!ok || st.Error != "" || st.Signal != 0 || st.Code != 0) && mem.oomKilled() {
+		return &MemoryLimitError{Limit: memLimit}
+	}
+	if !ok {
 		// No report: the init was killed, by Run on cancellation or
 		// by someone else.
 		if err := ctx.Err(); err != nil {
