@@ -110,7 +110,7 @@ const debootstrapLog = "/debootstrap/debootstrap.log"
 // logDebootstrapLog copies the end of a failed debootstrap's own log to
 // the stage log, since the root filesystem holding it is thrown away.
 func logDebootstrapLog(env *Env) {
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return
 	}
@@ -130,7 +130,7 @@ func logDebootstrapLog(env *Env) {
 // image is smaller and no stale lists are kept) and the build host's
 // /etc/resolv.conf and /etc/hostname that debootstrap copies in.
 func cleanDebianRoot(env *Env) error {
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

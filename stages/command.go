@@ -125,9 +125,11 @@ func runInImage(ctx context.Context, env *Env, net network, what string, pick er
 // pick selects the tool's error lines.
 func inImage(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, args ...string) error {
 	out := newOutputTail(env.Log)
-	err := sandbox.Run(ctx, sandbox.Spec{
-		Upper: env.Root, Args: args, Env: extraEnv,
-		Stdout: out, Stderr: out, Network: bool(net), MaxMemory: env.MaxMemory,
+	err := env.withRootsReleased(func() error {
+		return sandbox.Run(ctx, sandbox.Spec{
+			Upper: env.Root, Args: args, Env: extraEnv,
+			Stdout: out, Stderr: out, Network: bool(net), MaxMemory: env.MaxMemory,
+		})
 	})
 	if err != nil {
 		return commandFailed(what, err, out, pick)

@@ -24,7 +24,7 @@ import (
 // image when the entry is a directory, so that a tree placed over "/lib"
 // of a merged-/usr image lands in /usr/lib.
 func runFiles(ctx context.Context, s *Files, env *Env) error {
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

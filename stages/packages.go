@@ -23,7 +23,7 @@ func runPackages(ctx context.Context, s *Packages, env *Env) error {
 			return fmt.Errorf("%q is not a package name", n)
 		}
 	}
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -24,9 +25,22 @@ import (
 type root struct {
 	path string
 	fs   *rootpath.Root
+	env  *Env // whose open roots list it, or nil
 }
 
-func openRoot(dir string) (*root, error) {
+// openRoot opens the stage's root filesystem, env.Root; the stage's
+// commands (inImage) release it while they run.
+func openRoot(env *Env) (*root, error) {
+	r, err := openRootDir(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	r.env = env
+	env.roots = append(env.roots, r)
+	return r, nil
+}
+
+func openRootDir(dir string) (*root, error) {
 	fs, err := rootpath.OpenRoot(dir, rootpath.InRoot)
 	if err != nil {
 		return nil, err
@@ -36,7 +50,29 @@ func openRoot(dir string) (*root, error) {
 	return &root{path: dir, fs: fs}, nil
 }
 
-func (r *root) close() { r.fs.Close() }
+func (r *root) close() {
+	r.fs.Close()
+	if r.env != nil {
+		r.env.roots = slices.DeleteFunc(r.env.roots, func(o *root) bool { return o == r })
+	}
+}
+
+// withRootsReleased runs f with the descriptors the stage holds on its
+// root filesystem closed, and opens them again afterwards: sandbox.Run
+// mounts the root anew for a command with shifted ids, which an open
+// descriptor would keep busy.
+func (env *Env) withRootsReleased(f func() error) error {
+	for _, r := range env.roots {
+		r.fs.Release()
+	}
+	err := f()
+	for _, r := range env.roots {
+		if rerr := r.fs.Reopen(r.path); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
 
 // relPath turns an absolute image path into the form resolve takes,
 // rejecting ".." components and NUL bytes.

@@ -16,7 +16,7 @@ import (
 func TestRootResolvesInRoot(t *testing.T) {
 	dir := t.TempDir()
 	rootpathtest.MakeDisk(t, dir)
-	r, err := openRoot(dir)
+	r, err := openRootDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,8 @@ type Env struct {
 	// MaxMemory bounds the memory (and swap) of each command run in the
 	// image, in bytes: zero means sandbox.DefaultMaxMemory().
 	MaxMemory int64
+
+	roots []*root // the stage's open roots (openRoot)
 }
 
 // DefaultStageTimeout is the stage timeout unless Env.Timeout sets

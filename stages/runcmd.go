@@ -15,7 +15,7 @@ func runCommands(ctx context.Context, s *Script, env *Env) error {
 	if len(s.Commands) == 0 {
 		return nil
 	}
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func runServices(ctx context.Context, s *Services, env *Env) error {
 	if len(s.Units) == 0 {
 		return nil
 	}
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func runUsers(ctx context.Context, s *Users, env *Env) error {
 	if len(s.Users) == 0 {
 		return nil
 	}
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

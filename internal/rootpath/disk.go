@@ -36,7 +36,30 @@ func OpenRoot(dir string, mode Mode) (*Root, error) {
 }
 
 // Close releases the root's descriptor.
-func (r *Root) Close() error { return unix.Close(r.fd) }
+func (r *Root) Close() error {
+	if r.fd < 0 {
+		return nil
+	}
+	err := unix.Close(r.fd)
+	r.fd = -1
+	return err
+}
+
+// Release closes the root's descriptor until Reopen, so that it does not
+// keep a file system mounted at the root busy; meanwhile every operation
+// fails (EBADF).
+func (r *Root) Release() { _ = r.Close() }
+
+// Reopen opens dir as the root again after Release.
+func (r *Root) Reopen(dir string) error {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	_ = r.Close()
+	r.fd = fd
+	return nil
+}
 
 // Open opens rel (relative to the root) with flags, resolved in the
 // root's mode. A final symlink is followed unless flags has O_NOFOLLOW,
