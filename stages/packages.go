@@ -98,21 +98,19 @@ func holdServices(r *root) (restore func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
+	defer unix.Close(dirfd)
 	var st unix.Stat_t
 	saved := ""
 	switch err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); {
 	case err == nil:
 		saved = tempName(name+".saved", 0)
 		if err := unix.Renameat(dirfd, name, dirfd, saved); err != nil {
-			unix.Close(dirfd)
 			return nil, err
 		}
 	case err != unix.ENOENT:
-		unix.Close(dirfd)
 		return nil, err
 	}
-	put := func() error {
-		defer unix.Close(dirfd)
+	put := func(dirfd int) error {
 		if saved != "" {
 			return unix.Renameat(dirfd, saved, dirfd, name)
 		}
@@ -123,11 +121,18 @@ func holdServices(r *root) (restore func() error, err error) {
 		return err
 	}, 0o755, 0, 0)
 	if err != nil {
-		_ = put()
+		_ = put(dirfd)
 		return nil, err
 	}
+	// No descriptor is held while the commands run (they get the root
+	// mounted anew): restoring resolves the directory again.
 	return func() error {
-		if err := put(); err != nil {
+		dirfd, _, err := r.resolve(rel, false, false)
+		if err == nil {
+			defer unix.Close(dirfd)
+			err = put(dirfd)
+		}
+		if err != nil {
 			return fmt.Errorf("restoring %s: %w", policyRcD, err)
 		}
 		return nil

@@ -75,6 +75,21 @@ apt-get clean
 	}
 }
 
+// TestPackagesAptOnOverlay runs the packages stage as the engine does, on
+// an overlay MountOverlay mounted: the stage's Go code and its commands
+// take turns on the root (sandbox.Run mounts it anew for each command,
+// with shifted ids), so the stage holds no descriptor in it meanwhile.
+func TestPackagesAptOnOverlay(t *testing.T) {
+	merged, upper := overlay(t, aptRoot(t))
+	mustRunStage(t, &Packages{Names: []string{"hello"}}, merged)
+	if !strings.Contains(readRootFile(t, upper, "tmp/apt.calls"), "apt-get clean") {
+		t.Error("the commands' writes are not in the upper directory")
+	}
+	if exists(merged, "usr/sbin/policy-rc.d") {
+		t.Error("policy-rc.d left behind")
+	}
+}
+
 func TestPackagesAptFailure(t *testing.T) {
 	root := aptRoot(t)
 	_, err := runStage(t, &Packages{Names: []string{"hello", "nosuch"}}, root)
