@@ -8,10 +8,17 @@
 // # Running commands
 //
 // [Run] re-executes the current binary (/proc/self/exe) as a small init
-// process in new user, mount, PID, UTS, IPC and network namespaces. The
-// user namespace maps every id of fgimg's own namespace to itself, so
-// files keep their owners, while the capabilities of root inside hold
-// only over the new namespaces. The init makes every mount private,
+// process in new user, mount, PID, UTS, IPC and network namespaces. As
+// root, the user namespace maps the image's ids 0-65535 to an
+// unprivileged host range (shift.go: /etc/subuid's range for root, else
+// DefaultShiftBase), and the root filesystem is mounted, in a mount
+// namespace of the starting thread's own, over idmapped mounts of its
+// layers, so that files keep the image's ids on disk; an overlay that
+// MountOverlay mounted at Spec.Upper is unmounted for the command and
+// mounted again afterwards, since two overlays must not share an upper
+// directory (nothing may hold a descriptor in it meanwhile). Without root
+// the namespace maps fgimg's single id to itself. The capabilities of root
+// inside hold only over the new namespaces. The init makes every mount private,
 // mounts the overlay on top of the upper directory (so the overlay
 // exists only in its own mount namespace), mounts /proc, a read-only
 // /sys, a /dev tmpfs (null, zero, full, random, urandom and tty bound
@@ -37,9 +44,12 @@
 // The network namespace has only lo unless [Spec.Network] asks for
 // outbound access: then pasta (Debian's passt) connects it to the outside
 // through a user-mode stack, with no port forwarded either way and the
-// gateway not mapped to the host's loopback. A pids cgroup bounds the
+// gateway not mapped to the host's loopback; with shifted ids pasta runs
+// in the command's user namespace, as its root. A pids cgroup bounds the
 // command's processes ([Spec.MaxProcesses]); reaching the bound stops the
-// command with a [*ProcessLimitError]. docs/SECURITY.md describes the
+// command with a [*ProcessLimitError]. A memory cgroup bounds its memory
+// and swap ([Spec.MaxMemory]); a command failing after an OOM kill yields
+// a [*MemoryLimitError]. docs/SECURITY.md describes the
 // model for users.
 //
 // Nothing outlives Run: when the command ends the init kills whatever it
@@ -92,5 +102,5 @@
 // attributes of the upper directory. The overlay Run mounts for
 // [Spec.Lower] is always mounted in the command's user namespace, and so
 // always with userxattr. Without root no cgroup can be created, and
-// RLIMIT_NPROC bounds the processes instead.
+// RLIMIT_NPROC and RLIMIT_DATA bound the processes and memory instead.
 package sandbox
