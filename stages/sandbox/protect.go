@@ -11,9 +11,9 @@ import (
 // Kernel files commands must not read or change, as the container
 // runtimes' defaults have them: masked paths are hidden (files behind
 // /dev/null, directories behind an empty read-only tmpfs), read-only
-// paths are bound read-only onto themselves. The sysctls in /proc/sys
-// would otherwise be writable by the image's root, whose ids are the
-// host's (see the package documentation).
+// paths are bound read-only onto themselves. Without shifted ids (fgimg
+// run without root, whose user is the image's root) the sysctls in
+// /proc/sys would otherwise be writable wherever that user may write them.
 var (
 	maskedPaths = []string{
 		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
