@@ -41,6 +41,10 @@ const (
 	FaultNoSuchMethod = -506
 )
 
+// I8 is an integer that is always encoded as <i8>, as xmlrpc-c does for
+// 64-bit values; it decodes as an int like any integer.
+type I8 int64
+
 // EncodeCall returns the <methodCall> document for method with params.
 func EncodeCall(method string, params ...any) ([]byte, error) {
 	var b bytes.Buffer
@@ -93,6 +97,8 @@ func encodeValue(b *bytes.Buffer, v any) error {
 			return err
 		}
 		b.WriteString("</string>")
+	case I8:
+		fmt.Fprintf(b, "<i8>%d</i8>", v)
 	case int:
 		if v < math.MinInt32 || v > math.MaxInt32 {
 			fmt.Fprintf(b, "<i8>%d</i8>", v)
