@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,24 @@ func TestBadInput(t *testing.T) {
 	im, err := c.Upload(ctx, step, nil, path)
 	if err != nil || im.Step != "kernel" {
 		t.Fatalf("kernel: %+v, %v", im, err)
+	}
+}
+
+// An image's template as oned writes it: a vector attribute (which
+// `oneimage update` can add) is not a property.
+func TestImageXML(t *testing.T) {
+	doc := `<IMAGE><ID>7</ID><NAME>hpc</NAME><STATE>9</STATE><SIZE>3</SIZE><TEMPLATE>` +
+		`<FGIMG_DIGEST><![CDATA[sha256:ab]]></FGIMG_DIGEST><FGIMG_STEP><![CDATA[disk]]></FGIMG_STEP>` +
+		`<VEC><A><![CDATA[1]]></A></VEC><EMPTY><![CDATA[]]></EMPTY></TEMPLATE></IMAGE>`
+	var im imageXML
+	if err := unmarshal(doc, &im); err != nil {
+		t.Fatal(err)
+	}
+	got := im.image()
+	want := register.Image{ID: "7", Name: "hpc", State: register.StateReady, Status: "LOCKED_USED",
+		Digest: "sha256:ab", Step: "disk", Size: 3 << 20,
+		Properties: map[string]string{"FGIMG_DIGEST": "sha256:ab", "FGIMG_STEP": "disk", "EMPTY": ""}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }
