@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 
@@ -312,6 +313,9 @@ func (c *Cloud) template(step register.Step, props map[string]string, name, path
 func writeAttr(b *strings.Builder, name, value string) error {
 	if strings.HasSuffix(value, `\`) {
 		return fmt.Errorf("attribute %s: OpenNebula's template syntax cannot hold a value ending in a backslash", name)
+	}
+	if i := strings.IndexFunc(value, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' || r == utf8.RuneError }); i >= 0 {
+		return fmt.Errorf("attribute %s: holds the character %U, which an OpenNebula template cannot carry", name, []rune(value[i:])[0])
 	}
 	if strings.Contains(value, "]]>") {
 		return fmt.Errorf(`attribute %s: OpenNebula's template parser refuses a value holding "]]>"`, name)

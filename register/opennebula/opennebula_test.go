@@ -365,3 +365,39 @@ func TestImageXML(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }
+
+// FuzzAttributeRoundTrip checks that every value writeAttr accepts
+// reaches oned (the fake, with oned's template grammar) unchanged.
+func FuzzAttributeRoundTrip(f *testing.F) {
+	for _, s := range []string{`a"b`, `\`, `a\"b`, `\\"`, `"\"`, "x\ny", "]]>", `C:\dir\`, "# = , [ ]", `""`, "\t\"\\\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		var b strings.Builder
+		if err := writeAttr(&b, "X", v); err != nil {
+			return
+		}
+		fake := onefake.New(t.TempDir())
+		h := httptest.NewServer(fake)
+		defer h.Close()
+		defer fake.Wait()
+		c, err := New(h.URL, "oneadmin:oneadmin", "test", &register.File{Target: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "disk")
+		os.WriteFile(path, []byte("x"), 0o600)
+		tmpl := "NAME = n\nPATH = \"" + path + "\"\n" + b.String()
+		id, err := c.call(context.Background(), "one.image.allocate", tmpl, 1)
+		if err != nil {
+			t.Fatalf("%q written as %q: %v", v, b.String(), err)
+		}
+		im, err := c.info(context.Background(), id.(int))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := im.attr("X"); got != v {
+			t.Fatalf("%q written as %q came back as %q", v, b.String(), got)
+		}
+	})
+}
