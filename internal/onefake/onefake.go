@@ -221,6 +221,17 @@ func (s *Server) ImageState(id int) (int, bool) {
 	return im.state, true
 }
 
+// ImageName returns the name of image id, and false if there is none.
+func (s *Server) ImageName(id int) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	im, ok := s.images[id]
+	if !ok {
+		return "", false
+	}
+	return im.name, true
+}
+
 // StateName is OpenNebula's name of an image state.
 func StateName(state int) string {
 	if state >= 0 && state < len(stateNames) {

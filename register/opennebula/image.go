@@ -24,6 +24,9 @@ const (
 	attrStep   = "FGIMG_STEP"
 	attrTarget = "FGIMG_TARGET"
 	attrImage  = "FGIMG_IMAGE"
+	// attrName is the name fgimg was asked to give the image, which
+	// OpenNebula's may differ from (see Upload).
+	attrName = "FGIMG_NAME"
 )
 
 // Image states (include/Image.h) by number, with register's normalised
@@ -79,6 +82,9 @@ func (im *imageXML) image() register.Image {
 		Step:   im.attr(attrStep),
 		Size:   im.SizeMB << 20, // oned counts whole MiB
 	}
+	if n := im.attr(attrName); n != "" {
+		out.Name = n
+	}
 	if im.State >= 0 && im.State < len(states) {
 		out.Status, out.State = states[im.State].name, states[im.State].state
 	}
@@ -87,7 +93,9 @@ func (im *imageXML) image() register.Image {
 			if out.Properties == nil {
 				out.Properties = map[string]string{}
 			}
-			out.Properties[a.XMLName.Local] = a.Value
+			// oned upper-cases attribute names; register's properties
+			// are fgimg_digest, kernel_id, ...
+			out.Properties[strings.ToLower(a.XMLName.Local)] = a.Value
 		}
 	}
 	return out
@@ -141,8 +149,10 @@ func (c *Cloud) info(ctx context.Context, id int) (*imageXML, error) {
 // from step.Visibility and waits until the datastore has copied it.
 // OpenNebula names are unique per user: when an older image fgimg
 // registered for this target holds step.Name, the new one is named
-// "NAME-<first 12 hex digits of its digest>"; a name held by an image
-// fgimg did not register is an error. On an error after the image was
+// "NAME-<first 12 hex digits of its digest>" in OpenNebula; a name held
+// by an image fgimg did not register is an error. The Image's Name is
+// always step.Name, which FGIMG_NAME records, so that register matches
+// it to its step. On an error after the image was
 // allocated, the returned Image is that image.
 func (c *Cloud) Upload(ctx context.Context, step register.Step, props map[string]string, path string) (register.Image, error) {
 	path, err := filepath.Abs(path)
@@ -209,7 +219,8 @@ func (c *Cloud) allocate(ctx context.Context, step register.Step, props map[stri
 			return 0, fmt.Errorf("%w; and reading that image: %v", err, ierr)
 		}
 		switch {
-		case other.attr(attrTarget) == c.target && other.attr(attrDigest) == string(step.Digest) && other.attr(attrStep) == step.ID:
+		case other.attr(attrTarget) == c.target && other.attr(attrDigest) == string(step.Digest) &&
+			other.attr(attrStep) == step.ID && other.attr(attrName) == step.Name:
 			// This very artifact, from an earlier attempt whose answer
 			// was lost: take it.
 			return taken, nil
@@ -263,6 +274,7 @@ func (c *Cloud) template(step register.Step, props map[string]string, name, path
 	attrs[attrDigest] = string(step.Digest)
 	attrs[attrStep] = step.ID
 	attrs[attrTarget] = c.target
+	attrs[attrName] = step.Name
 	if c.image != "" {
 		attrs[attrImage] = c.image
 	}

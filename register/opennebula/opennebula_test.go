@@ -121,11 +121,11 @@ func TestUploadFindRetireDelete(t *testing.T) {
 		t.Fatalf("uploaded %+v", im)
 	}
 	for k, v := range props {
-		if got := im.Properties[strings.ToUpper(k)]; got != v {
+		if got := im.Properties[strings.ToLower(k)]; got != v {
 			t.Errorf("attribute %s = %q, want %q", k, got, v)
 		}
 	}
-	if im.Properties["FGIMG_TARGET"] != "cloud1" || im.Properties["DEV_PREFIX"] != "vd" {
+	if im.Properties["fgimg_target"] != "cloud1" || im.Properties["dev_prefix"] != "vd" {
 		t.Errorf("attributes %v", im.Properties)
 	}
 
@@ -155,8 +155,15 @@ func TestUploadFindRetireDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if im2.ID == im.ID || im2.Name != "hpc-"+step2.Digest.Encoded()[:12] {
+	if im2.ID == im.ID || im2.Name != "hpc" {
 		t.Fatalf("changed artifact registered as %+v", im2)
+	}
+	if st, ok := e.fake.ImageName(atoi(t, im2.ID)); !ok || st != "hpc-"+step2.Digest.Encoded()[:12] {
+		t.Fatalf("in OpenNebula the new image is named %q, want hpc-<digest>", st)
+	}
+	// Registering it again (its name is still taken) takes it again.
+	if again, err := c.Upload(ctx, step2, props, path2); err != nil || again.ID != im2.ID {
+		t.Fatalf("second upload of the changed artifact: %+v, %v; want image %s", again, err, im2.ID)
 	}
 
 	if err := c.Retire(ctx, im); err != nil {
@@ -360,7 +367,7 @@ func TestImageXML(t *testing.T) {
 	got := im.image()
 	want := register.Image{ID: "7", Name: "hpc", State: register.StateReady, Status: "LOCKED_USED",
 		Digest: "sha256:ab", Step: "disk", Size: 3 << 20,
-		Properties: map[string]string{"FGIMG_DIGEST": "sha256:ab", "FGIMG_STEP": "disk", "EMPTY": ""}}
+		Properties: map[string]string{"fgimg_digest": "sha256:ab", "fgimg_step": "disk", "empty": ""}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
