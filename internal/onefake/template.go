@@ -124,12 +124,17 @@ func (p *tparser) describe(j int) string {
 	return fmt.Sprintf("%q", p.s[j])
 }
 
-func (p *tparser) attribute() (attr, error) {
-	name, err := p.variable()
-	if err != nil {
-		return attr{}, err
+// assignment reads `VARIABLE EQUAL` or `VARIABLE EQUAL_EMPTY`.
+func (p *tparser) assignment() (name string, empty bool, err error) {
+	if name, err = p.variable(); err != nil {
+		return "", false, err
 	}
-	empty, err := p.equal()
+	empty, err = p.equal()
+	return name, empty, err
+}
+
+func (p *tparser) attribute() (attr, error) {
+	name, empty, err := p.assignment()
 	if err != nil {
 		return attr{}, err
 	}
@@ -146,11 +151,7 @@ func (p *tparser) attribute() (attr, error) {
 			return attr{name: name, vector: vec}, nil
 		}
 		for {
-			k, err := p.variable()
-			if err != nil {
-				return attr{}, err
-			}
-			empty, err := p.equal()
+			k, empty, err := p.assignment()
 			if err != nil {
 				return attr{}, err
 			}
