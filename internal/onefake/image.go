@@ -118,7 +118,7 @@ func (s *Server) imageAllocate(q *request) ([]any, error) {
 	s.images[im.id] = im
 
 	s.copies.Add(1)
-	go s.copy(im.id, ds.dir, path)
+	go s.copy(im.id, ds.dir, path, s.copyHook)
 	return success(im.id), nil
 }
 
@@ -161,11 +161,11 @@ func stat(path string) (int64, error) {
 
 // copy is the datastore's cp action for image id: it copies path into
 // dir and sets the image READY, or ERROR with the failure.
-func (s *Server) copy(id int, dir, path string) {
+func (s *Server) copy(id int, dir, path string, hook func(int) error) {
 	defer s.copies.Done()
 	var err error
-	if s.CopyHook != nil {
-		err = s.CopyHook(id)
+	if hook != nil {
+		err = hook(id)
 	}
 	var source, format string
 	if err == nil {

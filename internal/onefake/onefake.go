@@ -116,12 +116,6 @@ const (
 // Server is a fake oned. Create it with New; it is an http.Handler for
 // the XML-RPC endpoint (http://host:2633/RPC2).
 type Server struct {
-	// CopyHook, when set, runs in the datastore's copy of each newly
-	// allocated image before it copies: an error fails the copy (the
-	// image goes to ERROR with that message), and blocking keeps the
-	// image LOCKED, as a slow or stuck datastore does.
-	CopyHook func(id int) error
-
 	dir string
 
 	mu         sync.Mutex
@@ -130,6 +124,7 @@ type Server struct {
 	images     map[int]*image
 	nextImage  int
 	httpFail   []int // HTTP statuses to answer the next requests with
+	copyHook   func(id int) error
 	copies     sync.WaitGroup
 }
 
@@ -195,6 +190,16 @@ func (s *Server) AddUser(name, password string) int {
 	u := &user{id: len(s.users), name: name, password: password, gid: 1}
 	s.users = append(s.users, u)
 	return u.id
+}
+
+// SetCopyHook sets a function that the datastore's copy of each image
+// allocated from now on runs before it copies: an error fails the copy
+// (the image goes to ERROR with that message), and blocking keeps the
+// image LOCKED, as a slow or stuck datastore does.
+func (s *Server) SetCopyHook(hook func(id int) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.copyHook = hook
 }
 
 // FailHTTP makes the next n requests fail with the HTTP status, as a

@@ -164,7 +164,7 @@ func waitState(t *testing.T, h *httptest.Server, session string, id, state int) 
 func TestAllocateCopiesLockedThenReady(t *testing.T) {
 	s, h := newServer(t)
 	release := make(chan struct{})
-	s.CopyHook = func(int) error { <-release; return nil }
+	s.SetCopyHook(func(int) error { <-release; return nil })
 	data := append([]byte("QFI\xfb"), make([]byte, 3<<20)...)
 	path := writeFile(t, "disk.qcow2", data)
 	tmpl := "NAME = \"hpc\"\nPATH = \"" + path + "\"\nTYPE = OS\nFORMAT = raw\nDEV_PREFIX = vd\nPERSISTENT = NO\n" +
@@ -280,7 +280,7 @@ func TestAllocateChecks(t *testing.T) {
 
 func TestCopyFailureLeavesError(t *testing.T) {
 	s, h := newServer(t)
-	s.CopyHook = func(int) error { return errors.New("disk full") }
+	s.SetCopyHook(func(int) error { return errors.New("disk full") })
 	path := writeFile(t, "disk.raw", []byte("x"))
 	r, err := post(t, h, call("one.image.allocate", str("alice:secret"), str("NAME=a\nPATH="+path), i4(1)))
 	id := mustOK(t, r, err).(int)
@@ -293,7 +293,7 @@ func TestCopyFailureLeavesError(t *testing.T) {
 func TestEnableDeleteChmod(t *testing.T) {
 	s, h := newServer(t)
 	release := make(chan struct{})
-	s.CopyHook = func(int) error { <-release; return nil }
+	s.SetCopyHook(func(int) error { <-release; return nil })
 	path := writeFile(t, "disk.raw", []byte("x"))
 	r, err := post(t, h, call("one.image.allocate", str("alice:secret"), str("NAME=a\nPATH="+path), i4(1)))
 	id := mustOK(t, r, err).(int)

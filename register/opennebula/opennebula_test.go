@@ -279,7 +279,7 @@ func TestStuckAndFailedCopies(t *testing.T) {
 	c := open(t, "cloud1")
 	ctx := context.Background()
 	release := make(chan struct{})
-	e.fake.CopyHook = func(int) error { <-release; return nil }
+	e.fake.SetCopyHook(func(int) error { <-release; return nil })
 	defer close(release)
 	c.Wait = 100 * time.Millisecond
 
@@ -296,7 +296,7 @@ func TestStuckAndFailedCopies(t *testing.T) {
 		t.Fatalf("retiring a LOCKED image: %v", err)
 	}
 
-	e.fake.CopyHook = func(int) error { return errors.New("No space left on device") }
+	e.fake.SetCopyHook(func(int) error { return errors.New("No space left on device") })
 	step, path = e.artifact(t, "failed.raw", "failed")
 	step.Name = "failed"
 	im, err = c.Upload(ctx, step, nil, path)
