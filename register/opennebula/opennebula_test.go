@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,6 +317,25 @@ func TestRetries(t *testing.T) {
 	_, err := c.Find(context.Background(), "cloud1")
 	if err == nil || !strings.Contains(err.Error(), "502") || !strings.Contains(err.Error(), "after 5 attempts") {
 		t.Fatalf("after ten 502s: %v", err)
+	}
+}
+
+// A call that times out is made again.
+func TestTimeoutRetried(t *testing.T) {
+	e := newEnv(t)
+	var n atomic.Int32
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		e.fake.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+	t.Setenv("ONE_XMLRPC", slow.URL)
+	c := open(t, "cloud1")
+	c.client.Timeout = 100 * time.Millisecond
+	if _, err := c.Find(context.Background(), "cloud1"); err != nil || n.Load() != 2 {
+		t.Fatalf("after a timeout: %v (%d calls)", err, n.Load())
 	}
 }
 
