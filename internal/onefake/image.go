@@ -29,10 +29,11 @@ func (s *Server) imageAllocate(q *request) ([]any, error) {
 	if _, err := q.optBool(3); err != nil {
 		return nil, err
 	}
+	parse := parseTemplate
 	if strings.HasPrefix(strings.TrimSpace(text), "<") {
-		return q.failure(Internal, -1, "XML-form templates are not emulated by onefake"), nil
+		parse = parseXMLTemplate
 	}
-	tmpl, err := parseTemplate(text)
+	tmpl, err := parse(text)
 	if err != nil {
 		return q.failure(Internal, -1, "Parse error: "+err.Error()), nil
 	}

@@ -26,8 +26,9 @@
 //     supposed to be integer is not"), not an OpenNebula error array;
 //     extra parameters are ignored. A filter flag below -4 is an
 //     XML_RPC_API failure.
-//   - one.image.allocate parses the template with oned's grammar (a
-//     syntax error is an INTERNAL failure naming the line), requires the
+//   - one.image.allocate parses the template with oned's grammar, or as
+//     XML when it starts with "<" (a syntax error is an INTERNAL
+//     failure), requires the
 //     datastore to exist (NO_EXISTS) and to be an image or files
 //     datastore (ALLOCATE), stats PATH synchronously (a PATH that is
 //     missing, not absolute or unreadable fails with "Cannot parse image
@@ -59,8 +60,7 @@
 // zones and federation, VMs and so no USED states or image attach,
 // one.image.lock, clone, persistent, chtype, update, rename and
 // snapshots, groups other than oneadmin and users, token or other auth
-// drivers, XML-form templates (a template starting with "<" is refused),
-// and persistence across restarts. Messages of failures oned leaves to
+// drivers, and persistence across restarts. Messages of failures oned leaves to
 // its drivers (stat, cp) are the fake's own wording.
 package onefake
 

@@ -278,6 +278,23 @@ func TestAllocateChecks(t *testing.T) {
 	mustOK(t, r, err)
 }
 
+// The reference's example of the XML form of a template.
+func TestAllocateXMLTemplate(t *testing.T) {
+	_, h := newServer(t)
+	path := writeFile(t, "disk.raw", []byte("x"))
+	tmpl := "<TEMPLATE>\n  <NAME>abc</NAME>\n  <PATH>" + path + "</PATH>\n  <ATT1>value1</ATT1>\n  <VEC><K>v</K></VEC>\n</TEMPLATE>"
+	r, err := post(t, h, call("one.image.allocate", str("alice:secret"), str(tmpl), i4(1)))
+	id := mustOK(t, r, err).(int)
+	im := info(t, h, "alice:secret", id)
+	if im.Name != "abc" || im.Path != path || im.attr("ATT1") != "value1" {
+		t.Fatalf("image %+v", im)
+	}
+	r, err = post(t, h, call("one.image.allocate", str("alice:secret"), str("<IMAGE><NAME>x</NAME></IMAGE>"), i4(1)))
+	mustFail(t, r, err, Internal, "not <TEMPLATE>")
+	r, err = post(t, h, call("one.image.allocate", str("alice:secret"), str("<TEMPLATE><NAME>x</TEMPLATE>"), i4(1)))
+	mustFail(t, r, err, Internal, "syntax error in XML template")
+}
+
 func TestCopyFailureLeavesError(t *testing.T) {
 	s, h := newServer(t)
 	s.SetCopyHook(func(int) error { return errors.New("disk full") })

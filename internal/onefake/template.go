@@ -1,6 +1,7 @@
 package onefake
 
 import (
+	"encoding/xml"
 	"fmt"
 	"strings"
 )
@@ -251,6 +252,41 @@ func quotedLen(s string) int {
 		}
 	}
 	return best
+}
+
+// parseXMLTemplate parses the XML form of a template, which the API
+// takes wherever it takes a template: a TEMPLATE root whose elements are
+// single attributes (text) or vectors (elements of text).
+func parseXMLTemplate(s string) ([]attr, error) {
+	var root struct {
+		XMLName xml.Name
+		Attrs   []struct {
+			XMLName xml.Name
+			Text    string `xml:",chardata"`
+			Inner   []struct {
+				XMLName xml.Name
+				Text    string `xml:",chardata"`
+			} `xml:",any"`
+		} `xml:",any"`
+	}
+	if err := xml.Unmarshal([]byte(s), &root); err != nil {
+		return nil, fmt.Errorf("syntax error in XML template: %v", err)
+	}
+	if root.XMLName.Local != "TEMPLATE" {
+		return nil, fmt.Errorf("the root element of an XML template is <%s>, not <TEMPLATE>", root.XMLName.Local)
+	}
+	var attrs []attr
+	for _, a := range root.Attrs {
+		at := attr{name: strings.ToUpper(a.XMLName.Local), value: a.Text}
+		if a.Inner != nil {
+			at.value, at.vector = "", []attr{}
+			for _, v := range a.Inner {
+				at.vector = append(at.vector, attr{name: strings.ToUpper(v.XMLName.Local), value: v.Text})
+			}
+		}
+		attrs = append(attrs, at)
+	}
+	return attrs, nil
 }
 
 // get returns the value of the first single attribute called name.
