@@ -12,11 +12,11 @@
 //     as xmlrpc-c answers an unknown method.
 //   - Responses are oned's arrays: [true, result, 0] on success,
 //     [false, message, code, object ID, <i8> replication index] on
-//     failure, with oned's error codes (AUTHENTICATION 0x100,
-//     AUTHORIZATION 0x200, NO_EXISTS 0x400, ACTION 0x800,
-//     XML_RPC_API 0x1000, INTERNAL 0x2000, ALLOCATE 0x4000) and messages
-//     formed as oned forms them ("[one.image.info] Error getting image
-//     [7].").
+//     failure, with the error codes oned uses for each failure
+//     (AUTHENTICATION 0x100, AUTHORIZATION 0x200, NO_EXISTS 0x400,
+//     XML_RPC_API 0x1000, INTERNAL 0x2000, ALLOCATE 0x4000; ACTION 0x800
+//     is the full datastore, which is not emulated) and messages formed
+//     as oned forms them ("[one.image.info] Error getting image [7].").
 //   - The session string (the first parameter) is "user:password" and is
 //     checked against the fake's users before anything else but its own
 //     type; a wrong one is an AUTHENTICATION failure.
@@ -28,9 +28,8 @@
 //     XML_RPC_API failure.
 //   - one.image.allocate parses the template with oned's grammar, or as
 //     XML when it starts with "<" (a syntax error is an INTERNAL
-//     failure), requires the
-//     datastore to exist (NO_EXISTS) and to be an image or files
-//     datastore (ALLOCATE), stats PATH synchronously (a PATH that is
+//     failure), requires the datastore to exist (NO_EXISTS) and to be an
+//     image or files datastore (ALLOCATE), stats PATH synchronously (a PATH that is
 //     missing, not absolute or unreadable fails with "Cannot parse image
 //     SIZE"), validates NAME (not empty, at most 128 characters, none of
 //     &|:\";/'#{}$<> or control whitespace), matches TYPE to the
@@ -60,8 +59,11 @@
 // zones and federation, VMs and so no USED states or image attach,
 // one.image.lock, clone, persistent, chtype, update, rename and
 // snapshots, groups other than oneadmin and users, token or other auth
-// drivers, and persistence across restarts. Messages of failures oned leaves to
-// its drivers (stat, cp) are the fake's own wording.
+// drivers, and persistence across restarts. Messages of failures oned
+// leaves to its drivers (stat, cp) are the fake's own wording.
+//
+// For tests of faults, SetCopyHook makes copies fail or hang, and
+// FailHTTP makes requests fail with an HTTP status.
 package onefake
 
 import (
