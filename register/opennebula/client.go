@@ -16,7 +16,6 @@
 package opennebula
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -148,8 +147,8 @@ func readAuth(path string) (string, error) {
 		}
 		return "", errors.New("the file cannot be read")
 	}
-	line, _, _ := bufio.NewReader(bytes.NewReader(data)).ReadLine()
-	session := strings.TrimSpace(string(line))
+	line, _, _ := strings.Cut(string(data), "\n")
+	session := strings.TrimSpace(line)
 	user, password, ok := strings.Cut(session, ":")
 	if !ok || user == "" || password == "" {
 		return "", errors.New(`its first line is not "user:password"`)
