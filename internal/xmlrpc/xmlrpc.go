@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Fault is an XML-RPC fault response: the server could not run the call
@@ -151,6 +152,9 @@ func encodeValue(b *bytes.Buffer, v any) error {
 // control characters, so a string holding one is refused rather than
 // silently altered.
 func escape(b *bytes.Buffer, s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("xmlrpc: string is not valid UTF-8")
+	}
 	for _, r := range s {
 		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0xFFFE || r == 0xFFFF {
 			return fmt.Errorf("xmlrpc: string holds character %U, which XML cannot carry", r)

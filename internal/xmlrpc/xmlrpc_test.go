@@ -72,6 +72,9 @@ func TestEncodeRefusesControlCharacters(t *testing.T) {
 	if _, err := EncodeCall("m", "a\x00b"); err == nil {
 		t.Fatal("a NUL in a string was encoded")
 	}
+	if _, err := EncodeCall("m", "a\xffb"); err == nil {
+		t.Fatal("invalid UTF-8 was encoded")
+	}
 }
 
 func TestDecodeRejectsMalformed(t *testing.T) {
