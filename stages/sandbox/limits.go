@@ -44,9 +44,8 @@ func newPidsCgroup(limit int) (*pidsCgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	removeStaleCgroups(parent)
-	dir := filepath.Join(parent, fmt.Sprintf("fgimg-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := newCgroupDir(parent)
+	if err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.Itoa(limit)), 0); err != nil {
@@ -54,6 +53,14 @@ func newPidsCgroup(limit int) (*pidsCgroup, error) {
 		return nil, err
 	}
 	return &pidsCgroup{dir: dir, limit: limit}, nil
+}
+
+// newCgroupDir creates a cgroup for one command below parent, after
+// removing the ones dead fgimg processes left there.
+func newCgroupDir(parent string) (string, error) {
+	removeStaleCgroups(parent)
+	dir := filepath.Join(parent, fmt.Sprintf("fgimg-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	return dir, os.Mkdir(dir, 0o755)
 }
 
 // removeStaleCgroups removes the empty cgroups of fgimg processes that
@@ -77,23 +84,30 @@ func removeStaleCgroups(parent string) {
 }
 
 // add moves the process pid (and so its future children) into the cgroup.
-func (c *pidsCgroup) add(pid int) error {
-	return os.WriteFile(filepath.Join(c.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+func (c *pidsCgroup) add(pid int) error { return addToCgroup(c.dir, pid) }
+
+// addToCgroup moves the process pid into the cgroup dir.
+func addToCgroup(dir string, pid int) error {
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
 }
 
 // hitLimit reports whether a fork failed for the limit.
-func (c *pidsCgroup) hitLimit() bool {
-	b, err := os.ReadFile(filepath.Join(c.dir, "pids.events"))
+func (c *pidsCgroup) hitLimit() bool { return cgroupCount(filepath.Join(c.dir, "pids.events"), "max") > 0 }
+
+// cgroupCount reads the value of key in a flat-keyed cgroup file
+// ("key N" lines), or 0.
+func cgroupCount(file, key string) int {
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return false
+		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "max "); ok {
+		if v, ok := strings.CutPrefix(l, key+" "); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
+			return n
 		}
 	}
-	return false
+	return 0
 }
 
 // stopAtLimit kills p once a fork in the cgroup has failed for the limit:

@@ -71,9 +71,8 @@ func newMemCgroup(limit int64, pids *pidsCgroup) (*memCgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	removeStaleCgroups(parent)
-	dir := filepath.Join(parent, fmt.Sprintf("fgimg-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := newCgroupDir(parent)
+	if err != nil {
 		return nil, err
 	}
 	c := &memCgroup{dir: dir}
@@ -113,7 +112,7 @@ func (c *memCgroup) add(pid int) error {
 	if c.shared {
 		return nil
 	}
-	return os.WriteFile(filepath.Join(c.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	return addToCgroup(c.dir, pid)
 }
 
 // oomKilled reports whether the OOM killer ended a process of the cgroup.
@@ -122,17 +121,7 @@ func (c *memCgroup) oomKilled() bool {
 	if c.v2 {
 		name = "memory.events"
 	}
-	b, err := os.ReadFile(filepath.Join(c.dir, name))
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n > 0
-		}
-	}
-	return false
+	return cgroupCount(filepath.Join(c.dir, name), "oom_kill") > 0
 }
 
 func (c *memCgroup) remove() {

@@ -50,21 +50,13 @@ func TestRunShiftsIDsToAnUnprivilegedRange(t *testing.T) {
 	uids, gids := shiftRanges()
 	wantMap := fmt.Sprintf("0 %d %d", uids.host, uids.size)
 
-	stdin, feed := io.Pipe()
-	lines := make(chan string, 4)
-	s := l.absSpec(`cat /proc/self/uid_map; touch /created; chown 1000:1000 /etc/lowerfile; echo ready; read x || true`)
-	s.Stdin = stdin
-	s.Stdout = &lineCollector{lines: lines}
-	var errOut strings.Builder
-	s.Stderr = &errOut
-	errc := make(chan error, 1)
-	go func() { errc <- Run(context.Background(), s) }()
-
+	h := startHeld(l.absSpec(`cat /proc/self/uid_map; touch /created; chown 1000:1000 /etc/lowerfile; echo ready; read x || true`))
+	lines := h.lines
 	if got := strings.Join(strings.Fields(<-lines), " "); got != wantMap {
 		t.Errorf("the command's uid_map is %q; want %q (image root is host uid %d)", got, wantMap, uids.host)
 	}
 	if got := <-lines; got != "ready" {
-		t.Fatalf("command said %q; stderr: %s", got, errOut.String())
+		t.Fatalf("command said %q; stderr: %s", got, h.stderr.String())
 	}
 	init := sandboxInit(t)
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", init))
@@ -89,9 +81,8 @@ func TestRunShiftsIDsToAnUnprivilegedRange(t *testing.T) {
 			t.Errorf("on the host, /%s is owned by %d:%d; want %d:%d", name, st.Uid, st.Gid, want[0], want[1])
 		}
 	}
-	feed.Close()
-	if err := <-errc; err != nil {
-		t.Fatalf("%v; stderr: %s", err, errOut.String())
+	if err := h.finish(); err != nil {
+		t.Fatal(err)
 	}
 	// The layer keeps the image's own ids.
 	for name, want := range map[string]uint32{"created": 0, "etc/lowerfile": 1000} {
@@ -104,6 +95,32 @@ func TestRunShiftsIDsToAnUnprivilegedRange(t *testing.T) {
 		}
 	}
 	assertNoMounts(t, l.p("upper"))
+}
+
+// held is a command that runs until finish closes its stdin.
+type held struct {
+	lines  chan string // its stdout, line by line
+	stderr *strings.Builder
+	errc   chan error
+	feed   *io.PipeWriter
+}
+
+// startHeld starts s, whose command reads its stdin to hold on.
+func startHeld(s Spec) *held {
+	stdin, feed := io.Pipe()
+	h := &held{lines: make(chan string, 16), stderr: &strings.Builder{}, errc: make(chan error, 1), feed: feed}
+	s.Stdin, s.Stdout, s.Stderr = stdin, &lineCollector{lines: h.lines}, h.stderr
+	go func() { h.errc <- Run(context.Background(), s) }()
+	return h
+}
+
+// finish lets the command end and returns Run's error.
+func (h *held) finish() error {
+	h.feed.Close()
+	if err := <-h.errc; err != nil {
+		return fmt.Errorf("%w; stderr: %s", err, h.stderr.String())
+	}
+	return nil
 }
 
 // lineCollector sends each line written to it.
@@ -200,20 +217,13 @@ func TestRunShiftsIDsOnMountOverlay(t *testing.T) {
 func TestRunPastaRunsAsTheShiftedRoot(t *testing.T) {
 	l := newLayout(t)
 	uids, _ := shiftRanges()
-	stdin, feed := io.Pipe()
-	lines := make(chan string, 4)
 	s := l.absSpec(`echo ready; read x || true`)
 	s.Network = true
-	s.Stdin = stdin
-	s.Stdout = &lineCollector{lines: lines}
-	var errOut strings.Builder
-	s.Stderr = &errOut
-	errc := make(chan error, 1)
-	go func() { errc <- Run(context.Background(), s) }()
+	h := startHeld(s)
 	select {
-	case <-lines:
-	case err := <-errc:
-		t.Fatalf("%v; stderr: %s", err, errOut.String())
+	case <-h.lines:
+	case err := <-h.errc:
+		t.Fatalf("%v; stderr: %s", err, h.stderr.String())
 	}
 	pasta := childWithArg0(t, "pasta")
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pasta))
@@ -230,8 +240,7 @@ func TestRunPastaRunsAsTheShiftedRoot(t *testing.T) {
 			}
 		}
 	}
-	feed.Close()
-	if err := <-errc; err != nil {
-		t.Fatalf("%v; stderr: %s", err, errOut.String())
+	if err := h.finish(); err != nil {
+		t.Fatal(err)
 	}
 }
