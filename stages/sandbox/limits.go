@@ -92,7 +92,9 @@ func addToCgroup(dir string, pid int) error {
 }
 
 // hitLimit reports whether a fork failed for the limit.
-func (c *pidsCgroup) hitLimit() bool { return cgroupCount(filepath.Join(c.dir, "pids.events"), "max") > 0 }
+func (c *pidsCgroup) hitLimit() bool {
+	return cgroupCount(filepath.Join(c.dir, "pids.events"), "max") > 0
+}
 
 // cgroupCount reads the value of key in a flat-keyed cgroup file
 // ("key N" lines), or 0.
