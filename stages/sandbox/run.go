@@ -228,7 +228,8 @@ func runInOwnMountNS(ctx context.Context, s Spec, l layers, userns int, uids, gi
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	root, err := os.MkdirTemp("", shiftedRootPrefix(upper))
+	removeStaleRootDirs()
+	root, err := os.MkdirTemp("", shiftedRootPrefix(upper)+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}

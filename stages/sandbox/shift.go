@@ -274,6 +274,27 @@ func shiftedRootPrefix(upper string) string {
 	return "fgimg-root-" + hex.EncodeToString(h[:6]) + "-"
 }
 
+// removeStaleRootDirs removes the mount points of shifted roots that
+// fgimg processes killed before removing them left in the temporary
+// directory: named shiftedRootPrefix, pid, "-", random. A dead process's
+// mounts are gone with it, so its directories are empty.
+func removeStaleRootDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "fgimg-root-*"))
+	for _, d := range dirs {
+		f := strings.Split(filepath.Base(d), "-")
+		if len(f) != 5 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[3])
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			_ = os.Remove(d) // fails unless empty
+		}
+	}
+}
+
 // Overlays mounted by MountOverlay, by target, so that Run can give a
 // command the same root filesystem with shifted ids.
 var overlays struct {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -242,5 +243,31 @@ func TestRunPastaRunsAsTheShiftedRoot(t *testing.T) {
 	}
 	if err := h.finish(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRemoveStaleRootDirs(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	// A pid that is not running: the highest possible one is rarely used.
+	dead := "4194303"
+	if syscall.Kill(4194303, 0) != syscall.ESRCH {
+		t.Skip("pid 4194303 exists")
+	}
+	stale := filepath.Join(os.TempDir(), shiftedRootPrefix("/x/upper")+dead+"-123")
+	live := filepath.Join(os.TempDir(), shiftedRootPrefix("/x/upper")+strconv.Itoa(os.Getppid())+"-456")
+	other := filepath.Join(os.TempDir(), "fgimg-root-unrelated")
+	for _, d := range []string{stale, live, other} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeStaleRootDirs()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the mount point of a dead fgimg is still there: %v", err)
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
 	}
 }
