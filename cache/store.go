@@ -237,3 +237,10 @@ func removeAll(p string) error {
 	})
 	return os.RemoveAll(p)
 }
+
+// WriteFile writes data to path, a file under the store's root (such as
+// the catalog's), atomically and durably: through a fsynced file in
+// scratch space, a rename and a fsync of path's directory.
+func (s *Store) WriteFile(path string, data []byte) error {
+	return s.writeFileAtomic(path, data)
+}

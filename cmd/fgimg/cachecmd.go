@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/planner"
 )
 
@@ -99,15 +100,4 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 	return exitOK
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return catalog.HumanBytes(n) }

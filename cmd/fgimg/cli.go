@@ -39,6 +39,11 @@ Commands:
   inspect    show one image: pedigree, metadata, stages
   fmt        rewrite templates in canonical format
   cache      list, measure or verify the local cache (ls, du, verify)
+  images     list the catalog's images and targets, with a query
+  show       show one catalog entry: metadata, stages, software stack, usage
+  keep       mark catalog entries that purge never removes
+  purge      remove rarely used images' stored bytes, by policy
+  catalog    rebuild the catalog's index from its records
   version    print the version
 
 PATH is a directory of *.fg.hcl / *.fg.json files, or template files;
@@ -67,6 +72,11 @@ func commands() []command {
 		{"inspect", cmdInspect, true},
 		{"fmt", cmdFmt, false},
 		{"cache", cmdCache, true},
+		{"images", cmdImages, true},
+		{"show", cmdShow, true},
+		{"keep", cmdKeep, true},
+		{"purge", cmdPurge, false},
+		{"catalog", cmdCatalog, false},
 		{"version", cmdVersion, true},
 	}
 }
