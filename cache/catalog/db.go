@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -296,10 +297,11 @@ func (c *Catalog) Use(ref, what string) error {
 
 // User names the user fgimg runs as, for usage events and owners.
 func User() string {
-	for _, v := range []string{"SUDO_USER", "USER", "LOGNAME"} {
-		if u := os.Getenv(v); u != "" {
-			return u
-		}
+	if u := os.Getenv("SUDO_USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
 	}
 	return fmt.Sprint(os.Getuid())
 }

@@ -26,7 +26,8 @@ type Policy struct {
 type Choice struct {
 	Entry *Entry
 	Why   string
-	// Stages are those no entry left standing uses.
+	// Stages are those no entry left standing uses (entries purged
+	// together may share some).
 	Stages []digest.Digest
 }
 
@@ -95,7 +96,6 @@ func Choose(all []Summary, pol Policy) []Choice {
 		}
 	}
 	keep := live()
-	claimed := map[digest.Digest]bool{}
 	var out []Choice
 	for _, s := range all {
 		why := chosen[s.Entry.Key()]
@@ -104,8 +104,7 @@ func Choose(all []Summary, pol Policy) []Choice {
 		}
 		c := Choice{Entry: s.Entry, Why: why}
 		for _, st := range s.Entry.Stages {
-			if _, ok := keep[st.Digest]; !ok && !claimed[st.Digest] {
-				claimed[st.Digest] = true
+			if _, ok := keep[st.Digest]; !ok {
 				c.Stages = append(c.Stages, st.Digest)
 			}
 		}
@@ -117,6 +116,9 @@ func Choose(all []Summary, pol Policy) []Choice {
 func roundAge(d time.Duration) string {
 	if d >= 48*time.Hour {
 		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	if d < time.Minute {
+		return d.Round(time.Second).String()
 	}
 	return d.Round(time.Minute).String()
 }

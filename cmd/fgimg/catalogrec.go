@@ -210,6 +210,9 @@ func (b *catalogBuild) indexRegistrations(e *catalog.Entry, t *planner.Target) e
 func (b *catalogBuild) provenance() {
 	var dirs []string
 	for name, f := range b.cfg.Files {
+		if abs, err := filepath.Abs(name); err == nil {
+			name = abs
+		}
 		b.tmpls = append(b.tmpls, catalog.Template{Path: name, Digest: digest.FromBytes(f.Bytes)})
 		dirs = append(dirs, filepath.Dir(name))
 	}

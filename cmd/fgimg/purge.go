@@ -9,6 +9,7 @@ import (
 
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/opencontainers/go-digest"
 )
 
 func cmdPurge(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -78,17 +79,25 @@ Flags:`)
 	}
 	var total int64
 	n := 0
+	seen := map[digest.Digest]bool{} // stages of entries purged before
 	for _, c := range catalog.Choose(all, pol) {
 		e := c.Entry
+		// A stage a running build holds keeps the whole entry.
 		probe, err := store.Drop(c.Stages, true)
-		if err == nil && len(probe.Busy) == 0 && !*dryRun {
-			var res = probe
-			if res, err = store.Drop(c.Stages, false); err == nil && len(res.Busy) == 0 {
+		if err == nil && len(probe.Busy) == 0 {
+			var fresh []digest.Digest
+			for _, d := range c.Stages {
+				if !seen[d] {
+					fresh = append(fresh, d)
+				}
+				seen[d] = true
+			}
+			probe, err = store.Drop(fresh, *dryRun)
+			if err == nil && len(probe.Busy) == 0 && !*dryRun {
 				now := time.Now().UTC()
 				e.Status, e.Purged = catalog.StatusPurged, &now
 				err = cat.Update(e)
 			}
-			probe = res
 		}
 		if err != nil {
 			fmt.Fprintf(errw, "fgimg: purging %s %s: %s\n", e.Name, planner.Short(e.ID), err)
