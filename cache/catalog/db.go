@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -292,7 +293,34 @@ func (c *Catalog) Use(ref, what string) error {
 	if err != nil {
 		return err
 	}
-	return c.Record(nil, []Use{{ID: e.ID, Name: e.Name, Event: Event{Who: User(), When: time.Now().UTC(), What: what}}})
+	return c.UseEntry(e.ID, e.Name, what)
+}
+
+// UseEntry records one use (what: UseBoot, UseRegister, UseFetch, ...)
+// of the entry (id, name), such as a target's write digest and name
+// from its manifest.json or register.json, by the current user, now.
+// An entry the catalog lacks (built before it) is not recorded.
+func (c *Catalog) UseEntry(id digest.Digest, name, what string) error {
+	if !c.files.Exists(id, name) {
+		return nil
+	}
+	return c.Record(nil, []Use{{ID: id, Name: name, Event: Event{Who: User(), When: time.Now().UTC(), What: what}}})
+}
+
+// SetRegistrations records where the target (id, name) is registered:
+// raw is the register command's registrations.json. `fgimg build` also
+// indexes OUT/<target>/registrations.json when it finds one.
+func (c *Catalog) SetRegistrations(id digest.Digest, name string, raw json.RawMessage) error {
+	e, err := c.files.Get(key(id, name))
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return fmt.Errorf("catalog: registrations of %s: %w", name, err)
+	}
+	e.Registrations = buf.Bytes()
+	return c.Update(e)
 }
 
 // User names the user fgimg runs as, for usage events and owners.

@@ -355,11 +355,14 @@ func (p *parser) compile(f field, name, op string, opAt int, v string, vAt int) 
 		}
 		return "", nil, p.errAt(opAt, "%s is text: compare it with = != ~ or !~, not %s", name, op)
 	case kTag:
+		// Uncorrelated IN subqueries run once, by the name index; an
+		// EXISTS per entry may be planned on that index and scan every
+		// row of a common name once per entry.
 		if regex {
-			return not + "EXISTS (SELECT 1 FROM tags t WHERE t.key = e.key AND fgimg_match(?, t.tag))", []any{v}, nil
+			return not + "e.key IN (SELECT key FROM tags WHERE fgimg_match(?, tag))", []any{v}, nil
 		}
 		if op == "=" || op == "!=" {
-			return not + "EXISTS (SELECT 1 FROM tags t WHERE t.key = e.key AND t.tag = ?)", []any{v}, nil
+			return not + "e.key IN (SELECT key FROM tags WHERE tag = ?)", []any{v}, nil
 		}
 		return "", nil, p.errAt(opAt, "%s is a set of tags: use = != ~ or !~, not %s", name, op)
 	case kPackage:
@@ -371,12 +374,12 @@ func (p *parser) compile(f field, name, op string, opAt int, v string, vAt int) 
 		}
 		pkg, ver, hasVer := strings.Cut(v, "@")
 		if !hasVer {
-			return not + "EXISTS (SELECT 1 FROM packages k WHERE k.key = e.key AND k.name = ?)", []any{pkg}, nil
+			return not + "e.key IN (SELECT key FROM packages WHERE name = ?)", []any{pkg}, nil
 		}
 		if ver == "" {
 			return "", nil, p.errAt(vAt+len(pkg)+1, "want a version (a glob such as 4.1*) after @")
 		}
-		return not + "EXISTS (SELECT 1 FROM packages k WHERE k.key = e.key AND k.name = ? AND k.version GLOB ?)", []any{pkg, ver}, nil
+		return not + "e.key IN (SELECT key FROM packages WHERE name = ? AND version GLOB ?)", []any{pkg, ver}, nil
 	case kNumber, kBytes:
 		if regex {
 			return "", nil, p.errAt(opAt, "%s is a number: compare it with = != < <= > >=", name)

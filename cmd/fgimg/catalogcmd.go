@@ -32,6 +32,20 @@ func openCatalog(dirFlag string, errw io.Writer) (*cache.Store, *catalog.Catalog
 	return store, cat, nil
 }
 
+// recordUse counts one use of a catalog entry; failing to is told, not
+// fatal: the use itself (a boot) matters more than its accounting.
+func recordUse(dirFlag string, id digest.Digest, name, what string, errw io.Writer) {
+	store, cat, err := openCatalog(dirFlag, errw)
+	if err == nil && cat != nil {
+		defer store.Close()
+		defer cat.Close()
+		err = cat.UseEntry(id, name, what)
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: note: recording the %s in the catalog: %s\n", what, err)
+	}
+}
+
 func cmdImages(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg images", flag.ContinueOnError)
 	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
