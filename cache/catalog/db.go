@@ -21,26 +21,34 @@ import (
 
 // schemaVersion is the index's PRAGMA user_version; an index with another
 // is rebuilt from the records.
-const schemaVersion = 1
+const schemaVersion = 3
 
 const schema = `
 CREATE TABLE entries (
-	key TEXT PRIMARY KEY,
+	rid INTEGER PRIMARY KEY, -- a rowid alias, so that VACUUM keeps it
+	key TEXT NOT NULL UNIQUE,
 	id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
 	owner TEXT, os TEXT, arch TEXT, description TEXT, tags TEXT, permission TEXT,
 	kind TEXT, aim TEXT, status TEXT, location TEXT,
 	created INTEGER NOT NULL, size INTEGER NOT NULL,
 	keep INTEGER NOT NULL DEFAULT 0,
-	access_count INTEGER NOT NULL DEFAULT 0, last_access INTEGER,
-	record TEXT NOT NULL
+	access_count INTEGER NOT NULL DEFAULT 0, last_access INTEGER
 );
+-- The full records apart, so that a scan of entries reads small rows.
+CREATE TABLE records (key TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE INDEX entries_name ON entries(name);
 CREATE INDEX entries_id ON entries(id);
-CREATE TABLE tags (key TEXT NOT NULL, tag TEXT NOT NULL);
-CREATE INDEX tags_key ON tags(key);
-CREATE TABLE packages (key TEXT NOT NULL, name TEXT NOT NULL, version TEXT, arch TEXT, source TEXT);
-CREATE INDEX packages_key ON packages(key);
-CREATE INDEX packages_name ON packages(name);
+CREATE INDEX entries_created ON entries(created);
+-- Tags and packages refer to entries by rowid and their names by
+-- number: the tables stay small, and the covering indexes answer
+-- tag=, package= and package~ without reading a table row.
+CREATE TABLE tags (entry INTEGER NOT NULL, tag TEXT NOT NULL);
+CREATE INDEX tags_tag ON tags(tag, entry);
+CREATE INDEX tags_entry ON tags(entry);
+CREATE TABLE pkgnames (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE packages (entry INTEGER NOT NULL, name INTEGER NOT NULL, version TEXT, arch TEXT, source TEXT);
+CREATE INDEX packages_name ON packages(name, version, entry);
+CREATE INDEX packages_entry ON packages(entry);
 CREATE TABLE usage (key TEXT NOT NULL, who TEXT, at INTEGER NOT NULL, what TEXT NOT NULL);
 CREATE INDEX usage_key ON usage(key);
 `
@@ -61,11 +69,12 @@ func Open(store *cache.Store) (*Catalog, error) {
 		return nil, err
 	}
 	path := filepath.Join(files.dir, "index.db")
+	// mmap: a query's scan reads pages without a pread(2) each.
 	// busy_timeout first, so that switching to WAL waits for a
 	// concurrent opener too; _txlock=immediate takes the write lock at
 	// BEGIN, so two writers never deadlock upgrading read locks.
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
-		"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=mmap_size(1073741824)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
@@ -117,7 +126,7 @@ func (c *Catalog) rebuild(onlyFrom int) error {
 			return nil
 		}
 	}
-	for _, t := range []string{"entries", "tags", "packages", "usage"} {
+	for _, t := range []string{"entries", "records", "tags", "pkgnames", "packages", "usage"} {
 		if _, err := tx.Exec("DROP TABLE IF EXISTS " + t); err != nil {
 			return fmt.Errorf("catalog: rebuilding the index: %w", err)
 		}
@@ -176,34 +185,47 @@ func insert(tx *sql.Tx, e *Entry, keep bool) error {
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	for _, q := range []string{"DELETE FROM entries WHERE key = ?", "DELETE FROM tags WHERE key = ?", "DELETE FROM packages WHERE key = ?"} {
+	for _, q := range []string{
+		"DELETE FROM tags WHERE entry = (SELECT rowid FROM entries WHERE key = ?)",
+		"DELETE FROM packages WHERE entry = (SELECT rowid FROM entries WHERE key = ?)",
+		"DELETE FROM entries WHERE key = ?",
+		"DELETE FROM records WHERE key = ?",
+	} {
 		if _, err := tx.Exec(q, k); err != nil {
 			return fmt.Errorf("catalog: %w", err)
 		}
 	}
-	_, err = tx.Exec(`INSERT INTO entries (key, id, name, type, owner, os, arch, description, tags, permission,
-		kind, aim, status, location, created, size, keep, access_count, last_access, record)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := tx.Exec(`INSERT INTO entries (key, id, name, type, owner, os, arch, description, tags, permission,
+		kind, aim, status, location, created, size, keep, access_count, last_access)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k, string(e.ID), e.Name, e.Type, e.Owner, e.OS, e.Arch, e.Description, strings.Join(e.Tags, ","), e.Permission,
-		e.Kind, e.Aim, e.Status, strings.Join(e.Locations, " "), e.Created.UnixNano(), e.Size, keep, count, last, string(rec))
+		e.Kind, e.Aim, e.Status, strings.Join(e.Locations, " "), e.Created.UnixNano(), e.Size, keep, count, last)
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
+	row, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if _, err := tx.Exec("INSERT INTO records (key, record) VALUES (?, ?)", k, string(rec)); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
 	for _, t := range e.Tags {
-		if _, err := tx.Exec("INSERT INTO tags (key, tag) VALUES (?, ?)", k, t); err != nil {
+		if _, err := tx.Exec("INSERT INTO tags (entry, tag) VALUES (?, ?)", row, t); err != nil {
 			return fmt.Errorf("catalog: %w", err)
 		}
 	}
-	if e.Stack != nil {
-		st, err := tx.Prepare("INSERT INTO packages (key, name, version, arch, source) VALUES (?, ?, ?, ?, ?)")
-		if err != nil {
+	if e.Stack == nil {
+		return nil
+	}
+	for _, p := range e.Stack.Packages {
+		if _, err := tx.Exec("INSERT OR IGNORE INTO pkgnames (name) VALUES (?)", p.Name); err != nil {
 			return fmt.Errorf("catalog: %w", err)
 		}
-		defer st.Close()
-		for _, p := range e.Stack.Packages {
-			if _, err := st.Exec(k, p.Name, p.Version, p.Arch, p.Source); err != nil {
-				return fmt.Errorf("catalog: %w", err)
-			}
+		_, err := tx.Exec(`INSERT INTO packages (entry, name, version, arch, source)
+			VALUES (?, (SELECT id FROM pkgnames WHERE name = ?), ?, ?, ?)`, row, p.Name, p.Version, p.Arch, p.Source)
+		if err != nil {
+			return fmt.Errorf("catalog: %w", err)
 		}
 	}
 	return nil
@@ -446,7 +468,7 @@ type Summary struct {
 
 // All returns a summary of every entry, oldest first.
 func (c *Catalog) All(ctx context.Context) ([]Summary, error) {
-	rows, err := c.db.QueryContext(ctx, "SELECT record, keep, access_count, coalesce(last_access, created) FROM entries ORDER BY created, key")
+	rows, err := c.db.QueryContext(ctx, "SELECT r.record, e.keep, e.access_count, coalesce(e.last_access, e.created) FROM entries e JOIN records r ON r.key = e.key ORDER BY e.created, e.key")
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}

@@ -359,27 +359,27 @@ func (p *parser) compile(f field, name, op string, opAt int, v string, vAt int) 
 		// EXISTS per entry may be planned on that index and scan every
 		// row of a common name once per entry.
 		if regex {
-			return not + "e.key IN (SELECT key FROM tags WHERE fgimg_match(?, tag))", []any{v}, nil
+			return not + "e.rowid IN (SELECT entry FROM tags WHERE fgimg_match(?, tag))", []any{v}, nil
 		}
 		if op == "=" || op == "!=" {
-			return not + "e.key IN (SELECT key FROM tags WHERE tag = ?)", []any{v}, nil
+			return not + "e.rowid IN (SELECT entry FROM tags WHERE tag = ?)", []any{v}, nil
 		}
 		return "", nil, p.errAt(opAt, "%s is a set of tags: use = != ~ or !~, not %s", name, op)
 	case kPackage:
 		if regex {
-			return not + "e.key IN (SELECT key FROM packages WHERE name IN (SELECT n FROM (SELECT DISTINCT name AS n FROM packages) WHERE fgimg_match(?, n)))", []any{v}, nil
+			return not + "e.rowid IN (SELECT entry FROM packages WHERE name IN (SELECT id FROM pkgnames WHERE fgimg_match(?, name)))", []any{v}, nil
 		}
 		if op != "=" && op != "!=" {
 			return "", nil, p.errAt(opAt, "match a package with = != ~ or !~, not %s", op)
 		}
 		pkg, ver, hasVer := strings.Cut(v, "@")
 		if !hasVer {
-			return not + "e.key IN (SELECT key FROM packages WHERE name = ?)", []any{pkg}, nil
+			return not + "e.rowid IN (SELECT entry FROM packages WHERE name = (SELECT id FROM pkgnames WHERE name = ?))", []any{pkg}, nil
 		}
 		if ver == "" {
 			return "", nil, p.errAt(vAt+len(pkg)+1, "want a version (a glob such as 4.1*) after @")
 		}
-		return not + "e.key IN (SELECT key FROM packages WHERE name = ? AND version GLOB ?)", []any{pkg, ver}, nil
+		return not + "e.rowid IN (SELECT entry FROM packages WHERE name = (SELECT id FROM pkgnames WHERE name = ?) AND version GLOB ?)", []any{pkg, ver}, nil
 	case kNumber, kBytes:
 		if regex {
 			return "", nil, p.errAt(opAt, "%s is a number: compare it with = != < <= > >=", name)

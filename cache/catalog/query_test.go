@@ -16,7 +16,7 @@ func TestParseQueryGood(t *testing.T) {
 		args   []any
 	}{
 		{"", DefaultFields, "", nil},
-		{"* where os=debian-12, tag=hpc", AllFields, "e.os = ? AND e.key IN (SELECT key FROM tags WHERE tag = ?)", []any{"debian-12", "hpc"}},
+		{"* where os=debian-12, tag=hpc", AllFields, "e.os = ? AND e.rowid IN (SELECT entry FROM tags WHERE tag = ?)", []any{"debian-12", "hpc"}},
 		{"name,size,last_access where owner=alice", []string{"name", "size", "last_access"}, "e.owner = ?", []any{"alice"}},
 		{"where name~^hpc", DefaultFields, "fgimg_match(?, e.name)", []any{"^hpc"}},
 		{"name where size>1GiB", []string{"name"}, "e.size > ?", []any{int64(1 << 30)}},
@@ -24,7 +24,7 @@ func TestParseQueryGood(t *testing.T) {
 		// An age: within the last 30 days is a later time than 30 days ago.
 		{"name where last_access<30d", []string{"name"}, "coalesce(e.last_access, e.created) > ?", []any{now.Add(-30 * 24 * time.Hour).UnixNano()}},
 		{"name where last_access>90d", []string{"name"}, "coalesce(e.last_access, e.created) < ?", []any{now.Add(-90 * 24 * time.Hour).UnixNano()}},
-		{"name where package=openmpi-bin@4.1*", []string{"name"}, "e.key IN (SELECT key FROM packages WHERE name = ? AND version GLOB ?)", []any{"openmpi-bin", "4.1*"}},
+		{"name where package=openmpi-bin@4.1*", []string{"name"}, "e.rowid IN (SELECT entry FROM packages WHERE name = (SELECT id FROM pkgnames WHERE name = ?) AND version GLOB ?)", []any{"openmpi-bin", "4.1*"}},
 		{`name where description="a b, c"`, []string{"name"}, "e.description = ?", []any{"a b, c"}},
 		{"name order by access_count desc limit 5", []string{"name"}, "", nil},
 	} {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,7 +100,10 @@ Flags:
 		fmt.Fprintf(out, "%s\n", b)
 		return exitOK
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	// tabwriter writes cell by cell: one write(2) each, unbuffered.
+	bw := bufio.NewWriter(out)
+	defer bw.Flush()
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.ToUpper(strings.Join(q.Fields, "\t")))
 	for _, r := range rows {
 		cells := make([]string, len(q.Fields))
