@@ -254,7 +254,8 @@ type Use struct {
 
 // Record adds what a build made and how it was used: every entry whose
 // record is new is written and indexed, every entry is indexed if the
-// index lacks it (a crash between record and index), and every use is
+// index lacks it (a crash between record and index), a purged entry
+// becomes built again (the build has stored its bytes), and every use is
 // logged and counted. One transaction: a no-op build pays one commit.
 func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 	var fresh []*Entry
@@ -283,14 +284,18 @@ func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 		}
 	}
 	for _, e := range entries {
-		var one int
-		err := tx.QueryRow("SELECT 1 FROM entries WHERE key = ?", e.Key()).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			// Indexed from its record, which another build may have written.
-			if rec, gerr := c.files.Get(e.Key()); gerr == nil {
+		var status string
+		err := tx.QueryRow("SELECT status FROM entries WHERE key = ?", e.Key()).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) || status == StatusPurged {
+			// Indexed from its record, which another build may have
+			// written; a purged entry the build made again is built.
+			var rec *Entry
+			if rec, err = c.files.Get(e.Key()); err == nil && rec.Status == StatusPurged {
+				rec.Status, rec.Purged = StatusBuilt, nil
+				err = c.files.Put(rec)
+			}
+			if err == nil {
 				err = insert(tx, rec, c.files.kept(e.Key()))
-			} else {
-				err = gerr
 			}
 		}
 		if err != nil {

@@ -189,9 +189,13 @@ func TestCatalogPurge(t *testing.T) {
 		t.Errorf("show of a purged entry: %d\n%s", code, out)
 	}
 	e.verifyCache()
-	// Building it again works from the parent still cached.
+	// Building it again works from the parent still cached, and the
+	// entry is built again.
 	e.mustBuildT("-var", "n=2")
 	e.verifyCache()
+	if got := e.images("status where id=" + mid); len(got) != 1 || got[0]["status"] != "built" {
+		t.Errorf("after building the purged child again: %v, want status built", got)
+	}
 }
 
 func TestCatalogConcurrentBuilds(t *testing.T) {
