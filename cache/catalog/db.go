@@ -138,6 +138,8 @@ func (c *Catalog) rebuild(onlyFrom int) error {
 	if err != nil {
 		return err
 	}
+	st := newStmts(tx)
+	defer st.close()
 	var errs []error
 	for _, k := range keys {
 		e, err := c.files.Get(k)
@@ -145,7 +147,7 @@ func (c *Catalog) rebuild(onlyFrom int) error {
 			errs = append(errs, err)
 			continue
 		}
-		if err := insert(tx, e, c.files.kept(k)); err != nil {
+		if err := insert(st, e, c.files.kept(k)); err != nil {
 			return err
 		}
 		evs, err := c.files.readUsage(k)
@@ -153,7 +155,7 @@ func (c *Catalog) rebuild(onlyFrom int) error {
 			return err
 		}
 		for _, ev := range evs {
-			if err := addUse(tx, k, ev); err != nil {
+			if err := addUse(st, k, ev); err != nil {
 				return err
 			}
 		}
@@ -173,7 +175,7 @@ func (c *Catalog) rebuild(onlyFrom int) error {
 
 // insert adds e to the index, replacing any row of the same key; its
 // usage counts stay.
-func insert(tx *sql.Tx, e *Entry, keep bool) error {
+func insert(tx *stmts, e *Entry, keep bool) error {
 	rec, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -232,7 +234,7 @@ func insert(tx *sql.Tx, e *Entry, keep bool) error {
 }
 
 // addUse records one use of k in the index.
-func addUse(tx *sql.Tx, k string, ev Event) error {
+func addUse(tx *stmts, k string, ev Event) error {
 	at := ev.When.UnixNano()
 	if _, err := tx.Exec("INSERT INTO usage (key, who, at, what) VALUES (?, ?, ?, ?)", k, ev.Who, at, ev.What); err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -243,6 +245,53 @@ func addUse(tx *sql.Tx, k string, ev Event) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	return nil
+}
+
+// stmts runs statements in a transaction, each prepared once: a
+// rebuild runs the same few statements for every entry and package.
+type stmts struct {
+	tx *sql.Tx
+	m  map[string]*sql.Stmt
+}
+
+func newStmts(tx *sql.Tx) *stmts { return &stmts{tx: tx, m: map[string]*sql.Stmt{}} }
+
+func (s *stmts) prepare(q string) (*sql.Stmt, error) {
+	if st, ok := s.m[q]; ok {
+		return st, nil
+	}
+	st, err := s.tx.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	s.m[q] = st
+	return st, nil
+}
+
+func (s *stmts) Exec(q string, args ...any) (sql.Result, error) {
+	st, err := s.prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.Exec(args...)
+}
+
+func (s *stmts) QueryRow(q string, args ...any) interface{ Scan(...any) error } {
+	st, err := s.prepare(q)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRow(args...)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+func (s *stmts) close() {
+	for _, st := range s.m {
+		st.Close()
+	}
 }
 
 // Use is one use of one entry, for Record.
@@ -278,14 +327,16 @@ func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	defer tx.Rollback()
+	st := newStmts(tx)
+	defer st.close()
 	for _, e := range fresh {
-		if err := insert(tx, e, c.files.kept(e.Key())); err != nil {
+		if err := insert(st, e, c.files.kept(e.Key())); err != nil {
 			return err
 		}
 	}
 	for _, e := range entries {
 		var status string
-		err := tx.QueryRow("SELECT status FROM entries WHERE key = ?", e.Key()).Scan(&status)
+		err := st.QueryRow("SELECT status FROM entries WHERE key = ?", e.Key()).Scan(&status)
 		if errors.Is(err, sql.ErrNoRows) || status == StatusPurged {
 			// Indexed from its record, which another build may have
 			// written; a purged entry the build made again is built.
@@ -295,7 +346,7 @@ func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 				err = c.files.Put(rec)
 			}
 			if err == nil {
-				err = insert(tx, rec, c.files.kept(e.Key()))
+				err = insert(st, rec, c.files.kept(e.Key()))
 			}
 		}
 		if err != nil {
@@ -303,7 +354,7 @@ func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 		}
 	}
 	for _, u := range uses {
-		if err := addUse(tx, key(u.ID, u.Name), u.Event); err != nil {
+		if err := addUse(st, key(u.ID, u.Name), u.Event); err != nil {
 			return err
 		}
 	}
@@ -456,7 +507,9 @@ func (c *Catalog) Update(e *Entry) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	defer tx.Rollback()
-	if err := insert(tx, e, c.files.kept(e.Key())); err != nil {
+	st := newStmts(tx)
+	defer st.close()
+	if err := insert(st, e, c.files.kept(e.Key())); err != nil {
 		return err
 	}
 	return tx.Commit()
