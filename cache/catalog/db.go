@@ -322,6 +322,43 @@ func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 			return err
 		}
 	}
+	return c.inTx(func(st *stmts) error {
+		for _, e := range fresh {
+			if err := insert(st, e, c.files.kept(e.Key())); err != nil {
+				return err
+			}
+		}
+		for _, e := range entries {
+			var status string
+			err := st.QueryRow("SELECT status FROM entries WHERE key = ?", e.Key()).Scan(&status)
+			if errors.Is(err, sql.ErrNoRows) || status == StatusPurged {
+				// Indexed from its record, which another build may have
+				// written; a purged entry the build made again is built.
+				var rec *Entry
+				if rec, err = c.files.Get(e.Key()); err == nil && rec.Status == StatusPurged {
+					rec.Status, rec.Purged = StatusBuilt, nil
+					err = c.files.Put(rec)
+				}
+				if err == nil {
+					err = insert(st, rec, c.files.kept(e.Key()))
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, u := range uses {
+			if err := addUse(st, key(u.ID, u.Name), u.Event); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// inTx runs fn in a write transaction and commits what it did, unless
+// it failed.
+func (c *Catalog) inTx(fn func(st *stmts) error) error {
 	tx, err := c.db.Begin()
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -329,34 +366,8 @@ func (c *Catalog) Record(entries []*Entry, uses []Use) error {
 	defer tx.Rollback()
 	st := newStmts(tx)
 	defer st.close()
-	for _, e := range fresh {
-		if err := insert(st, e, c.files.kept(e.Key())); err != nil {
-			return err
-		}
-	}
-	for _, e := range entries {
-		var status string
-		err := st.QueryRow("SELECT status FROM entries WHERE key = ?", e.Key()).Scan(&status)
-		if errors.Is(err, sql.ErrNoRows) || status == StatusPurged {
-			// Indexed from its record, which another build may have
-			// written; a purged entry the build made again is built.
-			var rec *Entry
-			if rec, err = c.files.Get(e.Key()); err == nil && rec.Status == StatusPurged {
-				rec.Status, rec.Purged = StatusBuilt, nil
-				err = c.files.Put(rec)
-			}
-			if err == nil {
-				err = insert(st, rec, c.files.kept(e.Key()))
-			}
-		}
-		if err != nil {
-			return err
-		}
-	}
-	for _, u := range uses {
-		if err := addUse(st, key(u.ID, u.Name), u.Event); err != nil {
-			return err
-		}
+	if err := fn(st); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -502,17 +513,7 @@ func (c *Catalog) Update(e *Entry) error {
 	if err := c.files.Put(e); err != nil {
 		return err
 	}
-	tx, err := c.db.Begin()
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	defer tx.Rollback()
-	st := newStmts(tx)
-	defer st.close()
-	if err := insert(st, e, c.files.kept(e.Key())); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return c.inTx(func(st *stmts) error { return insert(st, e, c.files.kept(e.Key())) })
 }
 
 // Summary is what purge weighs of an entry.
