@@ -66,39 +66,52 @@ func RecordKey(targetDigest digest.Digest) digest.Digest {
 // Record merges what Apply did in cloud into the target's
 // registrations (replacing that cloud's earlier entries for the same
 // steps) and writes them to OUT/<target>/registrations.json and, when
-// store is not nil, to the cache.
+// store is not nil, to the cache. An image already recorded keeps its
+// entry (and time), so a register that changed nothing writes nothing.
 func Record(store *cache.Store, t *Target, cloud string, done []Applied, now time.Time) (*Records, error) {
 	recs := &Records{Version: 1, Target: t.File.Target, Kind: t.File.Kind, TargetDigest: t.File.TargetDigest}
-	if err := readRecords(filepath.Join(t.Dir, RecordsName), recs); err != nil {
+	path := filepath.Join(t.Dir, RecordsName)
+	inOut, err := readRecords(path, recs)
+	if err != nil {
 		return nil, err
 	}
-	if store != nil && recs.Images == nil && t.File.TargetDigest != "" {
-		if err := cachedRecords(store, t.File.TargetDigest, recs); err != nil {
+	key := RecordKey(t.File.TargetDigest)
+	inCache := store == nil || t.File.TargetDigest == "" || store.Has(key)
+	if !inOut && store != nil && t.File.TargetDigest != "" {
+		if err := cachedRecords(store, key, recs); err != nil {
 			return nil, err
 		}
 	}
-	for _, d := range done {
-		recs.Images = slices.DeleteFunc(recs.Images, func(r Registration) bool { return r.Cloud == cloud && r.Step == d.Step })
-	}
+	changed := false
 	for _, d := range done {
 		s := t.step(d.Step)
+		i := slices.IndexFunc(recs.Images, func(r Registration) bool { return r.Cloud == cloud && r.Step == d.Step })
+		if i >= 0 && recs.Images[i].ImageID == d.Image.ID {
+			continue
+		}
+		if i >= 0 {
+			recs.Images = slices.Delete(recs.Images, i, i+1)
+		}
 		recs.Images = append(recs.Images, Registration{
 			Cloud: cloud, Step: d.Step, Artifact: s.Artifact, ImageID: d.Image.ID, Name: s.Name,
 			Digest: s.Digest, Time: now.UTC(), Uploaded: d.Uploaded,
 		})
+		changed = true
 	}
 	b, _ := json.MarshalIndent(recs, "", "  ")
 	b = append(b, '\n')
-	if err := writeAtomic(filepath.Join(t.Dir, RecordsName), b); err != nil {
-		return nil, fmt.Errorf("writing registrations: %w", err)
+	if changed || !inOut {
+		if err := writeAtomic(path, b); err != nil {
+			return nil, fmt.Errorf("writing registrations: %w", err)
+		}
 	}
-	if store != nil && t.File.TargetDigest != "" {
+	if store != nil && t.File.TargetDigest != "" && (changed || !inCache) {
 		desc, err := store.PutBlob(bytes.NewReader(b))
 		if err != nil {
 			return nil, fmt.Errorf("keeping registrations in the cache: %w", err)
 		}
 		rec := cache.Record{
-			Digest: RecordKey(t.File.TargetDigest), Kind: RecordKind, Inputs: []digest.Digest{t.File.TargetDigest},
+			Digest: key, Kind: RecordKind, Inputs: []digest.Digest{t.File.TargetDigest},
 			Outputs: []cache.Output{{Name: RecordsName, Digest: desc.Digest, Size: desc.Size, MediaType: RecordsMediaType}},
 			Info:    map[string]string{"target": t.File.Target},
 		}
@@ -109,30 +122,32 @@ func Record(store *cache.Store, t *Target, cloud string, done []Applied, now tim
 	return recs, nil
 }
 
-// readRecords reads a registrations.json for the same target build into
-// recs; a missing file, or one of another build, leaves it as it is.
-func readRecords(path string, recs *Records) error {
+// readRecords reads a registrations.json of the same target build into
+// recs and reports whether there was one; a missing file, or one of
+// another build, leaves recs as it is.
+func readRecords(path string, recs *Records) (bool, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	var old Records
 	if err := json.Unmarshal(b, &old); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return false, fmt.Errorf("%s: %w", path, err)
 	}
-	if old.TargetDigest == recs.TargetDigest {
-		recs.Images = old.Images
+	if old.TargetDigest != recs.TargetDigest {
+		return false, nil
 	}
-	return nil
+	recs.Images = old.Images
+	return true, nil
 }
 
 // cachedRecords reads the cache's registrations of a target build into
 // recs, if it has any.
-func cachedRecords(store *cache.Store, target digest.Digest, recs *Records) error {
-	rec, err := store.Record(RecordKey(target))
+func cachedRecords(store *cache.Store, key digest.Digest, recs *Records) error {
+	rec, err := store.Record(key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -150,7 +165,7 @@ func cachedRecords(store *cache.Store, target digest.Digest, recs *Records) erro
 		err = json.Unmarshal(b, &old)
 	}
 	if err != nil {
-		return fmt.Errorf("reading the cache's registrations of %s: %w", target, err)
+		return fmt.Errorf("reading the cache's registrations %s: %w", key, err)
 	}
 	recs.Images = old.Images
 	return nil

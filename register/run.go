@@ -25,6 +25,9 @@ type Options struct {
 	Open Opener
 	// DryRun plans without changing anything.
 	DryRun bool
+	// Replace retires older images for every target, as if each
+	// register.json said replace.
+	Replace bool
 	// Jobs is how many targets are registered at once (1 when < 1).
 	Jobs int
 	// Store, when not nil, keeps the registration records too; Memo
@@ -127,6 +130,7 @@ func (r *runner) target(ctx context.Context, name string) (res Result) {
 		res.Err = err
 		return res
 	}
+	t.File.Replace = t.File.Replace || r.o.Replace
 	if err := t.Verify(r.o.Memo); err != nil {
 		res.Err = err
 		return res

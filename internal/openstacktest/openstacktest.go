@@ -74,12 +74,12 @@ func Start(ctx context.Context, dir string) (s *Server, err error) {
 		}
 	}
 	files := map[string]string{
-		"keystone.conf":         fmt.Sprintf(keystoneConf, dir),
-		"glance-api.conf":       fmt.Sprintf(glanceConf, gport, dir, s.KeystoneURL, s.Password),
-		"glance-api-paste.ini":  glancePaste,
-		"clouds.yaml":           fmt.Sprintf(cloudsYAML, CloudName, s.KeystoneURL, s.Password),
-		"sqlite-wal.py":         sqliteWAL,
-		"keystone-uwsgi.ini":    fmt.Sprintf(keystoneUWSGI, kport),
+		"keystone.conf":        fmt.Sprintf(keystoneConf, dir),
+		"glance-api.conf":      fmt.Sprintf(glanceConf, gport, dir, s.KeystoneURL, s.Password),
+		"glance-api-paste.ini": glancePaste,
+		"clouds.yaml":          fmt.Sprintf(cloudsYAML, CloudName, s.KeystoneURL, s.Password),
+		"sqlite-wal.py":        sqliteWAL,
+		"keystone-uwsgi.ini":   fmt.Sprintf(keystoneUWSGI, kport),
 	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
@@ -88,7 +88,9 @@ func Start(ctx context.Context, dir string) (s *Server, err error) {
 	}
 	s.CloudsYAML = filepath.Join(dir, "clouds.yaml")
 	kconf, gconf := filepath.Join(dir, "keystone.conf"), filepath.Join(dir, "glance-api.conf")
-	wal := func(db string) []string { return []string{"python3", filepath.Join(dir, "sqlite-wal.py"), filepath.Join(dir, db)} }
+	wal := func(db string) []string {
+		return []string{"python3", filepath.Join(dir, "sqlite-wal.py"), filepath.Join(dir, db)}
+	}
 	// Three independent chains of setup commands, at once: each is
 	// mostly a Python interpreter starting.
 	chains := [][][]string{

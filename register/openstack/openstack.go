@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -153,21 +154,29 @@ func (c *Cloud) String() string { return c.name }
 func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	var out []register.Image
-	for _, hidden := range []string{"false", "true"} {
-		q := query{register.PropTarget: {target}, "os_hidden": {hidden}}
-		err := images.List(c.client, q).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
-			list, err := images.ExtractImages(p)
-			for _, im := range list {
-				out = append(out, convert(im))
-			}
-			return true, err
-		})
-		if err != nil {
-			return nil, c.fault("listing images", err)
-		}
+	// Glance lists hidden images only when asked: ask for both at once.
+	var lists [2][]register.Image
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, hidden := range []string{"false", "true"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := query{register.PropTarget: {target}, "os_hidden": {hidden}}
+			errs[i] = images.List(c.client, q).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
+				list, err := images.ExtractImages(p)
+				for _, im := range list {
+					lists[i] = append(lists[i], convert(im))
+				}
+				return true, err
+			})
+		}()
 	}
-	return out, nil
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, c.fault("listing images", err)
+	}
+	return append(lists[0], lists[1]...), nil
 }
 
 // query is a Glance image list query, custom property filters included.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -114,11 +115,14 @@ func TestRegisterIsIdempotentByContent(t *testing.T) {
 		t.Errorf("the cache has no registrations record: %v", err)
 	}
 
-	// Again, nothing changed: nothing is uploaded, quickly.
+	// Again, nothing changed: nothing is uploaded or written, quickly.
 	start := time.Now()
 	res = run(t, o, "idem")
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("a register with nothing to do took %v", took)
+	if took, budget := time.Since(start), noopBudget(); took > budget {
+		t.Errorf("a register with nothing to do took %v (budget %v)", took, budget)
+	}
+	if b2, _ := os.ReadFile(filepath.Join(out, "idem", register.RecordsName)); !bytes.Equal(b, b2) {
+		t.Errorf("a register with nothing to do rewrote registrations.json:\n%s", b2)
 	}
 	if got := ops(res[0].Plan); got != "skip" || res[0].Uploaded != 0 {
 		t.Fatalf("second register planned %s and uploaded %d bytes, want skip and 0", got, res[0].Uploaded)
@@ -171,6 +175,16 @@ func TestRegisterIsIdempotentByContent(t *testing.T) {
 	if got, err := images.Get(context.Background(), c.client, fim.ID).Extract(); err != nil || got.Hidden || got.Status != images.ImageStatusQueued {
 		t.Errorf("the image fgimg did not register was touched: %+v %v", got, err)
 	}
+}
+
+// noopBudget is the second a register with nothing to do may take,
+// stretched by the machine's load beyond one runnable task per CPU: the
+// servers answering it share the CPUs with whatever else runs.
+func noopBudget() time.Duration {
+	b, _ := os.ReadFile("/proc/loadavg")
+	var load float64
+	fmt.Sscan(string(b), &load)
+	return time.Duration(float64(time.Second) * max(1, load/float64(runtime.NumCPU())))
 }
 
 func TestTamperedArtifactIsNotUploaded(t *testing.T) {
