@@ -18,7 +18,9 @@ type Cloud interface {
 	String() string
 	// Find lists the images in the cloud that fgimg registered for
 	// target (its fgimg_target property or attribute), in every state,
-	// so that register can skip, clean up and retire.
+	// so that register can skip, clean up and retire. It may leave out
+	// images it retired itself (Glance: hidden ones), which register
+	// never reuses, deletes or retires again.
 	Find(ctx context.Context, target string) ([]Image, error)
 	// Upload creates an image for step, with props (step.Properties
 	// with Refs resolved), from the artifact at path, and returns it

@@ -119,9 +119,6 @@ Flags:`)
 			code = exitFailed
 		}
 	}
-	if code != exitOK && ctx.Err() != nil {
-		return interruptedCode(ctx)
-	}
 	return code
 }
 

@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -34,7 +33,6 @@ import (
 	gopenstack "github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
-	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
@@ -149,34 +147,26 @@ func cloudsFile() string {
 
 func (c *Cloud) String() string { return c.name }
 
-// Find lists the images whose fgimg_target property is target, hidden
-// (retired) ones included.
+// Find lists the images whose fgimg_target property is target, in
+// every state but hidden: a hidden image is one Retire retired, which
+// register never reuses, deletes or retires again, and leaving them out
+// halves the calls a register with nothing to do makes.
 func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	// Glance lists hidden images only when asked: ask for both at once.
-	var lists [2][]register.Image
-	var errs [2]error
-	var wg sync.WaitGroup
-	for i, hidden := range []string{"false", "true"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q := query{register.PropTarget: {target}, "os_hidden": {hidden}}
-			errs[i] = images.List(c.client, q).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
-				list, err := images.ExtractImages(p)
-				for _, im := range list {
-					lists[i] = append(lists[i], convert(im))
-				}
-				return true, err
-			})
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
+	var out []register.Image
+	q := query{register.PropTarget: {target}}
+	err := images.List(c.client, q).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
+		list, err := images.ExtractImages(p)
+		for _, im := range list {
+			out = append(out, convert(im))
+		}
+		return true, err
+	})
+	if err != nil {
 		return nil, c.fault("listing images", err)
 	}
-	return append(lists[0], lists[1]...), nil
+	return out, nil
 }
 
 // query is a Glance image list query, custom property filters included.
@@ -212,11 +202,7 @@ func (c *Cloud) Upload(ctx context.Context, step register.Step, props map[string
 		return register.Image{}, c.fault("creating image "+step.Name, err)
 	}
 	im := convert(*created)
-	var body io.Reader = f
-	if c.body != nil {
-		body = c.body(body)
-	}
-	if err := imagedata.Upload(ctx, c.client, created.ID, body).ExtractErr(); err != nil {
+	if err := c.put(ctx, created.ID, f, step.Size); err != nil {
 		return im, c.fault(fmt.Sprintf("uploading %s to image %s", filepath.Base(path), created.ID), err)
 	}
 	for {
@@ -240,6 +226,54 @@ func (c *Cloud) Upload(ctx context.Context, step register.Step, props map[string
 		case <-ctx.Done():
 			return im, context.Cause(ctx)
 		case <-time.After(c.poll):
+		}
+	}
+}
+
+// put streams size bytes of f to the image's data (PUT
+// /v2/images/{id}/file) with a Content-Length: gophercloud's
+// imagedata.Upload sends a body of unknown length chunked, which Glance
+// reads markedly slower than a plain body. A token that expired on the
+// way is renewed and the upload made again.
+func (c *Cloud) put(ctx context.Context, id string, f *os.File, size int64) error {
+	p := c.client.ProviderClient
+	for attempt := 0; ; attempt++ {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		var body io.Reader = f
+		if c.body != nil {
+			body = c.body(body)
+		}
+		url := c.client.ServiceURL("images", id, "file")
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.NopCloser(body))
+		if err != nil {
+			return err
+		}
+		req.ContentLength = size
+		token := p.Token()
+		for k, v := range p.AuthenticatedHeaders() {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := p.HTTPClient.Do(req)
+		if err != nil {
+			return err
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
+			return nil
+		case resp.StatusCode == http.StatusUnauthorized && attempt == 0:
+			if err := p.Reauthenticate(ctx, token); err != nil {
+				return err
+			}
+			continue
+		}
+		return gophercloud.ErrUnexpectedResponseCode{
+			URL: url, Method: http.MethodPut, Expected: []int{http.StatusNoContent},
+			Actual: resp.StatusCode, Body: msg, ResponseHeader: resp.Header,
 		}
 	}
 }

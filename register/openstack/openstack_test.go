@@ -159,7 +159,17 @@ func TestRegisterIsIdempotentByContent(t *testing.T) {
 		t.Errorf("register -replace planned %s\n%s", got, o.Log)
 	}
 	var active, hidden int
-	for _, im := range glance(t, "idem") {
+	pages, err := images.List(c.client, query{register.PropTarget: {"idem"}, "os_hidden": {"true"}}).AllPages(context.Background())
+	hiddenList, _ := images.ExtractImages(pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range append(glance(t, "idem"), func() (l []register.Image) {
+		for _, im := range hiddenList {
+			l = append(l, convert(im))
+		}
+		return l
+	}()...) {
 		switch {
 		case im.State == register.StateReady && im.Digest == f.Steps[0].Digest:
 			active++
