@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fgimg/fgimg/internal/bytesize"
 )
 
 // The properties fgimg sets on every image it registers, by which it
@@ -162,7 +164,7 @@ func (p *Plan) String() string {
 func (a Action) String() string {
 	switch a.Op {
 	case OpUpload:
-		s := fmt.Sprintf("+ upload %s (%s) as %q", a.Artifact, HumanSize(a.Size), a.Name)
+		s := fmt.Sprintf("+ upload %s (%s) as %q", a.Artifact, bytesize.Format(a.Size), a.Name)
 		if a.Why != "" {
 			s += ": " + a.Why
 		}
@@ -183,18 +185,4 @@ func short(d string) string {
 		return hex[:12] + "…"
 	}
 	return d
-}
-
-// HumanSize is n bytes in binary units, as plans print sizes.
-func HumanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/bytesize"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/registertest"
 )
@@ -174,7 +175,7 @@ func TestReplaceRetiresOnlyWhatFgimgRegisteredForTheTarget(t *testing.T) {
 	want := fmt.Sprintf(`target "hpc" → fake cloud
   + upload disk.qcow2 (%s) as "hpc": new digest %s…
   ~ retire image %s "hpc" (%s…), replaced
-`, register.HumanSize(f.Steps[0].Size), f.Steps[0].Digest.Encoded()[:12], old, c.images[0].Digest.Encoded()[:12])
+`, bytesize.Format(f.Steps[0].Size), f.Steps[0].Digest.Encoded()[:12], old, c.images[0].Digest.Encoded()[:12])
 	if got, _, _ := strings.Cut(log.String(), "target \"hpc\": "); got != want {
 		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/internal/bytesize"
 )
 
 // Opener opens the Cloud a File registers into. Clouds are shared by
@@ -185,7 +186,7 @@ func summary(p *Plan, done []Applied) string {
 		count[a.Op]++
 	}
 	n, bytes := p.Uploads()
-	s := fmt.Sprintf("%d uploaded (%s), %d unchanged", n, HumanSize(bytes), count[OpSkip])
+	s := fmt.Sprintf("%d uploaded (%s), %d unchanged", n, bytesize.Format(bytes), count[OpSkip])
 	if c := count[OpDelete]; c > 0 {
 		s += fmt.Sprintf(", %d stale deleted", c)
 	}
