@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/internal/atomicfile"
 	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/opencontainers/go-digest"
 )
@@ -175,23 +176,5 @@ func cachedRecords(store *cache.Store, key digest.Digest, recs *Records) error {
 // (not in it: the target's folder must hold only what its manifest
 // lists and registrations.json) and a rename.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(filepath.Dir(path)), ".registrations-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(filepath.Dir(filepath.Dir(path)), path, data, 0o644)
 }
