@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/opennebula"
 	"github.com/fgimg/fgimg/register/openstack"
 )
 
@@ -25,8 +25,8 @@ var clouds = map[string]register.Opener{
 	"openstack": func(ctx context.Context, f *register.File) (register.Cloud, error) {
 		return openstack.Open(ctx, f)
 	},
-	"opennebula": func(ctx context.Context, f *register.File) (register.Cloud, error) {
-		return nil, errors.New("opennebula: registration into OpenNebula is not available in this build of fgimg yet; register.sh beside the artifacts holds the oneimage commands")
+	"opennebula": func(_ context.Context, f *register.File) (register.Cloud, error) {
+		return opennebula.Open(f)
 	},
 }
 
