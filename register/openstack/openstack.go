@@ -52,6 +52,9 @@ type Cloud struct {
 
 var _ register.Cloud = (*Cloud)(nil)
 
+// transport, when set (by tests), carries every request.
+var transport http.RoundTripper
+
 // callTimeout bounds every call but an upload's transfer.
 const callTimeout = 2 * time.Minute
 
@@ -105,9 +108,12 @@ func Open(ctx context.Context, f *register.File) (*Cloud, error) {
 	defer cancel()
 	var provider *gophercloud.ProviderClient
 	var err error
-	if tlsConf != nil {
+	switch {
+	case transport != nil:
+		provider, err = config.NewProviderClient(actx, ao, config.WithHTTPClient(http.Client{Transport: transport}))
+	case tlsConf != nil:
 		provider, err = config.NewProviderClient(actx, ao, config.WithTLSConfig(tlsConf))
-	} else {
+	default:
 		provider, err = config.NewProviderClient(actx, ao)
 	}
 	if err != nil {
