@@ -30,6 +30,7 @@ master = true
 processes = 1
 threads = 1
 die-on-term = true
+no-orphans = true
 need-app = true
 buffer-size = 65535
 add-header = Connection: close

@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/gophercloud/gophercloud/v2"
 	gopenstack "github.com/gophercloud/gophercloud/v2/openstack"
@@ -54,7 +55,13 @@ type Server struct {
 	GlanceURL   string // http://127.0.0.1:PORT
 	// ImageDir is Glance's file store.
 	ImageDir string
-	procs    []*exec.Cmd
+	procs    []proc
+}
+
+// proc is a running server; exited is closed once it has been reaped.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // Start starts Keystone and Glance with their files in dir.
@@ -174,15 +181,15 @@ func (s *Server) Setenv(t testing.TB) {
 func (s *Server) Stop() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		p := s.procs[i]
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { p.Wait(); close(done) }()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-p.exited:
 		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-			<-done
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.exited
 		}
+		// Whatever the server left in its group (a worker) goes too.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	}
 	s.procs = nil
 }
@@ -198,7 +205,8 @@ func (s *Server) run(ctx context.Context, argv []string) error {
 }
 
 // start starts a server in its own process group, its output in
-// DIR/NAME.log; it dies with the test process.
+// DIR/NAME.log; it dies with the test process (hosttool.Start's parent
+// death signal).
 func (s *Server) start(name string, argv []string, env ...string) error {
 	log, err := os.Create(filepath.Join(s.Dir, name+".log"))
 	if err != nil {
@@ -209,11 +217,14 @@ func (s *Server) start(name string, argv []string, env ...string) error {
 	cmd.Dir = s.Dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	waited, err := hosttool.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
-	s.procs = append(s.procs, cmd)
+	p := proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { <-waited; close(p.exited) }()
+	s.procs = append(s.procs, p)
 	return nil
 }
 
@@ -244,17 +255,8 @@ func (s *Server) catalog(ctx context.Context) error {
 	return nil
 }
 
-func waitHTTP(ctx context.Context, url string, p *exec.Cmd) error {
-	exited := make(chan struct{})
-	go func() {
-		for p.ProcessState == nil {
-			if err := p.Process.Signal(syscall.Signal(0)); err != nil {
-				close(exited)
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
+func waitHTTP(ctx context.Context, url string, p proc) error {
+	exited := p.exited
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url)
