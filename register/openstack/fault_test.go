@@ -3,11 +3,14 @@ package openstack
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/registertest"
 	"github.com/gophercloud/gophercloud/v2"
 )
 
@@ -31,6 +34,29 @@ func TestFaultsAreClassifiedWithTheCloudsMessage(t *testing.T) {
 		err := c.fault("uploading", tc.err)
 		if register.IsTemporary(err) != tc.temporary || !strings.Contains(err.Error(), tc.msg) || !strings.HasPrefix(err.Error(), `openstack cloud "lab": uploading: `) {
 			t.Errorf("fault(%v) = %v (temporary %v); want temporary %v with %q", tc.err, err, register.IsTemporary(err), tc.temporary, tc.msg)
+		}
+	}
+}
+
+// Glance takes any bytes under any disk_format: fgimg declares only what
+// the artifact is.
+func TestDeclaredFormatMustBeTheArtifacts(t *testing.T) {
+	dir := t.TempDir()
+	q, raw := filepath.Join(dir, "disk.qcow2"), filepath.Join(dir, "disk.raw")
+	registertest.Qcow2(t, q, 64<<10, 1)
+	registertest.Random(t, raw, 64<<10, 1)
+	for _, tc := range []struct {
+		path, format string
+		ok           bool
+	}{{q, "qcow2", true}, {raw, "raw", true}, {raw, "qcow2", false}, {q, "raw", false}, {raw, "aki", true}} {
+		f, err := os.Open(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkFormat(f, tc.format)
+		f.Close()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s declared %s: %v", filepath.Base(tc.path), tc.format, err)
 		}
 	}
 }
