@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/bytesize"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -92,7 +93,7 @@ func Choose(all []Summary, pol Policy) []Choice {
 				break
 			}
 			chosen[s.Entry.Key()] = fmt.Sprintf("over the size budget (%s stored > %s): least used (%d uses, last %s)",
-				HumanBytes(total), HumanBytes(pol.MaxSize), s.AccessCount, s.LastAccess.Local().Format("2006-01-02 15:04"))
+				bytesize.Format(total), bytesize.Format(pol.MaxSize), s.AccessCount, s.LastAccess.Local().Format("2006-01-02 15:04"))
 		}
 	}
 	keep := live()
@@ -121,18 +122,4 @@ func roundAge(d time.Duration) string {
 		return d.Round(time.Second).String()
 	}
 	return d.Round(time.Minute).String()
-}
-
-// HumanBytes writes n in binary units: 1.5 GiB.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

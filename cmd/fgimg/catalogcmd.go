@@ -14,6 +14,7 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
+	"github.com/fgimg/fgimg/internal/bytesize"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/opencontainers/go-digest"
 )
@@ -127,7 +128,7 @@ func cell(field string, v any) string {
 		return strings.Join(x, ",")
 	case int64:
 		if field == "size" {
-			return catalog.HumanBytes(x)
+			return bytesize.Format(x)
 		}
 		return fmt.Sprint(x)
 	case string:
@@ -211,7 +212,7 @@ func printEntry(out io.Writer, e *catalog.Entry, usage []catalog.Event) {
 	row("tags", strings.Join(e.Tags, ", "))
 	row("permission", e.Permission)
 	row("created", e.Created.Local().Format(time.RFC3339))
-	row("size", catalog.HumanBytes(e.Size))
+	row("size", bytesize.Format(e.Size))
 	if e.Image != "" {
 		row("image", e.Image+" "+planner.Short(e.ImageID))
 	}
@@ -236,13 +237,13 @@ func printEntry(out io.Writer, e *catalog.Entry, usage []catalog.Event) {
 		for _, d := range s.Inputs {
 			in = append(in, planner.Short(d))
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", planner.Short(s.Digest), s.Kind, catalog.HumanBytes(s.Size), strings.Join(in, " "))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", planner.Short(s.Digest), s.Kind, bytesize.Format(s.Size), strings.Join(in, " "))
 	}
 	tw.Flush()
 	if len(e.Artifacts) > 0 {
 		fmt.Fprintln(out, "\nArtifacts:")
 		for _, a := range e.Artifacts {
-			fmt.Fprintf(out, "  %s  %s  %s\n", a.Path, catalog.HumanBytes(a.Size), a.Digest)
+			fmt.Fprintf(out, "  %s  %s  %s\n", a.Path, bytesize.Format(a.Size), a.Digest)
 		}
 	}
 	if len(e.Templates) > 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/cache/catalog"
+	"github.com/fgimg/fgimg/internal/bytesize"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/opencontainers/go-digest"
 )
@@ -107,10 +108,10 @@ Flags:`)
 			fmt.Fprintf(out, "kept %s %s %s: in use by a running build (stage %s is locked)\n", e.Type, e.Name, planner.Short(e.ID), planner.Short(probe.Busy[0]))
 			continue
 		}
-		fmt.Fprintf(out, "%s %s %s %s: %s; frees %s\n", verb, e.Type, e.Name, planner.Short(e.ID), c.Why, catalog.HumanBytes(probe.Bytes))
+		fmt.Fprintf(out, "%s %s %s %s: %s; frees %s\n", verb, e.Type, e.Name, planner.Short(e.ID), c.Why, bytesize.Format(probe.Bytes))
 		total += probe.Bytes
 		n++
 	}
-	fmt.Fprintf(out, "%s %d entries, %s.\n", map[bool]string{true: "Would purge", false: "Purged"}[*dryRun], n, catalog.HumanBytes(total))
+	fmt.Fprintf(out, "%s %d entries, %s.\n", map[bool]string{true: "Would purge", false: "Purged"}[*dryRun], n, bytesize.Format(total))
 	return exitOK
 }
