@@ -54,6 +54,9 @@ var Packages = map[string]Package{
 	"findmnt":         {"util-linux", "util-linux"},
 	"git":             {"git", "git"},
 	"make":            {"make", "make"},
+	"rpm":             {"rpm", "rpm"},
+	"rpmbuild":        {"rpm", "rpm-build"},
+	"systemctl":       {"systemd", "systemd"},
 }
 
 // Host files, by the Debian package that installs them.
