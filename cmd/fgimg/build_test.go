@@ -193,7 +193,8 @@ func TestBuildRebuildsOnlyWhatChanged(t *testing.T) {
 	}
 	json.Unmarshal(b, &m)
 	if m.Target != "child-rootfs" || m.Kind != "tar" || m.Image != "child" || m.ImageID != m.Stages[4] ||
-		strings.Join(m.Pedigree, ">") != "base>child" || len(m.Stages) != 6 || len(m.Artifacts) != 1 || m.Artifacts[0].Path != "rootfs.tar" {
+		strings.Join(m.Pedigree, ">") != "base>child" || len(m.Stages) != 6 || len(m.Artifacts) != 2 || m.Artifacts[0].Path != "rootfs.tar" ||
+		m.Artifacts[1].Path != "sbom.spdx.json" || m.Artifacts[1].MediaType != "application/spdx+json" {
 		t.Errorf("manifest.json: %s", b)
 	}
 	sum := sha256.Sum256(mustRead(t, filepath.Join(e.out, "child-rootfs", "rootfs.tar")))
