@@ -58,6 +58,9 @@ func (c SpecChange) String() string {
 		if s == "" {
 			return "(none)"
 		}
+		if d := digest.Digest(s); d.Validate() == nil {
+			return d.Algorithm().String() + ":" + Short(d)
+		}
 		if len(s) > 80 {
 			return s[:77] + "…"
 		}

@@ -37,6 +37,7 @@ Commands:
   build      build images and write targets' artifacts
   boot       boot a built disk or netboot target in QEMU (smoke test)
   inspect    show one image: pedigree, metadata, stages
+  diff       compare two images: which stages differ and why, and their software stacks
   fmt        rewrite templates in canonical format
   cache      list, measure or verify the local cache (ls, du, verify)
   version    print the version
@@ -65,6 +66,7 @@ func commands() []command {
 		{"boot", cmdBoot, false},
 		{"plan", cmdPlan, true},
 		{"inspect", cmdInspect, true},
+		{"diff", cmdDiff, false},
 		{"fmt", cmdFmt, false},
 		{"cache", cmdCache, true},
 		{"version", cmdVersion, true},
@@ -134,7 +136,7 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 		return nil
 	})
 	if selection {
-		fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
+		c.registerCacheDir(fs)
 		fs.Func("only", "only these comma-separated image or target `names` (globs allowed)", func(s string) error {
 			c.only = append(c.only, splitNames(s)...)
 			return nil
@@ -144,6 +146,11 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 			return nil
 		})
 	}
+}
+
+// registerCacheDir adds -cache-dir, for commands that read the cache.
+func (c *configFlags) registerCacheDir(fs *flag.FlagSet) {
+	fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
 }
 
 func splitNames(s string) []string {
