@@ -34,27 +34,19 @@ func cmdDiff(ctx context.Context, args []string, out, errw io.Writer) int {
 	if len(pos) < 2 {
 		return flagResult(usageError{"diff needs two image names: fgimg diff A B [PATH]"}, errw)
 	}
-	store, err := openCache(cf.cacheDir, false, errw)
+	store, done, err := cf.readCache(errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	if store != nil {
-		defer store.Close()
-	}
-	defer cf.useCache(store)()
+	defer done()
 	cfg, plan := cf.load(pos[2:], errw)
 	if plan == nil {
 		return exitFailed
 	}
 	var ims [2]*planner.Image
 	for i, name := range pos[:2] {
-		if ims[i] = plan.Image(name); ims[i] == nil {
-			var names []string
-			for _, im := range cfg.Images {
-				names = append(names, im.Name)
-			}
-			fmt.Fprintf(errw, "fgimg: there is no image %q in %s; the images are %s.\n", name, cfg.Dir, strings.Join(names, ", "))
+		if ims[i] = findImage(cfg, plan, name, errw); ims[i] == nil {
 			return exitFailed
 		}
 	}

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,21 +46,6 @@ image "p2" {
 target "tar" "a" { image = image.a }
 target "tar" "b" { image = image.b }
 `
-
-func (e *env) run(args ...string) (int, string, string) {
-	e.t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := e.command(context.Background(), nil, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
-}
 
 func TestDiff(t *testing.T) {
 	e := newEnv(t)

@@ -120,22 +120,34 @@ func (img *image) open(rel string) (*os.File, error) {
 	return f, nil
 }
 
+// openBounded opens the regular file rel and returns its size, refusing
+// one larger than max.
+func (img *image) openBounded(rel string, max int64) (*os.File, int64, error) {
+	f, err := img.open(rel)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if fi.Size() > max {
+		f.Close()
+		return nil, 0, fmt.Errorf("/%s is %d bytes, more than the %d read from an image", rel, fi.Size(), max)
+	}
+	return f, fi.Size(), nil
+}
+
 // readFile reads the regular file rel, at most max bytes; larger is an
 // error. A missing file is an error wrapping fs.ErrNotExist.
 func (img *image) readFile(rel string, max int64) ([]byte, error) {
-	f, err := img.open(rel)
+	f, size, err := img.openBounded(rel, max)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("/%s is %d bytes, more than the %d read from an image", rel, fi.Size(), max)
-	}
-	b := make([]byte, 0, fi.Size()+1)
+	b := make([]byte, 0, size+1)
 	b, err = readAll(io.LimitReader(f, max+1), b)
 	if err != nil {
 		return nil, fmt.Errorf("reading /%s: %w", rel, err)

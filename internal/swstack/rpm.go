@@ -23,18 +23,11 @@ import (
 // /proc/self/fd, read-only and immutable (no journal, no lock files
 // written into the image).
 func (img *image) readRpmSqlite(rel string) ([]Package, error) {
-	f, err := img.open(rel)
+	f, _, err := img.openBounded(rel, maxDatabase)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > maxDatabase {
-		return nil, fmt.Errorf("%d bytes, more than the %d read from an image", fi.Size(), maxDatabase)
-	}
 	dsn := fmt.Sprintf("file:/proc/self/fd/%d?mode=ro&immutable=1", f.Fd())
 	if wal, err := img.open(rel + "-wal"); err == nil && walSize(wal) > 0 {
 		// Writes not yet checkpointed (rpm was killed): immutable would
