@@ -49,11 +49,30 @@ func parseApk(b []byte) ([]Package, error) {
 	return out, err
 }
 
-// wanted are the only fields paragraphs keeps, so that a 300-package
-// status file is read without a map entry per description line.
-var wanted = map[string]bool{
-	"package": true, "version": true, "architecture": true, "source": true, "status": true,
-	"P": true, "V": true, "A": true, "o": true,
+// The only fields paragraphs keeps, so that a status file is read
+// without an allocation per description line.
+var (
+	dpkgFields = []string{"package", "version", "architecture", "source", "status"}
+	apkFields  = []string{"P", "V", "A", "o"}
+)
+
+// field returns the wanted field k names ("" for none): a deb822 name
+// matched without case, or an apk letter.
+func field(k []byte, sep byte) string {
+	if sep == ':' {
+		for _, f := range dpkgFields {
+			if len(k) == len(f) && strings.EqualFold(string(k), f) {
+				return f
+			}
+		}
+		return ""
+	}
+	for _, f := range apkFields {
+		if string(k) == f {
+			return f
+		}
+	}
+	return ""
 }
 
 // paragraphs calls fn with the wanted fields of each blank-line-separated
@@ -99,14 +118,12 @@ func paragraphs(b []byte, sep byte, fn func(line int, fields map[string]string) 
 		if !ok {
 			return fmt.Errorf("line %d: no field name", n)
 		}
-		key := string(k)
 		if sep == ':' {
-			key = strings.ToLower(key)
 			v = bytes.TrimSpace(v)
 		} else if len(k) != 1 {
 			return fmt.Errorf("line %d: not a K:value line", n)
 		}
-		if wanted[key] {
+		if key := field(k, sep); key != "" {
 			fields[key] = string(v)
 		}
 	}

@@ -329,3 +329,15 @@ func debianRootB(b *testing.B, status []byte) string {
 	}
 	return root
 }
+
+// BenchmarkReadHost reads the host's own root: a whole Debian system.
+func BenchmarkReadHost(b *testing.B) {
+	if _, err := os.Stat("/var/lib/dpkg/status"); err != nil {
+		b.Skip("no dpkg status on this host")
+	}
+	for b.Loop() {
+		if _, err := swstack.Read("/"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
