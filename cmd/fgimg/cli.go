@@ -36,6 +36,7 @@ Commands:
   plan       show the stage graph, with digests and cache status
   build      build images and write targets' artifacts
   boot       boot a built disk or netboot target in QEMU (smoke test)
+  register   upload built cloud targets into OpenStack or OpenNebula, once
   inspect    show one image: pedigree, metadata, stages
   diff       compare two images: which stages differ and why, and their software stacks
   fmt        rewrite templates in canonical format
@@ -64,6 +65,7 @@ func commands() []command {
 		{"validate", cmdValidate, true},
 		{"build", cmdBuild, false},
 		{"boot", cmdBoot, false},
+		{"register", cmdRegister, false},
 		{"plan", cmdPlan, true},
 		{"inspect", cmdInspect, true},
 		{"diff", cmdDiff, false},
