@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/internal/hosttool"
+	"github.com/fgimg/fgimg/internal/shquote"
 )
 
 // Options says what to boot and how.
@@ -343,7 +344,7 @@ type attempt struct {
 func (o *Options) run(ctx context.Context, bin, accel, vars string) (attempt, error) {
 	args := o.args(accel, vars)
 	res := attempt{Result: Result{Accel: accel, Command: append([]string{bin}, args...)}}
-	fmt.Fprintf(o.Log, "qemu: %s\n", shellQuote(res.Command))
+	fmt.Fprintf(o.Log, "qemu: %s\n", shquote.Join(res.Command))
 
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -487,14 +488,3 @@ loop:
 	return res, nil
 }
 
-// shellQuote renders a command line for the log.
-func shellQuote(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`*?[]{}()<>|&;#~") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		q[i] = a
-	}
-	return strings.Join(q, " ")
-}
