@@ -487,4 +487,3 @@ loop:
 	}
 	return res, nil
 }
-
