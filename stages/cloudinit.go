@@ -43,7 +43,7 @@ const cloudPrepare = `set -eu
 # whatever the hypervisor's bus.
 if ls /boot/vmlinuz-* >/dev/null 2>&1; then
 	if command -v update-initramfs >/dev/null 2>&1; then
-		touch /etc/initramfs-tools/modules
+		mkdir -p /etc/initramfs-tools && touch /etc/initramfs-tools/modules
 		for m in "$@"; do
 			grep -qx "$m" /etc/initramfs-tools/modules || echo "$m" >>/etc/initramfs-tools/modules
 		done

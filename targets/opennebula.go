@@ -56,14 +56,11 @@ func (OpenNebula) Schema() *lang.TargetSchema {
 		lang.TargetAttribute{Name: "persistent", Type: cty.Bool, Default: cty.False,
 			Doc: "a persistent image: VMs write back to it"},
 	)
-	check := s.Check
-	s.Check = func(v map[string]cty.Value) []lang.TargetProblem {
-		probs := check(v)
-		if b := v["boot"]; b.IsKnown() && !b.IsNull() && b.AsString() == BootNone {
-			probs = append(probs, lang.TargetProblem{Attribute: "boot", Summary: "Disk cannot boot",
-				Detail: `OpenNebula boots an OS image from its disk, and boot = "none" writes a disk without a boot loader: use bios, uefi or hybrid.`})
+	// OpenNebula boots an OS image from its disk: it needs a boot loader.
+	for i, a := range s.Attributes {
+		if a.Name == "boot" {
+			s.Attributes[i].Enum = []string{BootBIOS, BootUEFI, BootHybrid}
 		}
-		return probs
 	}
 	return s
 }
