@@ -103,8 +103,8 @@ func runCloudInit(ctx context.Context, s *CloudInit, env *Env) error {
 					break
 				}
 			}
-			return fmt.Errorf("the image lacks %s, and fgimg installs them for a cloud with apt-get only (Debian, Ubuntu), but the image has %s: install them in the image (packages) and build again",
-				strings.Join(need, ", "), pm)
+			return fmt.Errorf("the image lacks %s for a cloud; fgimg installs them with apt-get only (Debian, Ubuntu), and the image has %s: add them to the image's packages",
+				strings.Join(need, " and "), pm)
 		}
 		if err := installApt(ctx, r, env, aptGet, need); err != nil {
 			return err

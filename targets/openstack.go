@@ -149,6 +149,9 @@ func openStackSteps(in *Input, spec *OpenStackSpec, w *cloudWrite) []register.St
 		s.Refs = refs
 	}
 	mergeTemplate(&s, &spec.CloudSpec)
+	if p["hw_disk_bus"] == "scsi" && p["hw_scsi_model"] == "" {
+		p["hw_scsi_model"] = "virtio-scsi" // else Nova emulates an LSI controller
+	}
 	return append(steps, s)
 }
 
