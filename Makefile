@@ -27,7 +27,7 @@ APT_PACKAGES = \
   busybox-static debootstrap mmdebstrap passwd passt uidmap skopeo \
   docker-registry e2fsprogs dosfstools mtools syslinux syslinux-common \
   systemd-boot-efi eatmydata util-linux qemu-system-x86 qemu-utils ovmf \
-  cpio zstd pigz ca-certificates coreutils make git gzip tar
+  cpio zstd pigz ca-certificates coreutils make git gzip tar genisoimage
 
 # The example that `make demo` builds and boots.
 DEMO_TARGET ?= base-cloud

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -137,16 +138,21 @@ func serialConsole(debArch string) []string {
 var virtioModules = []string{"virtio_blk", "virtio_net", "virtio_pci", "virtio_scsi"}
 
 // adaptCloud is the adaptation of a cloud target: cloud-init and the
-// rest of stages.CloudInit (shared by all clouds), the datasource list
-// that names the cloud, and the disk's.
-func adaptCloud(image digest.Digest, cloud string, datasources []string) []stages.Spec {
+// rest of stages.CloudInit (shared by all clouds), then the files that
+// name the cloud (the datasource list, and extra), then the disk's.
+func adaptCloud(image digest.Digest, cloud string, datasources []string, extra ...stages.FileEntry) []stages.Spec {
 	cfg := fmt.Sprintf("# Written by fgimg for %s targets: where cloud-init finds its configuration.\ndatasource_list: [ %s, None ]\n",
 		cloud, strings.Join(datasources, ", "))
-	files := &stages.Files{Entries: []stages.FileEntry{{
-		Path: "/etc/cloud/cloud.cfg.d/90_fgimg_datasource.cfg", Type: stages.TypeFile, Mode: 0o644,
-		Owner: "root", Group: "root", Digest: digest.FromString(cfg), Content: []byte(cfg),
-	}}}
+	files := &stages.Files{Entries: append([]stages.FileEntry{
+		fileEntry("/etc/cloud/cloud.cfg.d/90_fgimg_datasource.cfg", 0o644, cfg)}, extra...)}
+	sort.Slice(files.Entries, func(i, j int) bool { return files.Entries[i].Path < files.Entries[j].Path })
 	return append([]stages.Spec{&stages.CloudInit{Virtio: virtioModules}, files}, AdaptDisk(image)...)
+}
+
+// fileEntry is a file of root's that an adaptation writes.
+func fileEntry(path string, mode uint32, content string) stages.FileEntry {
+	return stages.FileEntry{Path: path, Type: stages.TypeFile, Mode: mode, Owner: "root", Group: "root",
+		Digest: digest.FromString(content), Content: []byte(content)}
 }
 
 // cloudArtifact is an artifact a registration step uploads.

@@ -80,8 +80,43 @@ func (OpenNebula) Spec(t *lang.Target) Spec {
 
 // Adapt implements Adapter: cloud-init for OpenNebula, and the disk's.
 func (OpenNebula) Adapt(_ Spec, image digest.Digest) []stages.Spec {
-	return adaptCloud(image, "OpenNebula", []string{"OpenNebula"})
+	return adaptCloud(image, "OpenNebula", []string{"OpenNebula"},
+		fileEntry("/var/lib/cloud/scripts/per-instance/fgimg-opennebula-start-script", 0o755, oneStartScript))
 }
+
+// oneStartScript runs the context's START_SCRIPT_BASE64 or START_SCRIPT
+// once per instance, as OpenNebula's own contextualization packages do:
+// cloud-init's OpenNebula datasource runs USER_DATA only, and users of
+// OpenNebula's templates write start scripts. cloud-init runs it from
+// its per-instance scripts, after the datasource set the hostname and
+// keys.
+const oneStartScript = `#!/bin/sh
+# Written by fgimg for OpenNebula targets: runs the context CD-ROM's
+# START_SCRIPT_BASE64 (or START_SCRIPT) once per instance, as OpenNebula's
+# contextualization does; cloud-init runs it from its per-instance scripts.
+set -eu
+dev=$(blkid -l -t LABEL=CONTEXT -o device 2>/dev/null) || exit 0
+[ -n "$dev" ] || exit 0
+mnt=$(mktemp -d)
+script=$(mktemp)
+trap 'umount "$mnt" 2>/dev/null; rmdir "$mnt"; rm -f "$script"' EXIT
+mount -o ro "$dev" "$mnt"
+(
+	. "$mnt/context.sh"
+	if [ -n "${START_SCRIPT_BASE64:-}" ]; then
+		printf '%s' "$START_SCRIPT_BASE64" | base64 -d
+	elif [ -n "${START_SCRIPT:-}" ]; then
+		printf '%s\n' "$START_SCRIPT"
+	fi
+) >"$script"
+[ -s "$script" ] || exit 0
+chmod 700 "$script"
+if [ "$(head -c 2 "$script")" = "#!" ]; then
+	"$script"
+else
+	/bin/sh "$script"
+fi
+`
 
 // Boot implements Kind.
 func (OpenNebula) Boot(sp Spec) (*Boot, error) {

@@ -32,6 +32,10 @@ type Options struct {
 	// the file is.
 	Disk, DiskFormat string
 
+	// CDROM is an ISO image attached read-only as a CD-ROM (a cloud's
+	// config drive or context CD-ROM).
+	CDROM string
+
 	// UEFI boots with OVMF instead of SeaBIOS. OVMFCode and OVMFVars
 	// default to Debian's ovmf package files; the variables are copied
 	// to a temporary file for the boot.
@@ -182,7 +186,7 @@ func (o *Options) check() error {
 	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
 		return errors.New("memory, CPUs and timeout must not be negative")
 	}
-	for _, f := range []string{o.Kernel, o.Initrd} {
+	for _, f := range []string{o.Kernel, o.Initrd, o.CDROM} {
 		if f == "" {
 			continue
 		}
@@ -302,6 +306,9 @@ func (o *Options) args(accel, vars string) []string {
 	}
 	if o.Disk != "" {
 		a = append(a, "-drive", "file="+escapeComma(o.Disk)+",format="+o.DiskFormat+",if=virtio", "-snapshot")
+	}
+	if o.CDROM != "" {
+		a = append(a, "-drive", "file="+escapeComma(o.CDROM)+",format=raw,media=cdrom,readonly=on")
 	}
 	if o.Kernel != "" {
 		a = append(a, "-kernel", o.Kernel)
