@@ -28,6 +28,7 @@ else
 	key=no-key
 fi
 echo "FGIMG-CONTEXT host=$(hostname) $key"
+echo FGIMG-CONTEXT-DONE
 `
 
 // makeISO writes files into an ISO 9660 image (Rock Ridge and Joliet)
@@ -54,7 +55,7 @@ func makeISO(t *testing.T, label string, files map[string]string) string {
 // configDrive is an OpenStack config drive as Nova writes it.
 func configDrive(t *testing.T, hostname string) string {
 	md, _ := json.Marshal(map[string]any{
-		"uuid": "0d4b8e4e-6d2f-4a56-9b9a-fgimgtest001"[:36], "name": hostname, "hostname": hostname,
+		"uuid": "6b1f5c1e-4f0a-4d3c-9a8e-0f1e2d3c4b5a", "name": hostname, "hostname": hostname,
 		"launch_index": 0, "availability_zone": "nova",
 		"public_keys": map[string]string{"fgimg": contextKey},
 	})
@@ -105,7 +106,7 @@ func bootCloudTargets(t *testing.T, out string) {
 			marker := "FGIMG-CONTEXT host=" + c.hostname + " key-installed"
 			res, err := qemu.Boot(context.Background(), qemu.Options{
 				Disk: filepath.Join(out, c.target, f.Steps[0].Artifact), CDROM: c.iso(t, c.hostname),
-				CPUs: 1, Memory: 1024, Expect: []string{marker, "FGIMG-CONTEXT host="},
+				CPUs: 1, Memory: 1024, Expect: []string{marker, "FGIMG-CONTEXT-DONE"}, // the second: wrong, fail now
 				Timeout: 8 * time.Minute, Console: &console, TempDir: t.TempDir(),
 			})
 			if err != nil || res.Marker != marker {
