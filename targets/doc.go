@@ -49,7 +49,17 @@
 //     boot.ipxe and pxelinux.cfg, for stateless nodes. Boots the kernel
 //     and initramfs.
 //
-// The infrastructure kinds the language names (openstack, opennebula,
-// eucalyptus, nimbus, ec2, xcat) are reserved: a template using one gets
-// a diagnostic until their unit is written.
+//   - openstack, opennebula: the cloud kinds (cloud.go holds what they
+//     share). They adapt the image with a cloud-init stage
+//     (stages.CloudInit, shared by both clouds), a files stage naming
+//     the cloud's datasource, and the disk's; write the disk as qcow2 or
+//     raw through the disk code (and, for openstack with boot = "none",
+//     the kernel and initrd for aki/ari images); and write the
+//     registration steps: register.json (register.File, what fgimg
+//     register performs) and register.sh (the cloud CLI's commands).
+//     Boot from the disk.
+//
+// The other infrastructure kinds the language names (eucalyptus, nimbus,
+// ec2, xcat) are reserved: a template using one gets a diagnostic until
+// their unit is written.
 package targets
