@@ -94,19 +94,15 @@ func runCloudInit(ctx context.Context, s *CloudInit, env *Env) error {
 		need = append(need, "ifupdown")
 	}
 	if len(need) > 0 {
-		aptGet := r.lookPath("apt-get")
-		if aptGet == "" {
-			pm := "no package manager"
-			for _, name := range packageManagers {
-				if r.lookPath(name) != "" {
-					pm = name
-					break
-				}
+		pm, path := findPackageManager(r)
+		if pm != "apt-get" {
+			if pm == "" {
+				pm = "no package manager"
 			}
 			return fmt.Errorf("the image lacks %s for a cloud; fgimg installs them with apt-get only (Debian, Ubuntu), and the image has %s: add them to the image's packages",
 				strings.Join(need, " and "), pm)
 		}
-		if err := installApt(ctx, r, env, aptGet, need); err != nil {
+		if err := installApt(ctx, r, env, path, need); err != nil {
 			return err
 		}
 	}
