@@ -34,17 +34,21 @@
 //     squashed from the layers (Squash) and compressed with parallel
 //     gzip (klauspost/pgzip) or zstd (klauspost/compress) at settings
 //     whose output does not depend on the number of cores. Does not boot.
+//
 //   - oci: an OCI image layout with one gzip layer per stage, readable as
 //     oci:DIR:latest; its manifest's annotations carry the image's name,
 //     pedigree and metadata. Does not boot.
+//
 //   - raw: a bootable GPT disk, disk.raw (BuildDisk, on the image
 //     adapted by AdaptDisk): an EFI system
 //     partition with the kernel, the initrd and syslinux (BIOS) and
 //     systemd-boot (UEFI) as boot asks, and an ext4 root file system
 //     made by mkfs.ext4 -d; the boot menus carry the image's name.
 //     Boots from the disk.
+//
 //   - qcow2: the raw kind's disk as qcow2 v3, disk.qcow2, converted
 //     natively (package qcow2), optionally compressed. Boots from the disk.
+//
 //   - netboot: vmlinuz, initramfs.cpio[.gz|.zst] holding the whole image,
 //     boot.ipxe and pxelinux.cfg, for stateless nodes. Boots the kernel
 //     and initramfs.
