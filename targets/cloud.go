@@ -9,7 +9,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -51,15 +50,18 @@ func (s *CloudSpec) Summary() string {
 }
 
 // cloudSchema is the attributes every cloud kind has; refused are the
-// attribute names that would hold credentials.
-func cloudSchema() *lang.TargetSchema {
+// attribute names that would hold credentials. checkProperty checks one
+// of the template's properties as the cloud takes them.
+func cloudSchema(checkProperty func(k, v string) error) *lang.TargetSchema {
 	s := diskSchema()
 	s.Attributes = append(s.Attributes,
 		lang.TargetAttribute{Name: "name", Type: cty.String, Validate: validateCloudName,
 			Doc: "the image's name in the cloud; default: the target's name"},
 		lang.TargetAttribute{Name: "format", Type: cty.String, Default: cty.StringVal("qcow2"),
 			Enum: []string{"qcow2", "raw"}, Doc: "the disk's format"},
-		lang.TargetAttribute{Name: "properties", Type: cty.Map(cty.String), Validate: validateProperties,
+		lang.TargetAttribute{Name: "properties", Type: cty.Map(cty.String), Validate: func(v cty.Value) error {
+			return validateProperties(v, checkProperty)
+		},
 			Doc: "image properties, merged over fgimg's own"},
 		lang.TargetAttribute{Name: "replace", Type: cty.Bool, Default: cty.False,
 			Doc: "retire older images of this target that fgimg registered once the new one is active"},
@@ -85,20 +87,14 @@ func validateCloudName(v cty.Value) error {
 	return nil
 }
 
-// propertyKey is what Glance and OpenNebula both take as a property's
-// or template attribute's name.
-var propertyKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:.-]{0,254}$`)
-
-func validateProperties(v cty.Value) error {
-	for k, e := range v.AsValueMap() {
-		if !propertyKey.MatchString(k) {
-			return fmt.Errorf("%q is not a property name: use letters, digits, _, :, . and -, starting with a letter or _", k)
-		}
-		if strings.HasPrefix(k, "fgimg_") {
+func validateProperties(v cty.Value, check func(k, v string) error) error {
+	m := v.AsValueMap()
+	for _, k := range sortedKeys(v.AsValueMap()) {
+		if strings.HasPrefix(strings.ToLower(k), "fgimg_") {
 			return fmt.Errorf("property %q: the fgimg_ properties are fgimg's own, set at build and register time", k)
 		}
-		if len(e.AsString()) > 255 {
-			return fmt.Errorf("property %q is %d bytes long; Glance takes at most 255", k, len(e.AsString()))
+		if err := check(k, m[k].AsString()); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -348,7 +348,7 @@ target "opennebula" "web" {
 	s := f.Steps[0]
 	wantProps := map[string]string{
 		"fgimg_digest": string(s.Digest), "fgimg_image": "base", "fgimg_target": "web", "fgimg_step": "disk",
-		"TYPE": "OS", "FORMAT": "raw", "DRIVER": "raw", "DEV_PREFIX": "vd", "PERSISTENT": "YES",
+		"DRIVER":      "raw",
 		"DESCRIPTION": "Debian GNU/Linux 12 (bookworm), built by fgimg from image base",
 		"LOGO":        "images/logos/debian.png", "NOTE": hostile,
 	}
@@ -383,7 +383,15 @@ target "opennebula" "web" {
 }
 
 func TestOneTemplateValue(t *testing.T) {
-	if got := oneTemplateValue(`a "b" \c`); got != `"a \"b\" \\c"` {
+	if got := oneTemplateValue(`a "b" \c`); got != `"a \"b\" \c"` {
 		t.Errorf("got %s", got)
+	}
+	for k, v := range map[string]string{"type": "OS", "DEV_PREFIX": "sd", "A-B": "x", "NOTE": `ends in \`, "CDATA": "x]]>y", "BELL": "\a"} {
+		if checkOneAttribute(k, v) == nil {
+			t.Errorf("property %s = %q accepted", k, v)
+		}
+	}
+	if err := checkOneAttribute("LOGO", "images/logos/debian.png\nline two\twith a tab and \"quotes\""); err != nil {
+		t.Error(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -43,7 +44,7 @@ var devPrefix = regexp.MustCompile(`^[a-z]{1,4}$`)
 
 // Schema implements Kind.
 func (OpenNebula) Schema() *lang.TargetSchema {
-	s := cloudSchema()
+	s := cloudSchema(checkOneAttribute)
 	s.Attributes = append(s.Attributes,
 		lang.TargetAttribute{Name: "datastore", Type: cty.String, Default: cty.StringVal("default"), Validate: validateCloudName,
 			Doc: "the image datastore, by ID or name"},
@@ -148,12 +149,30 @@ func (OpenNebula) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]
 	return arts, nil
 }
 
-// yesNo is a boolean as OpenNebula templates write it.
-func yesNo(b bool) string {
-	if b {
-		return "YES"
+// oneAttribute is what OpenNebula takes as a template attribute's name.
+var oneAttribute = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// oneCore are the image attributes fgimg register sets from the step
+// itself (its name, format and options), which a property must not set.
+var oneCore = []string{"NAME", "PATH", "SOURCE", "SIZE", "TYPE", "FORMAT", "DEV_PREFIX", "PERSISTENT"}
+
+// checkOneAttribute checks a template's property as an OpenNebula image
+// template attribute: oned upper-cases names, ends a quoted value at a
+// quote not after a backslash, and refuses "]]>" and control characters.
+func checkOneAttribute(k, v string) error {
+	switch {
+	case !oneAttribute.MatchString(k):
+		return fmt.Errorf("%q is not an OpenNebula attribute name: use letters, digits and _", k)
+	case slices.Contains(oneCore, strings.ToUpper(k)):
+		return fmt.Errorf("property %q: fgimg sets the image's %s from the target (name, format, dev_prefix, persistent)", k, strings.ToUpper(k))
+	case strings.HasSuffix(v, `\`):
+		return fmt.Errorf("property %q ends in a backslash, which an OpenNebula template cannot hold", k)
+	case strings.Contains(v, "]]>"):
+		return fmt.Errorf(`property %q holds "]]>", which OpenNebula's template parser refuses`, k)
+	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' || r == 0x7f }):
+		return fmt.Errorf("property %q holds a control character, which an OpenNebula template cannot carry", k)
 	}
-	return "NO"
+	return nil
 }
 
 // openNebulaStep is the OS image: its template attributes as
@@ -161,12 +180,10 @@ func yesNo(b bool) string {
 func openNebulaStep(spec *OpenNebulaSpec, w *cloudWrite) register.Step {
 	s := cloudStep("disk", w.disk, spec.Name, &spec.CloudSpec)
 	s.Format, s.Visibility = spec.Format, spec.Permission
+	// TYPE, FORMAT, DEV_PREFIX and PERSISTENT come from the step's
+	// format and options, not its properties.
 	p := s.Properties
-	p["TYPE"] = "OS"
-	p["FORMAT"] = spec.Format
 	p["DRIVER"] = spec.Format
-	p["DEV_PREFIX"] = spec.DevPrefix
-	p["PERSISTENT"] = yesNo(spec.Persistent)
 	if pretty := w.osRelease["PRETTY_NAME"]; pretty != "" {
 		p["DESCRIPTION"] = pretty + ", built by fgimg from image " + spec.Image
 	}
@@ -180,9 +197,10 @@ func openNebulaStep(spec *OpenNebulaSpec, w *cloudWrite) register.Step {
 }
 
 // oneTemplateValue quotes v for an OpenNebula template: in double
-// quotes, with backslashes and double quotes escaped.
+// quotes, a double quote as \" (a backslash is otherwise itself in
+// oned's grammar; checkOneAttribute refuses a value ending in one).
 func oneTemplateValue(v string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+	return `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`
 }
 
 // openNebulaScript is register.sh: oneimage create, the properties

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -37,7 +38,7 @@ func (OpenStack) Name() string { return "openstack" }
 
 // Schema implements Kind.
 func (OpenStack) Schema() *lang.TargetSchema {
-	s := cloudSchema()
+	s := cloudSchema(checkGlanceProperty)
 	s.Attributes = append(s.Attributes,
 		lang.TargetAttribute{Name: "visibility", Type: cty.String, Enum: []string{"private", "public", "shared", "community"},
 			Doc: "Glance's visibility; default from the image's permission: private, public, or shared for group:NAME"},
@@ -188,7 +189,20 @@ func openStackScript(spec *OpenStackSpec, steps []register.Step) string {
 	return b.String()
 }
 
-func sortedKeys(m map[string]string) []string {
+// glanceProperty is what Glance takes as a property's name.
+var glanceProperty = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:.-]{0,254}$`)
+
+func checkGlanceProperty(k, v string) error {
+	if !glanceProperty.MatchString(k) {
+		return fmt.Errorf("%q is not a Glance property name: use letters, digits, _, :, . and -, starting with a letter or _", k)
+	}
+	if len(v) > 255 {
+		return fmt.Errorf("property %q is %d bytes long; Glance takes at most 255", k, len(v))
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -44,6 +44,6 @@ target "opennebula" "k" {
   image      = image.base
   boot       = "none" # ERROR: Invalid value for "boot"
   dev_prefix = "/dev/vd" # ERROR: Invalid value for "dev_prefix"
-  properties = ["a"] # ERROR: Invalid value for "properties"
+  properties = { type = "CDROM" } # ERROR: Invalid value for "properties"
   one_auth   = "oneadmin:pw" # ERROR: Argument not allowed in a template
 }
