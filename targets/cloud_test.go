@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,11 +12,14 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/fgimg/fgimg/internal/onefake"
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/opennebula"
 )
 
 // loadTargets loads a template of one image (with the image attributes
@@ -323,10 +327,10 @@ func TestOpenNebulaWrite(t *testing.T) {
 	tg := loadTargets(t, `permission = "public"`, `
 target "opennebula" "web" {
   image      = image.base
-  name       = "web 'prod'"
+  name       = "web prod"
   boot       = "bios"
   format     = "raw"
-  datastore  = "images ssd"
+  datastore  = "default"
   persistent = true
   properties = { LOGO = "images/logos/debian.png", NOTE = "`+strings.ReplaceAll(hostile, `"`, `\"`)+`" }
 }`)["web"]
@@ -352,8 +356,8 @@ target "opennebula" "web" {
 		"DESCRIPTION": "Debian GNU/Linux 12 (bookworm), built by fgimg from image base",
 		"LOGO":        "images/logos/debian.png", "NOTE": hostile,
 	}
-	if s.Name != "web 'prod'" || s.Format != "raw" || s.Visibility != "644" || !reflect.DeepEqual(s.Properties, wantProps) ||
-		!reflect.DeepEqual(s.Options, map[string]string{"datastore": "images ssd", "dev_prefix": "vd", "persistent": "true"}) {
+	if s.Name != "web prod" || s.Format != "raw" || s.Visibility != "644" || !reflect.DeepEqual(s.Properties, wantProps) ||
+		!reflect.DeepEqual(s.Options, map[string]string{"datastore": "default", "dev_prefix": "vd", "persistent": "true"}) {
 		t.Errorf("step: %+v", s)
 	}
 
@@ -361,7 +365,7 @@ target "opennebula" "web" {
 	if len(calls) != 3 {
 		t.Fatalf("oneimage ran %d times: %q", len(calls), calls)
 	}
-	wantCreate := []string{"oneimage", "create", "-d", "images ssd", "--name", "web 'prod'", "--path", filepath.Join(dir, "disk.raw"),
+	wantCreate := []string{"oneimage", "create", "-d", "default", "--name", "web prod", "--path", filepath.Join(dir, "disk.raw"),
 		"--type", "OS", "--prefix", "vd", "--format", "raw", "--driver", "raw", "--persistent"}
 	if !slices.Equal(calls[0], wantCreate) {
 		t.Errorf("create:\n got %q\nwant %q", calls[0], wantCreate)
@@ -379,6 +383,26 @@ target "opennebula" "web" {
 	}
 	if !slices.Equal(calls[2], []string{"oneimage", "chmod", "41", "644"}) {
 		t.Errorf("chmod: %q", calls[2])
+	}
+
+	// fgimg register's OpenNebula client takes the step as it is, here
+	// against its protocol fake of oned.
+	fake := onefake.New(t.TempDir())
+	fake.AddUser("alice", "pw")
+	srv := httptest.NewServer(fake)
+	defer func() { srv.Close(); fake.Wait() }()
+	c, err := opennebula.New(srv.URL+"/RPC2", "alice:pw", "the test", &f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Backoff, c.Poll = time.Millisecond, 10*time.Millisecond
+	im, err := c.Upload(context.Background(), s, s.Properties, filepath.Join(dir, s.Artifact))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.State != register.StateReady || im.Name != "web prod" || im.Digest != s.Digest || im.Properties["description"] != wantProps["DESCRIPTION"] ||
+		im.Properties["note"] != hostile || im.Properties["dev_prefix"] != "vd" || im.Properties["logo"] != "images/logos/debian.png" {
+		t.Errorf("registered %+v", im)
 	}
 }
 

@@ -57,10 +57,12 @@ func (OpenNebula) Schema() *lang.TargetSchema {
 		lang.TargetAttribute{Name: "persistent", Type: cty.Bool, Default: cty.False,
 			Doc: "a persistent image: VMs write back to it"},
 	)
-	// OpenNebula boots an OS image from its disk: it needs a boot loader.
 	for i, a := range s.Attributes {
-		if a.Name == "boot" {
+		switch a.Name {
+		case "boot": // OpenNebula boots an OS image from its disk: it needs a boot loader
 			s.Attributes[i].Enum = []string{BootBIOS, BootUEFI, BootHybrid}
+		case "name":
+			s.Attributes[i].Validate = validateOneName
 		}
 	}
 	return s
@@ -147,6 +149,18 @@ func (OpenNebula) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]
 		return nil, fmt.Errorf("opennebula target: %w", err)
 	}
 	return arts, nil
+}
+
+// validateOneName checks an image name as oned does
+// (PoolObjectSQL::name_is_valid).
+func validateOneName(v cty.Value) error {
+	if err := validateCloudName(v); err != nil {
+		return err
+	}
+	if i := strings.IndexAny(v.AsString(), "&|:\\\";/'#{}$<>"); i >= 0 {
+		return fmt.Errorf("OpenNebula refuses the character %q in an image name", v.AsString()[i])
+	}
+	return nil
 }
 
 // oneAttribute is what OpenNebula takes as a template attribute's name.

@@ -44,6 +44,7 @@ target "opennebula" "k" {
   image      = image.base
   boot       = "none" # ERROR: Invalid value for "boot"
   dev_prefix = "/dev/vd" # ERROR: Invalid value for "dev_prefix"
+  name       = "web's" # ERROR: Invalid value for "name"
   properties = { type = "CDROM" } # ERROR: Invalid value for "properties"
   one_auth   = "oneadmin:pw" # ERROR: Argument not allowed in a template
 }
