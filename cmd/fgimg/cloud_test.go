@@ -79,7 +79,9 @@ func contextCD(t *testing.T, hostname string) string {
 // bootCloudTargets boots the examples' cloud disks with their cloud's
 // context (config drive, context CD-ROM) and checks on the serial
 // console that cloud-init took the hostname and the key and ran the
-// script; both boot at once, on one CPU each.
+// script; both boot at once, on one CPU each. Under TCG cloud-init
+// takes minutes (python starts slowly); on a loaded host about 6 minutes
+// each, hence the generous timeout, which bounds only a failure.
 func bootCloudTargets(t *testing.T, out string) {
 	for _, c := range []struct {
 		target, hostname string
@@ -107,7 +109,7 @@ func bootCloudTargets(t *testing.T, out string) {
 			res, err := qemu.Boot(context.Background(), qemu.Options{
 				Disk: filepath.Join(out, c.target, f.Steps[0].Artifact), CDROM: c.iso(t, c.hostname),
 				CPUs: 1, Memory: 1024, Expect: []string{marker, "FGIMG-CONTEXT-DONE"}, // the second: wrong, fail now
-				Timeout: 8 * time.Minute, Console: &console, TempDir: t.TempDir(),
+				Timeout: 15 * time.Minute, Console: &console, TempDir: t.TempDir(),
 			})
 			if err != nil || res.Marker != marker {
 				t.Fatalf("boot: %v (%s after %s); want %q. Console:\n%s", err, res.Marker, res.Elapsed, marker, tail(console.String(), 60))
