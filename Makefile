@@ -23,11 +23,19 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 #   eatmydata, util-linux: disk targets (mkfs.ext4 -d, FAT checks, boot loaders).
 # qemu-system-x86, qemu-utils, ovmf: booting what was built (BIOS, UEFI,
 #   netboot) and checking qcow2 files; cpio, zstd, pigz: initramfs checks.
+# python3-keystone, glance-api, glance-common, uwsgi-core,
+#   uwsgi-plugin-python3, python3-minimal: a real Keystone and Glance for
+#   the registration tests (internal/openstacktest starts its own; the
+#   packages' services are not started: see deps);
+#   python3-openstackclient: the client the register benchmark compares with.
+# genisoimage: the config drive and context CD-ROM the cloud targets boot with.
 APT_PACKAGES = \
   busybox-static debootstrap mmdebstrap passwd passt uidmap skopeo \
   docker-registry e2fsprogs dosfstools mtools syslinux syslinux-common \
   systemd-boot-efi eatmydata util-linux qemu-system-x86 qemu-utils ovmf \
-  cpio zstd pigz ca-certificates coreutils make git gzip tar genisoimage
+  cpio zstd pigz ca-certificates coreutils make git gzip tar rpm systemd \
+  python3-keystone glance-api glance-common uwsgi-core uwsgi-plugin-python3 \
+  python3-minimal python3-openstackclient genisoimage
 
 # The example that `make demo` builds and boots.
 DEMO_TARGET ?= base-cloud
@@ -40,7 +48,9 @@ CHECK_GO = @$(GO) version >/dev/null 2>&1 || { echo "Go 1.26 or later is needed 
 
 # deps installs APT_PACKAGES that are missing (nothing to do, and no root
 # needed, when all are installed). Go is not among them: Debian's is too
-# old; `make go` says where to get it.
+# old; `make go` says where to get it. A policy-rc.d denies the packages'
+# services their start during the install (the tests start their own
+# servers): nothing is left running, or failing for want of a setup.
 deps:
 	@missing=; for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null | grep -qx installed || missing="$$missing $$p"; \
@@ -50,8 +60,11 @@ deps:
 		echo "deps: no apt-get here; install the equivalents of these Debian packages:" $$missing; exit 1; \
 	else \
 		echo "deps: installing" $$missing; \
+		policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null && $(SUDO) chmod 755 $$policy; fi; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+		status=$$?; if [ -n "$$policy" ]; then $(SUDO) rm -f $$policy; fi; exit $$status; \
 	fi
 	$(CHECK_GO)
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/atomicfile"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -118,28 +119,7 @@ func (s *Store) writeFileAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "file-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.Write(dir, path, data, 0o644)
 }
 
 // Record returns the record of digest d. A missing record gives an error

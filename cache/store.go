@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fgimg/fgimg/internal/atomicfile"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -207,20 +208,7 @@ func checkDigest(d digest.Digest) error {
 }
 
 // syncDir fsyncs a directory so that renames and removals in it persist.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // removeAll is os.RemoveAll that also copes with read-only directories,
 // which unpacked root filesystems contain (e.g. /proc is 0555) and which
@@ -236,4 +224,11 @@ func removeAll(p string) error {
 		return nil
 	})
 	return os.RemoveAll(p)
+}
+
+// WriteFile writes data to path, a file under the store's root (such as
+// the catalog's), atomically and durably: through a fsynced file in
+// scratch space, a rename and a fsync of path's directory.
+func (s *Store) WriteFile(path string, data []byte) error {
+	return s.writeFileAtomic(path, data)
 }

@@ -12,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/cache/catalog"
+	"github.com/fgimg/fgimg/internal/swstack"
 	"github.com/fgimg/fgimg/internal/testkit"
+	"github.com/opencontainers/go-digest"
 )
 
 // benchEnv is a build environment for benchmarks (newEnv needs a *testing.T).
@@ -135,5 +139,52 @@ func fill1GB(b *testing.B, dir string) {
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), buf, 0o644); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkImagesQuery is a whole `fgimg images QUERY` process over a
+// catalog of 10,000 entries: the bar is 100 ms.
+func BenchmarkImagesQuery(b *testing.B) {
+	e := &env{dir: b.TempDir(), cache: b.TempDir()}
+	store, err := cache.Open(e.cache)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cat, err := catalog.Open(store)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var entries []*catalog.Entry
+	for i := range 10000 {
+		en := &catalog.Entry{
+			ID: digest.FromString(fmt.Sprint("entry ", i)), Name: fmt.Sprintf("img%d", i%500), Type: catalog.TypeImage,
+			Owner: []string{"alice", "bob"}[i%2], OS: []string{"debian-12", "rocky-9"}[i%2], Tags: []string{"hpc"},
+			Kind: "image", Status: catalog.StatusBuilt, Created: now.Add(-time.Duration(i) * time.Hour), Size: int64(i) << 20,
+			Stack: &swstack.Stack{Manager: "dpkg"},
+		}
+		for p := range 20 {
+			en.Stack.Packages = append(en.Stack.Packages, swstack.Package{Name: fmt.Sprint("pkg", p), Version: fmt.Sprintf("%d.%d", i%5, p)})
+		}
+		en.Stack.Packages = append(en.Stack.Packages, swstack.Package{Name: "openmpi-bin", Version: fmt.Sprintf("4.%d.0-1", i%3)})
+		entries = append(entries, en)
+	}
+	if err := cat.Record(entries, nil); err != nil {
+		b.Fatal(err)
+	}
+	cat.Close()
+	store.Close()
+	for _, q := range []string{
+		"name,size,last_access where owner=alice, size>1GiB",
+		"* where package=openmpi-bin@4.1*, last_access>90d order by access_count desc",
+		"name where package~^openmp, name~^img1",
+	} {
+		b.Run(strings.Fields(q)[0]+"/"+strings.Fields(q)[2], func(b *testing.B) {
+			for range b.N {
+				if out, err := e.command(context.Background(), nil, "images", q).CombinedOutput(); err != nil {
+					b.Fatalf("%v\n%s", err, out)
+				}
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/fgimg/fgimg/cache/catalog"
 	"io"
 	"os"
 	"path/filepath"
@@ -128,6 +129,9 @@ Flags:`)
 		return exitFailed
 	}
 
+	if len(m.Stages) > 0 {
+		recordUse(bf.cacheDir, m.Stages[len(m.Stages)-1], m.Target, catalog.UseBoot, errw)
+	}
 	if *logFile == "" {
 		*logFile = filepath.Join(dir, "boot.log")
 	}

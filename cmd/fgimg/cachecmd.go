@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/bytesize"
 	"github.com/fgimg/fgimg/planner"
 )
 
@@ -63,7 +64,7 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 			for _, o := range r.Outputs {
 				size += o.Size
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", planner.Short(r.Digest), r.Kind, humanBytes(size),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", planner.Short(r.Digest), r.Kind, bytesize.Format(size),
 				r.Created.Local().Format("2006-01-02 15:04"), r.Duration.Round(100*time.Millisecond))
 		}
 		tw.Flush()
@@ -77,10 +78,10 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 			fmt.Fprintf(errw, "fgimg: %s\n", err)
 			return exitFailed
 		}
-		fmt.Fprintf(out, "%s in %s\n", humanBytes(u.Blobs.Bytes+u.Records.Bytes+u.Snapshots.Bytes), store.Dir())
-		fmt.Fprintf(out, "  blobs      %8s  %d\n", humanBytes(u.Blobs.Bytes), u.Blobs.Count)
-		fmt.Fprintf(out, "  records    %8s  %d\n", humanBytes(u.Records.Bytes), u.Records.Count)
-		fmt.Fprintf(out, "  snapshots  %8s  %d (unpacked layers, derived)\n", humanBytes(u.Snapshots.Bytes), u.Snapshots.Count)
+		fmt.Fprintf(out, "%s in %s\n", bytesize.Format(u.Blobs.Bytes+u.Records.Bytes+u.Snapshots.Bytes), store.Dir())
+		fmt.Fprintf(out, "  blobs      %8s  %d\n", bytesize.Format(u.Blobs.Bytes), u.Blobs.Count)
+		fmt.Fprintf(out, "  records    %8s  %d\n", bytesize.Format(u.Records.Bytes), u.Records.Count)
+		fmt.Fprintf(out, "  snapshots  %8s  %d (unpacked layers, derived)\n", bytesize.Format(u.Snapshots.Bytes), u.Snapshots.Count)
 	case "verify":
 		problems, err := store.Verify()
 		if err != nil {
@@ -97,17 +98,4 @@ func cmdCache(_ context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(out, "The cache %s is sound.\n", store.Dir())
 	}
 	return exitOK
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -36,9 +36,16 @@ Commands:
   plan       show the stage graph, with digests and cache status
   build      build images and write targets' artifacts
   boot       boot a built disk or netboot target in QEMU (smoke test)
+  register   upload built cloud targets into OpenStack or OpenNebula, once
   inspect    show one image: pedigree, metadata, stages
+  diff       compare two images: which stages differ and why, and their software stacks
   fmt        rewrite templates in canonical format
   cache      list, measure or verify the local cache (ls, du, verify)
+  images     list the catalog's images and targets, with a query
+  show       show one catalog entry: metadata, stages, software stack, usage
+  keep       mark catalog entries that purge never removes
+  purge      remove rarely used images' stored bytes, by policy
+  catalog    rebuild the catalog's index from its records
   version    print the version
 
 PATH is a directory of *.fg.hcl / *.fg.json files, or template files;
@@ -63,10 +70,17 @@ func commands() []command {
 		{"validate", cmdValidate, true},
 		{"build", cmdBuild, false},
 		{"boot", cmdBoot, false},
+		{"register", cmdRegister, false},
 		{"plan", cmdPlan, true},
 		{"inspect", cmdInspect, true},
+		{"diff", cmdDiff, false},
 		{"fmt", cmdFmt, false},
 		{"cache", cmdCache, true},
+		{"images", cmdImages, true},
+		{"show", cmdShow, true},
+		{"keep", cmdKeep, true},
+		{"purge", cmdPurge, false},
+		{"catalog", cmdCatalog, false},
 		{"version", cmdVersion, true},
 	}
 }
@@ -134,7 +148,7 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 		return nil
 	})
 	if selection {
-		fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
+		c.registerCacheDir(fs)
 		fs.Func("only", "only these comma-separated image or target `names` (globs allowed)", func(s string) error {
 			c.only = append(c.only, splitNames(s)...)
 			return nil
@@ -144,6 +158,11 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 			return nil
 		})
 	}
+}
+
+// registerCacheDir adds -cache-dir, for commands that read the cache.
+func (c *configFlags) registerCacheDir(fs *flag.FlagSet) {
+	fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
 }
 
 func splitNames(s string) []string {

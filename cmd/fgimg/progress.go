@@ -12,6 +12,7 @@ import (
 
 	"github.com/cheggaaa/pb/v3"
 	"github.com/fgimg/fgimg/engine"
+	"github.com/fgimg/fgimg/internal/bytesize"
 	"golang.org/x/term"
 )
 
@@ -104,7 +105,7 @@ func sizeNote(n int64) string {
 	if n == 0 {
 		return ""
 	}
-	return "  " + humanBytes(n)
+	return "  " + bytesize.Format(n)
 }
 
 type jsonEvent struct {

@@ -12,6 +12,12 @@ import (
 var version = ""
 
 func cmdVersion(_ context.Context, _ []string, out, _ io.Writer) int {
+	fmt.Fprintf(out, "fgimg %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+// versionString is fgimg's version: the release's, the module's, or "devel".
+func versionString() string {
 	v := version
 	if v == "" {
 		v = "devel"
@@ -19,6 +25,5 @@ func cmdVersion(_ context.Context, _ []string, out, _ io.Writer) int {
 			v = bi.Main.Version
 		}
 	}
-	fmt.Fprintf(out, "fgimg %s (%s, %s/%s)\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return exitOK
+	return v
 }

@@ -54,6 +54,17 @@ var Packages = map[string]Package{
 	"findmnt":         {"util-linux", "util-linux"},
 	"git":             {"git", "git"},
 	"make":            {"make", "make"},
+	"rpm":             {"rpm", "rpm"},
+	"rpmbuild":        {"rpm", "rpm-build"},
+	"systemctl":       {"systemd", "systemd"},
+	// Tests of registration: a real Keystone and Glance, and the
+	// openstack client the benchmarks compare with.
+	"keystone-manage": {Deb: "python3-keystone"},
+	"glance-api":      {Deb: "glance-api"},
+	"glance-manage":   {Deb: "glance-common"},
+	"uwsgi-core":      {Deb: "uwsgi-core"},
+	"python3":         {"python3-minimal", "python3"},
+	"openstack":       {Deb: "python3-openstackclient"},
 }
 
 // Host files, by the Debian package that installs them.

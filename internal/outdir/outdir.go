@@ -27,6 +27,11 @@ import (
 // folder's other files.
 const ManifestName = "manifest.json"
 
+// RegistrationsName is the file `fgimg register` adds to a target's
+// folder: where its images are registered. A folder holding it besides
+// what its manifest lists is still fgimg's.
+const RegistrationsName = "registrations.json"
+
 // manifest is the part of a target's manifest.json that shows what
 // fgimg wrote: the target's name and its artifacts' paths.
 type manifest struct {
@@ -151,7 +156,7 @@ func Owned(dir, name string) (exists bool, err error) {
 	if json.Unmarshal(b, &m) != nil || m.Target != name {
 		return true, refuse("has a " + ManifestName + " that is not fgimg's for target " + name)
 	}
-	listed := map[string]bool{ManifestName: true}
+	listed := map[string]bool{ManifestName: true, RegistrationsName: true}
 	for _, a := range m.Artifacts {
 		listed[filepath.FromSlash(a.Path)] = true
 	}

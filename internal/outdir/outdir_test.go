@@ -125,3 +125,17 @@ func TestOutside(t *testing.T) {
 		}
 	}
 }
+
+// A folder that fgimg register added its registrations.json to is still
+// fgimg's: the next build replaces it.
+func TestReplaceAfterRegister(t *testing.T) {
+	out := t.TempDir()
+	own := map[string]string{"manifest.json": `{"target": "t", "artifacts": [{"path": "disk.qcow2"}]}`, "disk.qcow2": "old"}
+	if err := Replace(out, "t", fill(own)); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(out, "t", RegistrationsName), []byte("{}"), 0o644)
+	if err := Replace(out, "t", fill(own)); err != nil {
+		t.Errorf("rebuilding a registered target: %v", err)
+	}
+}

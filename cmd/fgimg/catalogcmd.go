@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/cache/catalog"
+	"github.com/fgimg/fgimg/internal/bytesize"
+	"github.com/fgimg/fgimg/planner"
+	"github.com/opencontainers/go-digest"
+)
+
+// openCatalog opens the cache and its catalog for a command; a missing
+// cache gives (nil, nil, nil) and the command says the catalog is empty.
+func openCatalog(dirFlag string, errw io.Writer) (*cache.Store, *catalog.Catalog, error) {
+	store, err := openCache(dirFlag, false, errw)
+	if err != nil || store == nil {
+		return nil, nil, err
+	}
+	cat, err := catalog.Open(store)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return store, cat, nil
+}
+
+// recordUse counts one use of a catalog entry; failing to is told, not
+// fatal: the use itself (a boot) matters more than its accounting.
+func recordUse(dirFlag string, id digest.Digest, name, what string, errw io.Writer) {
+	store, cat, err := openCatalog(dirFlag, errw)
+	if err == nil && cat != nil {
+		defer store.Close()
+		defer cat.Close()
+		err = cat.UseEntry(id, name, what)
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: note: recording the %s in the catalog: %s\n", what, err)
+	}
+}
+
+func cmdImages(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs := flag.NewFlagSet("fgimg images", flag.ContinueOnError)
+	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
+	asJSON := fs.Bool("json", false, "print the entries as a JSON array")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: fgimg images [flags] [QUERY]
+
+Lists the catalog's images and targets. QUERY is
+  [FIELDS] [where FIELD OP VALUE, ...] [order by FIELD [desc]] [limit N]
+for example
+  * where os=debian-12, tag=hpc
+  name,size,last_access where owner=alice, last_access>90d
+  where package=openmpi-bin@4.1*, size>1GiB order by access_count desc
+OP is = != ~ (regular expression) !~ < <= > >=. An age (30d, 12h, 2w)
+compares how long ago: last_access<30d is "used within the last 30 days".
+See README.md, "The image catalog".
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args, out, errw)
+	if err != nil {
+		return flagResult(err, errw)
+	}
+	q, err := catalog.ParseQuery(strings.Join(pos, " "), time.Now())
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitUsage
+	}
+	store, cat, err := openCatalog(*dirFlag, errw)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	var rows []catalog.Row
+	if cat != nil {
+		defer store.Close()
+		defer cat.Close()
+		if rows, err = cat.Run(ctx, q); err != nil {
+			fmt.Fprintf(errw, "fgimg: %s\n", err)
+			return exitFailed
+		}
+	}
+	if *asJSON {
+		list := make([]map[string]any, 0, len(rows))
+		for _, r := range rows {
+			list = append(list, r.Values)
+		}
+		b, _ := json.MarshalIndent(list, "", "  ")
+		fmt.Fprintf(out, "%s\n", b)
+		return exitOK
+	}
+	// tabwriter writes cell by cell: one write(2) each, unbuffered.
+	bw := bufio.NewWriter(out)
+	defer bw.Flush()
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(q.Fields, "\t")))
+	for _, r := range rows {
+		cells := make([]string, len(q.Fields))
+		for i, f := range q.Fields {
+			cells[i] = cell(f, r.Values[f])
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// cell formats one value for the table.
+func cell(field string, v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case time.Time:
+		return x.Local().Format("2006-01-02 15:04")
+	case []string:
+		return strings.Join(x, ",")
+	case int64:
+		if field == "size" {
+			return bytesize.Format(x)
+		}
+		return fmt.Sprint(x)
+	case string:
+		if field == "id" {
+			return planner.Short(digest.Digest(x))
+		}
+		if x == "" {
+			return "-"
+		}
+		return x
+	}
+	return fmt.Sprint(v)
+}
+
+func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
+	fs := flag.NewFlagSet("fgimg show", flag.ContinueOnError)
+	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
+	asJSON := fs.Bool("json", false, "print the entry as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: fgimg show [flags] ID|NAME\n\nShows one catalog entry in full: metadata, pedigree, stages, software\nstack, artifacts, registrations and usage. NAME is an image's or target's\nname (its newest build), ID a digest or a unique prefix of one.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args, out, errw)
+	if err != nil {
+		return flagResult(err, errw)
+	}
+	if len(pos) != 1 {
+		return flagResult(usageError{"fgimg show takes one ID or NAME"}, errw)
+	}
+	store, cat, err := openCatalog(*dirFlag, errw)
+	if err == nil && cat == nil {
+		err = fmt.Errorf("no image or target %q in the catalog (the cache is empty)", pos[0])
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	defer store.Close()
+	defer cat.Close()
+	e, err := cat.Find(pos[0])
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	usage, err := cat.Usage(e)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(struct {
+			*catalog.Entry
+			Usage []catalog.Event `json:"usage"`
+		}{e, usage}, "", "  ")
+		fmt.Fprintf(out, "%s\n", b)
+		return exitOK
+	}
+	printEntry(out, e, usage)
+	return exitOK
+}
+
+func printEntry(out io.Writer, e *catalog.Entry, usage []catalog.Event) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+		}
+	}
+	row(e.Type, e.Name)
+	row("id", string(e.ID))
+	row("status", e.Status)
+	if e.Purged != nil {
+		row("purged", e.Purged.Local().Format(time.RFC3339))
+	}
+	row("kind", e.Kind)
+	row("aim", e.Aim)
+	row("owner", e.Owner)
+	row("os", e.OS)
+	row("arch", e.Arch)
+	row("description", e.Description)
+	row("tags", strings.Join(e.Tags, ", "))
+	row("permission", e.Permission)
+	row("created", e.Created.Local().Format(time.RFC3339))
+	row("size", bytesize.Format(e.Size))
+	if e.Image != "" {
+		row("image", e.Image+" "+planner.Short(e.ImageID))
+	}
+	row("pedigree", strings.Join(e.Pedigree, " > "))
+	row("locations", strings.Join(e.Locations, ", "))
+	row("fgimg", e.Version)
+	if e.SourceDateEpoch != nil {
+		row("SOURCE_DATE_EPOCH", fmt.Sprint(*e.SourceDateEpoch))
+	}
+	if e.Git != nil {
+		dirty := ""
+		if e.Git.Dirty {
+			dirty = " (dirty)"
+		}
+		row("git", e.Git.Root+" @ "+e.Git.Commit+dirty)
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "\nStages:")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, s := range e.Stages {
+		var in []string
+		for _, d := range s.Inputs {
+			in = append(in, planner.Short(d))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", planner.Short(s.Digest), s.Kind, bytesize.Format(s.Size), strings.Join(in, " "))
+	}
+	tw.Flush()
+	if len(e.Artifacts) > 0 {
+		fmt.Fprintln(out, "\nArtifacts:")
+		for _, a := range e.Artifacts {
+			fmt.Fprintf(out, "  %s  %s  %s\n", a.Path, bytesize.Format(a.Size), a.Digest)
+		}
+	}
+	if len(e.Templates) > 0 {
+		fmt.Fprintln(out, "\nTemplates:")
+		for _, t := range e.Templates {
+			fmt.Fprintf(out, "  %s  %s\n", t.Path, planner.Short(t.Digest))
+		}
+	}
+	fmt.Fprintln(out, "\nSoftware stack:")
+	switch s := e.Stack; {
+	case s == nil:
+		fmt.Fprintf(out, "  unknown: %s\n", e.StackError)
+	default:
+		if s.OSID != "" {
+			fmt.Fprintf(out, "  os %s %s\n", s.OSID, s.OSVersionID)
+		}
+		if len(s.Kernels) > 0 {
+			fmt.Fprintf(out, "  kernels %s\n", strings.Join(s.Kernels, ", "))
+		}
+		if len(s.Services) > 0 {
+			fmt.Fprintf(out, "  services %s\n", strings.Join(s.Services, ", "))
+		}
+		fmt.Fprintf(out, "  %d packages (%s)\n", len(s.Packages), s.Manager)
+		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		for _, p := range s.Packages {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", p.Name, p.Version, p.Arch)
+		}
+		tw.Flush()
+	}
+	if len(e.Registrations) > 0 {
+		fmt.Fprintf(out, "\nRegistrations:\n  %s\n", e.Registrations)
+	}
+	fmt.Fprintf(out, "\nUsage: %d\n", len(usage))
+	for _, u := range usage {
+		fmt.Fprintf(out, "  %s  %s  %s\n", u.When.Local().Format("2006-01-02 15:04:05"), u.What, u.Who)
+	}
+}
+
+func cmdKeep(_ context.Context, args []string, out, errw io.Writer) int {
+	fs := flag.NewFlagSet("fgimg keep", flag.ContinueOnError)
+	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
+	undo := fs.Bool("undo", false, "let purge remove the entry again")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: fgimg keep [flags] ID|NAME...\n\nMarks catalog entries as roots that purge never removes.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args, out, errw)
+	if err != nil {
+		return flagResult(err, errw)
+	}
+	if len(pos) == 0 {
+		return flagResult(usageError{"fgimg keep takes one or more IDs or NAMEs"}, errw)
+	}
+	store, cat, err := openCatalog(*dirFlag, errw)
+	if err == nil && cat == nil {
+		err = errors.New("the catalog is empty")
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	defer store.Close()
+	defer cat.Close()
+	for _, ref := range pos {
+		e, err := cat.Find(ref)
+		if err == nil {
+			err = cat.SetKeep(e, !*undo)
+		}
+		if err != nil {
+			fmt.Fprintf(errw, "fgimg: %s\n", err)
+			return exitFailed
+		}
+		verb := "kept: purge never removes it"
+		if *undo {
+			verb = "no longer kept"
+		}
+		fmt.Fprintf(out, "%s %s %s\n", e.Name, planner.Short(e.ID), verb)
+	}
+	return exitOK
+}
+
+func cmdCatalog(_ context.Context, args []string, out, errw io.Writer) int {
+	const use = "Usage: fgimg catalog rebuild [--cache-dir DIR]\n\n  rebuild   rebuild the catalog's index from the records in the cache\n"
+	if len(args) == 0 || args[0] != "rebuild" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(out, use)
+			return exitOK
+		}
+		fmt.Fprint(errw, use)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("fgimg catalog rebuild", flag.ContinueOnError)
+	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
+	if pos, err := parseFlags(fs, args[1:], out, errw); err != nil {
+		return flagResult(err, errw)
+	} else if len(pos) > 0 {
+		return flagResult(usageError{"fgimg catalog rebuild takes no arguments"}, errw)
+	}
+	store, cat, err := openCatalog(*dirFlag, errw)
+	if err == nil && cat == nil {
+		fmt.Fprintln(out, "The cache is empty: no catalog to rebuild.")
+		return exitOK
+	}
+	if err == nil && !cat.Rebuilt {
+		err = cat.Rebuild()
+	}
+	if cat != nil {
+		defer store.Close()
+		defer cat.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	keys, _ := cat.Files().Keys()
+	fmt.Fprintf(out, "Rebuilt the catalog's index: %d entries.\n", len(keys))
+	return exitOK
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/fgimg/fgimg/internal/hosttool"
+	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/opennebula"
+	"github.com/fgimg/fgimg/register/openstack"
+)
+
+// clouds maps a register.json's kind to the Cloud that performs it: the
+// one place that knows every infrastructure register can talk to.
+var clouds = map[string]register.Opener{
+	"openstack": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return openstack.Open(ctx, f)
+	},
+	"opennebula": func(_ context.Context, f *register.File) (register.Cloud, error) {
+		return opennebula.Open(f)
+	},
+}
+
+func openCloud(ctx context.Context, f *register.File) (register.Cloud, error) {
+	open, ok := clouds[f.Kind]
+	if !ok {
+		return nil, fmt.Errorf("target %q: fgimg cannot register %q targets", f.Target, f.Kind)
+	}
+	return open(ctx, f)
+}
+
+func cmdRegister(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs := flag.NewFlagSet("fgimg register", flag.ContinueOnError)
+	var (
+		cf      configFlags
+		outDir  string
+		jobs    int
+		asJSON  bool
+		dryRun  bool
+		replace bool
+	)
+	cf.register(fs, true)
+	fs.StringVar(&outDir, "o", "out", "the targets' artifacts are in `DIR`/<target>/, as fgimg build wrote them")
+	fs.IntVar(&jobs, "j", min(runtime.NumCPU(), 4), "register at most `N` targets at once")
+	fs.BoolVar(&asJSON, "json", false, "print the plans and registrations as one JSON document")
+	fs.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	fs.BoolVar(&replace, "replace", false, "retire the older images fgimg registered for each target once the new ones are ready (as the target's replace attribute)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), `Usage: fgimg register [flags] [PATH]
+
+Registers the built artifacts of the openstack and opennebula targets in
+PATH into their clouds. For each target it checks the artifacts' digests
+against the build, asks the cloud what it already has, prints a plan and
+carries it out: an image with the same content is reused, never uploaded
+twice. register does not build: build the targets first (fgimg build).
+
+Credentials come from the environment, as the clouds' own tools take
+them: OS_CLOUD and clouds.yaml (or OS_*) for OpenStack, ONE_XMLRPC and
+ONE_AUTH for OpenNebula. Where the images went is written to
+OUT/<target>/registrations.json and kept in the cache.
+
+Flags:`)
+		fs.PrintDefaults()
+	}
+	paths, err := parseFlags(fs, args, out, errw)
+	if err != nil {
+		return flagResult(err, errw)
+	}
+	if jobs < 1 {
+		return flagResult(usageError{"-j must be at least 1"}, errw)
+	}
+	store, err := openCache(cf.cacheDir, true, errw)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	defer store.Close()
+	memo := store.FileHashes()
+	defer memo.Save()
+	defer cf.useCache(store)()
+	_, plan := cf.load(paths, errw)
+	if plan == nil {
+		return exitFailed
+	}
+	names, err := cloudTargets(plan, outDir)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	o := register.Options{
+		Out: outDir, Targets: names, Open: openCloud, DryRun: dryRun, Jobs: jobs, Replace: replace,
+		Store: store, Memo: memo, Extra: templateCommit(ctx, paths, errw),
+	}
+	if !asJSON {
+		o.Log = out
+	}
+	results := register.Run(ctx, o)
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		enc.Encode(struct {
+			DryRun  bool              `json:"dry_run"`
+			Targets []register.Result `json:"targets"`
+		}{dryRun, results})
+	}
+	code := exitOK
+	for _, r := range results {
+		if r.Err != nil {
+			fmt.Fprintf(errw, "fgimg: %s\n", r.Err)
+			code = exitFailed
+		}
+	}
+	return code
+}
+
+// cloudTargets are the selected targets of a kind register performs. A
+// target whose folder was built from another configuration than PATH
+// now describes is refused: its artifacts are not what the templates
+// say.
+func cloudTargets(plan *planner.Plan, out string) ([]string, error) {
+	var names []string
+	for _, t := range plan.Targets {
+		if _, ok := clouds[t.Target.Kind]; !ok {
+			continue
+		}
+		name := t.Target.Name
+		dir := filepath.Join(out, name)
+		if m, err := readManifest(dir); err == nil && stale(plan, m) {
+			return nil, fmt.Errorf("%s was built from another version of the configuration; build it again (fgimg build -only %s) before registering it", dir, name)
+		}
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		var kinds []string
+		for k := range clouds {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds)
+		return nil, fmt.Errorf("nothing to register: no %s target is selected", strings.Join(kinds, " or "))
+	}
+	return names, nil
+}
+
+// templateCommit is the fgimg_template_commit property: the git commit
+// of the templates' work tree, with "-dirty" when they have changes
+// that are not committed; none outside git.
+func templateCommit(ctx context.Context, paths []string, errw io.Writer) map[string]string {
+	dir := "."
+	if len(paths) > 0 {
+		dir = paths[0]
+		if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+			dir = filepath.Dir(dir)
+		}
+	}
+	git := func(args ...string) (string, error) {
+		cmd, err := hosttool.Command(ctx, "git", append([]string{"-C", dir}, args...)...)
+		if err != nil {
+			return "", err
+		}
+		b, err := cmd.Output()
+		return strings.TrimSpace(string(b)), err
+	}
+	head, err := git("rev-parse", "--verify", "-q", "HEAD")
+	if err != nil || head == "" {
+		return nil // not a git work tree, or no commit yet
+	}
+	if st, err := git("status", "--porcelain", "--untracked-files=no", "--", "."); err == nil && st != "" {
+		head += "-dirty"
+		fmt.Fprintf(errw, "fgimg: the templates in %s have changes that are not committed: images are registered with %s=%s\n", dir, register.PropTemplateCommit, head)
+	}
+	return map[string]string{register.PropTemplateCommit: head}
+}

@@ -1,0 +1,135 @@
+// Package registertest writes built cloud targets (artifacts,
+// manifest.json, register.json) as fgimg build leaves them, for the
+// tests of register and of each Cloud.
+package registertest
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fgimg/fgimg/internal/outdir"
+	"github.com/fgimg/fgimg/internal/qcow2"
+	"github.com/fgimg/fgimg/register"
+	"github.com/opencontainers/go-digest"
+)
+
+// Write makes OUT/<f.Target>/ as a build of f's target would: each
+// step's artifact copied from files[step.Artifact], its digest and size
+// filled into the step, register.json, and a manifest.json listing them
+// all. It returns f as written.
+func Write(tb testing.TB, out string, f register.File, files map[string]string) register.File {
+	tb.Helper()
+	dir := filepath.Join(out, f.Target)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if f.Version == 0 {
+		f.Version = register.FileVersion
+	}
+	if f.TargetDigest == "" {
+		f.TargetDigest = digest.FromString("target " + f.Target)
+	}
+	type artifact struct {
+		Path   string        `json:"path"`
+		Digest digest.Digest `json:"digest"`
+		Size   int64         `json:"size"`
+	}
+	var listed []artifact
+	f.Steps = append([]register.Step(nil), f.Steps...)
+	for i, s := range f.Steps {
+		d, n := copyFile(tb, files[s.Artifact], filepath.Join(dir, filepath.FromSlash(s.Artifact)))
+		f.Steps[i].Digest, f.Steps[i].Size = d, n
+		listed = append(listed, artifact{s.Artifact, d, n})
+	}
+	b, _ := json.MarshalIndent(f, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, register.FileName), b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	listed = append(listed, artifact{register.FileName, digest.FromBytes(b), int64(len(b))})
+	m, _ := json.MarshalIndent(map[string]any{"target": f.Target, "kind": f.Kind, "artifacts": listed}, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, outdir.ManifestName), m, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+func copyFile(tb testing.TB, src, dst string) (digest.Digest, int64) {
+	tb.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v := digest.SHA256.Digester()
+	n, err := io.Copy(io.MultiWriter(out, v.Hash()), in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v.Digest(), n
+}
+
+// Qcow2 writes a real qcow2 image at path whose disk holds size bytes
+// of pseudo-random data from seed (so different seeds give different
+// images, and the data does not compress away).
+func Qcow2(tb testing.TB, path string, size int64, seed uint64) {
+	tb.Helper()
+	raw := path + ".raw"
+	Random(tb, raw, size, seed)
+	defer os.Remove(raw)
+	if _, err := qcow2.ConvertFile(context.Background(), path, raw, qcow2.Options{}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Random writes size pseudo-random bytes from seed to path.
+func Random(tb testing.TB, path string, size int64, seed uint64) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; left -= int64(len(buf)) {
+		n := min(int64(len(buf)), left)
+		for i := 0; i < int(n); i += 8 {
+			v := r.Uint64()
+			for j := 0; j < 8 && i+j < int(n); j++ {
+				buf[i+j] = byte(v >> (8 * j))
+			}
+		}
+		if _, err := f.Write(buf[:n]); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Disk is a File with one qcow2 disk step for target, as an openstack
+// target's writer makes it.
+func Disk(target string) register.File {
+	return register.File{
+		Target: target, Kind: "openstack", Image: "base",
+		Steps: []register.Step{{
+			ID: "disk", Artifact: "disk.qcow2", Name: target, Format: "qcow2", ContainerFormat: "bare",
+			Visibility: "private", Properties: map[string]string{"os_distro": "debian", "hw_disk_bus": "virtio"},
+		}},
+	}
+}
