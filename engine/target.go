@@ -87,6 +87,7 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 	im := t.Image
 	in := &targets.Input{
 		Image:           targets.ImageInfo{Name: im.Image.Name, ID: im.ID(), Arch: im.Image.Meta.Arch},
+		Digest:          s.Digest,
 		SourceDateEpoch: e.Epoch,
 	}
 	chain := t.Chain()

@@ -158,6 +158,19 @@ func (t *Target) Bool(name string) bool {
 	return v.True()
 }
 
+// StrMap returns a map-of-strings attribute, nil when null or empty.
+func (t *Target) StrMap(name string) map[string]string {
+	v := t.Attrs[name]
+	if v == cty.NilVal || v.IsNull() || !v.Type().IsMapType() || v.LengthInt() == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for k, e := range v.AsValueMap() {
+		out[k] = e.AsString()
+	}
+	return out
+}
+
 // Strs returns a list-of-strings attribute, nil when null or empty.
 func (t *Target) Strs(name string) []string {
 	v := t.Attrs[name]

@@ -1,8 +1,10 @@
 package lang
 
 import (
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
@@ -134,8 +136,17 @@ func (l *loader) decodeTarget(b *hcl.Block, dir string) {
 	for _, a := range ks.Attributes {
 		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a.Name})
 	}
+	for name := range ks.Refused {
+		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: name})
+	}
 	c, diags := b.Body.Content(schema)
 	l.diags = append(l.diags, diags...)
+	for _, name := range slices.Sorted(maps.Keys(ks.Refused)) {
+		if a, ok := c.Attributes[name]; ok {
+			l.errorf(a.NameRange.Ptr(), "Argument not allowed in a template", "%s", ks.Refused[name])
+			delete(c.Attributes, name)
+		}
+	}
 	l.checkName("target", name, b.LabelRanges[1])
 	l.targets = append(l.targets, &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c, Schema: ks})
 }

@@ -15,12 +15,17 @@ type TargetSchema struct {
 	// Unavailable reserves the kind's name: a target of this kind is an
 	// error whose detail is this text.
 	Unavailable string
+	// Refused maps attribute names the kind will not take to the
+	// diagnostic's detail, for names users write by habit that must not
+	// be in a template (credentials): clearer than "Unsupported argument".
+	Refused map[string]string
 }
 
 // TargetAttribute is one attribute of a target kind.
 type TargetAttribute struct {
 	Name string
-	// Type is cty.String, cty.Bool, cty.Number or a list of one of them.
+	// Type is cty.String, cty.Bool, cty.Number, a list of one of them
+	// or a map of strings.
 	Type cty.Type
 	// Default is the value when the template sets none; cty.NilVal
 	// means a null of Type.

@@ -2,6 +2,7 @@ package lang
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -23,7 +24,9 @@ var testKinds = map[string]*TargetSchema{
 			}},
 			{Name: "flags", Type: cty.List(cty.String)},
 			{Name: "big", Type: cty.Bool, Default: cty.False},
+			{Name: "tags", Type: cty.Map(cty.String)},
 		},
+		Refused: map[string]string{"password": "Keep it out of templates."},
 		Check: func(v map[string]cty.Value) []TargetProblem {
 			if c := v["count"]; !c.IsNull() && c.IsKnown() && c.GreaterThan(cty.NumberIntVal(10)).True() && v["big"].False() {
 				return []TargetProblem{{Attribute: "count", Summary: "Too many", Detail: "Set big = true for more than 10."}}
@@ -51,6 +54,7 @@ target "box" "b" {
   count  = 20
   big    = true
   flags  = ["x", "y"]
+  tags   = { a = "1", "b.c" = 2 }
 }`)
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
@@ -61,6 +65,9 @@ target "box" "b" {
 	}
 	if b.Str("colour") != "blue" || b.Attrs["count"].AsBigFloat().String() != "20" || strings.Join(b.Strs("flags"), ",") != "x,y" || !b.Bool("big") {
 		t.Errorf("values: %#v", b.Attrs)
+	}
+	if a.StrMap("tags") != nil || fmt.Sprint(b.StrMap("tags")) != "map[a:1 b.c:2]" {
+		t.Errorf("tags: %v, %v", a.StrMap("tags"), b.StrMap("tags"))
 	}
 	if r, ok := b.Ranges["colour"]; !ok || r.Start.Line != 7 {
 		t.Errorf("range of colour: %v", r)
@@ -79,6 +86,9 @@ func TestTargetSchemaDiagnostics(t *testing.T) {
 		{"target \"box\" \"x\" {\n  image = image.i\n  count = 11\n}", "Too many", "Set big = true for more than 10."},
 		{"target \"box\" \"x\" {\n  image = image.i\n  flags = [\"a\", null]\n}", `Invalid value for "flags"`, "must not contain null"},
 		{"target \"box\" \"x\" {\n  image = image.i\n  size = 1\n}", "Unsupported argument", ""},
+		{"target \"box\" \"x\" {\n  image = image.i\n  password = \"pw\"\n}", "Argument not allowed in a template", "Keep it out of templates."},
+		{"target \"box\" \"x\" {\n  image = image.i\n  tags = [\"a\"]\n}", `Invalid value for "tags"`, "takes a map of strings"},
+		{"target \"box\" \"x\" {\n  image = image.i\n  tags = { a = null }\n}", `Invalid value for "tags"`, `The "tags" map must not contain null`},
 	} {
 		_, diags := loadKinds(t, c.src)
 		if len(diags) != 1 || diags[0].Summary != c.summary || !strings.Contains(diags[0].Detail, c.detail) {

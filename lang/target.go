@@ -61,7 +61,7 @@ func (l *loader) checkTargetValue(as TargetAttribute, v cty.Value, a *hcl.Attrib
 	if v.CanIterateElements() {
 		for it := v.ElementIterator(); it.Next(); {
 			if _, e := it.Element(); e.IsNull() {
-				l.errorf(rng, summary, "The %q list must not contain null.", as.Name)
+				l.errorf(rng, summary, "The %q %s must not contain null.", as.Name, collection(v.Type()))
 				return false
 			}
 		}
@@ -96,6 +96,16 @@ func typeWant(ty cty.Type) string {
 		return "a number"
 	case ty.IsListType():
 		return "a list of " + strings.TrimPrefix(typeWant(ty.ElementType()), "a ") + "s"
+	case ty.IsMapType():
+		return "a map of " + strings.TrimPrefix(typeWant(ty.ElementType()), "a ") + "s"
 	}
 	return ty.FriendlyName()
+}
+
+// collection names a collection type for diagnostics: list or map.
+func collection(ty cty.Type) string {
+	if ty.IsMapType() || ty.IsObjectType() {
+		return "map"
+	}
+	return "list"
 }

@@ -179,6 +179,8 @@ func Describe(spec stages.Spec) string {
 		return plural(len(s.Commands), "command")
 	case *stages.DiskAdapt:
 		return fmt.Sprintf("/etc/fstab (/ on UUID %s…), ESP kernel hook", s.RootUUID[:min(8, len(s.RootUUID))])
+	case *stages.CloudInit:
+		return "cloud-init, SSH server, virtio in the initrd, no machine identity"
 	case targets.Spec:
 		return s.Summary()
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/fgimg/fgimg/internal/hosttool"
+	"github.com/fgimg/fgimg/internal/shquote"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
 
@@ -163,26 +164,8 @@ func logCommand(log io.Writer, args []string) {
 	b.WriteString("+")
 	for _, a := range args {
 		b.WriteByte(' ')
-		b.WriteString(shellQuote(a))
+		b.WriteString(shquote.Quote(a))
 	}
 	b.WriteByte('\n')
 	_, _ = log.Write(b.Bytes())
-}
-
-// shellQuote quotes s for a POSIX shell when it needs quoting.
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=,+@%", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

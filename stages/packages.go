@@ -28,13 +28,7 @@ func runPackages(ctx context.Context, s *Packages, env *Env) error {
 		return err
 	}
 	defer r.close()
-	var pm, pmPath string
-	for _, name := range packageManagers {
-		if p := r.lookPath(name); p != "" {
-			pm, pmPath = name, p
-			break
-		}
-	}
+	pm, pmPath := findPackageManager(r)
 	switch pm {
 	case "apt-get":
 		return installApt(ctx, r, env, pmPath, s.Names)
@@ -45,6 +39,17 @@ func runPackages(ctx context.Context, s *Packages, env *Env) error {
 	}
 	return fmt.Errorf("the image has no package manager to install %s with (looked for %s in %s)",
 		strings.Join(s.Names, ", "), strings.Join(packageManagers, ", "), standardPath)
+}
+
+// findPackageManager returns the first of packageManagers the image has,
+// and its path there; "" when it has none.
+func findPackageManager(r *root) (name, path string) {
+	for _, name := range packageManagers {
+		if p := r.lookPath(name); p != "" {
+			return name, p
+		}
+	}
+	return "", ""
 }
 
 // aptErrors are apt's own error lines and dpkg's.

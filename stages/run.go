@@ -115,6 +115,8 @@ func runKind(ctx context.Context, spec Spec, e *Env) (Result, error) {
 		err = runCommands(ctx, s, e)
 	case *DiskAdapt:
 		err = runDiskAdapt(ctx, s, e)
+	case *CloudInit:
+		err = runCloudInit(ctx, s, e)
 	default:
 		return Result{}, fmt.Errorf("stages: unknown stage kind %q (%T)", spec.Kind(), spec)
 	}

@@ -34,22 +34,36 @@
 //     squashed from the layers (Squash) and compressed with parallel
 //     gzip (klauspost/pgzip) or zstd (klauspost/compress) at settings
 //     whose output does not depend on the number of cores. Does not boot.
+//
 //   - oci: an OCI image layout with one gzip layer per stage, readable as
 //     oci:DIR:latest; its manifest's annotations carry the image's name,
 //     pedigree and metadata. Does not boot.
+//
 //   - raw: a bootable GPT disk, disk.raw (BuildDisk, on the image
 //     adapted by AdaptDisk): an EFI system
 //     partition with the kernel, the initrd and syslinux (BIOS) and
 //     systemd-boot (UEFI) as boot asks, and an ext4 root file system
 //     made by mkfs.ext4 -d; the boot menus carry the image's name.
 //     Boots from the disk.
+//
 //   - qcow2: the raw kind's disk as qcow2 v3, disk.qcow2, converted
 //     natively (package qcow2), optionally compressed. Boots from the disk.
+//
 //   - netboot: vmlinuz, initramfs.cpio[.gz|.zst] holding the whole image,
 //     boot.ipxe and pxelinux.cfg, for stateless nodes. Boots the kernel
 //     and initramfs.
 //
-// The infrastructure kinds the language names (openstack, opennebula,
-// eucalyptus, nimbus, ec2, xcat) are reserved: a template using one gets
-// a diagnostic until their unit is written.
+//   - openstack, opennebula: the cloud kinds (cloud.go holds what they
+//     share). They adapt the image with a cloud-init stage
+//     (stages.CloudInit, shared by both clouds), a files stage naming
+//     the cloud's datasource, and the disk's; write the disk as qcow2 or
+//     raw through the disk code (and, for openstack with boot = "none",
+//     the kernel and initrd for aki/ari images); and write the
+//     registration steps: register.json (register.File, what fgimg
+//     register performs) and register.sh (the cloud CLI's commands).
+//     Boot from the disk.
+//
+// The other infrastructure kinds the language names (eucalyptus, nimbus,
+// ec2, xcat) are reserved: a template using one gets a diagnostic until
+// their unit is written.
 package targets

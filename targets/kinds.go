@@ -8,14 +8,18 @@ var kinds = []Kind{
 	Raw{},
 	QCOW2{},
 	Netboot{},
+	OpenStack{},
+	OpenNebula{},
 }
 
 // reserved are target kinds the language names but fgimg does not build
 // yet: a template using one gets a diagnostic saying so.
-var reserved = []string{"openstack", "opennebula", "eucalyptus", "nimbus", "ec2", "xcat"}
+var reserved = []string{"eucalyptus", "nimbus", "ec2", "xcat"}
 
-// The disk kinds adapt the image (kinds already checks every Kind).
+// The disk and cloud kinds adapt the image (kinds already checks every Kind).
 var (
 	_ Adapter = Raw{}
 	_ Adapter = QCOW2{}
+	_ Adapter = OpenStack{}
+	_ Adapter = OpenNebula{}
 )

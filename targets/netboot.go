@@ -122,7 +122,7 @@ func writeNetboot(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifa
 	}
 
 	if err := writeFile(filepath.Join(dir, netbootKernelFile), func(f *os.File) error {
-		return copyNetbootKernel(f, kernel)
+		return copyFrom(f, kernel)
 	}); err != nil {
 		return nil, fmt.Errorf("copying the kernel: %w", err)
 	}
@@ -278,7 +278,7 @@ func netbootInit(in *Input) ([]cpio.Header, error) {
 	return nil, fmt.Errorf("image %q has no /init, /sbin/init or systemd for the kernel to start: add systemd-sysv (Debian) to its packages", in.Image.Name)
 }
 
-func copyNetbootKernel(dst *os.File, src string) error {
+func copyFrom(dst *os.File, src string) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err

@@ -72,25 +72,38 @@ func (QCOW2) Boot(sp Spec) (*Boot, error) {
 }
 
 // Write implements Kind.
-func (QCOW2) Write(ctx context.Context, in *Input, sp Spec, dir string) (arts []Artifact, err error) {
+func (QCOW2) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
 	spec, err := specAs[*QCOW2Spec](sp, "qcow2")
 	if err != nil {
 		return nil, err
 	}
-	// The raw disk goes beside the artifact (dir is the writer's own),
-	// on the same file system, and is removed whatever happens.
+	a, _, err := writeDisk(ctx, in, &spec.DiskSpec, dir, "qcow2", spec.Compress)
+	if err != nil {
+		return nil, fmt.Errorf("qcow2 target: %w", err)
+	}
+	return []Artifact{a}, nil
+}
+
+// writeDisk writes the disk of spec into dir as disk.raw or, for format
+// qcow2, disk.qcow2 (compressed with compress): BuildDisk makes the raw
+// disk, for qcow2 a temporary sparse file beside it, on the same file
+// system, converted natively and removed whatever happens.
+func writeDisk(ctx context.Context, in *Input, spec *DiskSpec, dir, format string, compress bool) (a Artifact, info DiskInfo, err error) {
+	if format == "raw" {
+		info, err = BuildDisk(ctx, in, spec, filepath.Join(dir, "disk.raw"))
+		return Artifact{Path: "disk.raw", MediaType: MediaTypeRawDisk}, info, err
+	}
 	raw := filepath.Join(dir, ".disk.raw.tmp")
 	defer func() {
 		if rerr := os.Remove(raw); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
-			err = fmt.Errorf("qcow2 target: %w", rerr)
+			err = rerr
 		}
 	}()
-	if _, err := BuildDisk(ctx, in, &spec.DiskSpec, raw); err != nil {
-		return nil, fmt.Errorf("qcow2 target: %w", err)
+	if info, err = BuildDisk(ctx, in, spec, raw); err != nil {
+		return a, info, err
 	}
-	opts := qcow2.Options{Compress: spec.Compress}
-	if _, err := qcow2.ConvertFile(ctx, filepath.Join(dir, "disk.qcow2"), raw, opts); err != nil {
-		return nil, fmt.Errorf("qcow2 target: %w", err)
+	if _, err := qcow2.ConvertFile(ctx, filepath.Join(dir, "disk.qcow2"), raw, qcow2.Options{Compress: compress}); err != nil {
+		return a, info, err
 	}
-	return []Artifact{{Path: "disk.qcow2", MediaType: MediaTypeQCOW2}}, nil
+	return Artifact{Path: "disk.qcow2", MediaType: MediaTypeQCOW2}, info, nil
 }

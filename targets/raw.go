@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/zclconf/go-cty/cty"
@@ -56,10 +55,11 @@ func (Raw) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifac
 	if err != nil {
 		return nil, err
 	}
-	if _, err := BuildDisk(ctx, in, &spec.DiskSpec, filepath.Join(dir, "disk.raw")); err != nil {
+	a, _, err := writeDisk(ctx, in, &spec.DiskSpec, dir, "raw", false)
+	if err != nil {
 		return nil, fmt.Errorf("raw target: %w", err)
 	}
-	return []Artifact{{Path: "disk.raw", MediaType: MediaTypeRawDisk}}, nil
+	return []Artifact{a}, nil
 }
 
 // DiskSpec is what raw and qcow2 targets share of their hashed spec.

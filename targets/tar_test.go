@@ -119,7 +119,7 @@ func TestTarTargetErrors(t *testing.T) {
 }
 
 func TestFor(t *testing.T) {
-	for kind, want := range map[string]Kind{"tar": Tar{}, "oci": OCI{}, "raw": Raw{}, "qcow2": QCOW2{}, "netboot": Netboot{}} {
+	for kind, want := range map[string]Kind{"tar": Tar{}, "oci": OCI{}, "raw": Raw{}, "qcow2": QCOW2{}, "netboot": Netboot{}, "openstack": OpenStack{}, "opennebula": OpenNebula{}} {
 		if w, err := For(kind); err != nil || w != want {
 			t.Errorf("For(%q) = %v, %v", kind, w, err)
 		}
@@ -127,7 +127,7 @@ func TestFor(t *testing.T) {
 	if _, err := For("qcow2"); err != nil {
 		t.Errorf("For(qcow2): %v", err)
 	}
-	for _, kind := range []string{"openstack", "nosuch", ""} {
+	for _, kind := range []string{"ec2", "nosuch", ""} {
 		if _, err := For(kind); err == nil {
 			t.Errorf("For(%q) gave a writer", kind)
 		}

@@ -82,6 +82,10 @@ type ImageInfo struct {
 // Input is everything a writer makes artifacts from besides its Spec.
 type Input struct {
 	Image ImageInfo
+	// Digest is the write's digest in the plan (its spec and the image
+	// it writes), for writers that record it (register.json); empty
+	// when the caller has no plan.
+	Digest digest.Digest
 	// Layers are the image's whole chain, bottom (origin) first, with
 	// the kind's adaptation stages (Adapter) on top.
 	Layers          []Layer

@@ -44,9 +44,10 @@ func cmdBoot(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: fgimg boot [flags] TARGET [PATH]
 
-Boots a built raw, qcow2 or netboot target in QEMU as a smoke test: exits
-0 when the guest's serial console reaches a login prompt (or -expect TEXT),
-1 on a kernel panic, if the guest stops, or on timeout. Disks are used with
+Boots a built disk (raw, qcow2, openstack, opennebula) or netboot target in
+QEMU as a smoke test: exits 0 when the guest's serial console reaches a
+login prompt (or -expect TEXT), 1 on a kernel panic, if the guest stops,
+or on timeout. Disks are used with
 -snapshot: the boot never changes them. Build the target first with
 fgimg build -o OUT -only TARGET PATH, or give -build: boot then takes
 every flag of build and passes it on.

@@ -19,7 +19,8 @@ import (
 // the Debian mirror, every target included; a second build must be a
 // no-op; then it boots, under QEMU, the qcow2 disk with BIOS, the raw
 // disk with UEFI and the netboot artifact with -kernel/-initrd, each to a
-// login prompt on the serial console.
+// login prompt on the serial console, and the OpenStack and OpenNebula
+// disks with their cloud's context, which cloud-init must apply.
 func TestDebianExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds Debian images from the mirror (drop -short to run)")
@@ -77,7 +78,9 @@ func TestDebianExamples(t *testing.T) {
 			t.Errorf("%s's SBOM lacks %q (%v)", c.target, c.want, err)
 		}
 	}
-	for _, a := range []string{"base-cloud/disk.qcow2", "base-uefi/disk.raw", "hadoop-cloud/disk.qcow2", "hpc-netboot/vmlinuz", "hpc-netboot/boot.ipxe"} {
+	for _, a := range []string{"base-cloud/disk.qcow2", "base-uefi/disk.raw", "hadoop-cloud/disk.qcow2", "hpc-netboot/vmlinuz", "hpc-netboot/boot.ipxe",
+		"base-openstack/disk.qcow2", "base-openstack/register.json", "base-openstack/register.sh",
+		"base-opennebula/disk.qcow2", "base-opennebula/register.json", "base-opennebula/register.sh"} {
 		if _, err := os.Stat(filepath.Join(e.out, a)); err != nil {
 			t.Errorf("artifact %s: %v", a, err)
 		}
@@ -87,7 +90,8 @@ func TestDebianExamples(t *testing.T) {
 		t.Errorf("second build: exit %d, built %v\n%s", code, names(events, "built"), stderr)
 	}
 	e.verifyCache()
-	testkit.Need(t, "qemu-system-x86_64", qemu.DefaultOVMFCode, qemu.DefaultOVMFVars)
+	testkit.Need(t, "qemu-system-x86_64", qemu.DefaultOVMFCode, qemu.DefaultOVMFVars, "genisoimage")
+	t.Run("clouds", func(t *testing.T) { bootCloudTargets(t, e.out) })
 	for _, b := range []struct {
 		target string
 		flags  []string

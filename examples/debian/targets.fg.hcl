@@ -36,3 +36,22 @@ target "tar" "web-rootfs" {
 target "oci" "web-oci" {
   image = image.web
 }
+
+# The base image for OpenStack: cloud-init takes the hostname, SSH keys and
+# user data from the config drive or the metadata service. `fgimg build`
+# writes disk.qcow2 with register.json and register.sh beside it;
+# `fgimg register` uploads it to Glance (credentials from clouds.yaml).
+target "openstack" "base-openstack" {
+  image       = image.base
+  name        = "testbed-base"
+  kernel_args = local.kernel_args
+  properties  = { os_admin_user = "debian" }
+}
+
+# The same for OpenNebula: cloud-init reads the context CD-ROM (and its
+# START_SCRIPT); the image goes to the "default" datastore.
+target "opennebula" "base-opennebula" {
+  image       = image.base
+  name        = "testbed-base"
+  kernel_args = local.kernel_args
+}

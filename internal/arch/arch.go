@@ -10,17 +10,18 @@ type Arch struct {
 	Debian  string // the name in templates and Debian's archive: armhf
 	OCI     string // the OCI (GOARCH) architecture: arm
 	Variant string // the OCI variant, "" when there is none: v7
+	Machine string // the kernel's name (uname -m), which clouds use: armv7l
 }
 
 // table is in the order lang lists the names.
 var table = []Arch{
-	{"amd64", "amd64", ""},
-	{"arm64", "arm64", "v8"},
-	{"armhf", "arm", "v7"},
-	{"i386", "386", ""},
-	{"ppc64el", "ppc64le", ""},
-	{"riscv64", "riscv64", ""},
-	{"s390x", "s390x", ""},
+	{"amd64", "amd64", "", "x86_64"},
+	{"arm64", "arm64", "v8", "aarch64"},
+	{"armhf", "arm", "v7", "armv7l"},
+	{"i386", "386", "", "i686"},
+	{"ppc64el", "ppc64le", "", "ppc64le"},
+	{"riscv64", "riscv64", "", "riscv64"},
+	{"s390x", "s390x", "", "s390x"},
 }
 
 // Names lists the Debian names, the values an image's arch may take.

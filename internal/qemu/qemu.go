@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/internal/hosttool"
+	"github.com/fgimg/fgimg/internal/shquote"
 )
 
 // Options says what to boot and how.
@@ -30,6 +31,10 @@ type Options struct {
 	// never changes it. DiskFormat is "raw" or "qcow2"; default: what
 	// the file is.
 	Disk, DiskFormat string
+
+	// CDROM is an ISO image attached read-only as a CD-ROM (a cloud's
+	// config drive or context CD-ROM).
+	CDROM string
 
 	// UEFI boots with OVMF instead of SeaBIOS. OVMFCode and OVMFVars
 	// default to Debian's ovmf package files; the variables are copied
@@ -181,7 +186,7 @@ func (o *Options) check() error {
 	if o.Memory < 0 || o.CPUs < 0 || o.Timeout < 0 {
 		return errors.New("memory, CPUs and timeout must not be negative")
 	}
-	for _, f := range []string{o.Kernel, o.Initrd} {
+	for _, f := range []string{o.Kernel, o.Initrd, o.CDROM} {
 		if f == "" {
 			continue
 		}
@@ -302,6 +307,9 @@ func (o *Options) args(accel, vars string) []string {
 	if o.Disk != "" {
 		a = append(a, "-drive", "file="+escapeComma(o.Disk)+",format="+o.DiskFormat+",if=virtio", "-snapshot")
 	}
+	if o.CDROM != "" {
+		a = append(a, "-drive", "file="+escapeComma(o.CDROM)+",format=raw,media=cdrom,readonly=on")
+	}
 	if o.Kernel != "" {
 		a = append(a, "-kernel", o.Kernel)
 		if o.Initrd != "" {
@@ -343,7 +351,7 @@ type attempt struct {
 func (o *Options) run(ctx context.Context, bin, accel, vars string) (attempt, error) {
 	args := o.args(accel, vars)
 	res := attempt{Result: Result{Accel: accel, Command: append([]string{bin}, args...)}}
-	fmt.Fprintf(o.Log, "qemu: %s\n", shellQuote(res.Command))
+	fmt.Fprintf(o.Log, "qemu: %s\n", shquote.Join(res.Command))
 
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -485,16 +493,4 @@ loop:
 		return res, fmt.Errorf("%w: the guest powered off or rebooted before %s", ErrExited, o.what())
 	}
 	return res, nil
-}
-
-// shellQuote renders a command line for the log.
-func shellQuote(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`*?[]{}()<>|&;#~") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		q[i] = a
-	}
-	return strings.Join(q, " ")
 }

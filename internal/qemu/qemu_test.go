@@ -114,6 +114,10 @@ func TestDiskCommandLine(t *testing.T) {
 	if slices.Contains(args, "-kernel") || slices.Contains(args, "-append") {
 		t.Errorf("a disk boot has no kernel: %q", args)
 	}
+	o = prepared(t, Options{Disk: raw, CDROM: qcow2})
+	if got := allAfter(o.args("tcg", ""), "-drive"); len(got) != 2 || got[1] != "file="+strings.ReplaceAll(qcow2, ",", ",,")+",format=raw,media=cdrom,readonly=on" {
+		t.Errorf("CD-ROM drive %q", got)
+	}
 	o = prepared(t, Options{Disk: qcow2}) // no .qcow2 suffix: the format is read from the file
 	if got := allAfter(o.args("tcg", ""), "-drive"); len(got) != 1 || !strings.HasSuffix(got[0], ",format=qcow2,if=virtio") {
 		t.Errorf("qcow2 drive %q", got)

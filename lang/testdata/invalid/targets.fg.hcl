@@ -2,7 +2,7 @@ image "base" {
   bootstrap "debootstrap" { suite = "bookworm" }
 }
 target "netbot" "a" { image = image.base } # ERROR: Unknown target kind
-target "openstack" "b" { image = image.base } # ERROR: Target kind not available yet
+target "ec2" "b" { image = image.base } # ERROR: Target kind not available yet
 target "qcow2" "c" {
   image = image.base
   size  = "4GB" # ERROR: Invalid value for "size"
@@ -32,4 +32,19 @@ target "raw" "i" {
   image            = image.base
   size             = "15TiB"
   allow_large_size = true
+}
+target "openstack" "j" {
+  image      = image.base
+  visibility = "secret" # ERROR: Invalid value for "visibility"
+  password   = "hunter2" # ERROR: Argument not allowed in a template
+  properties = { fgimg_digest = "x" } # ERROR: Invalid value for "properties"
+  format     = "vmdk" # ERROR: Invalid value for "format"
+}
+target "opennebula" "k" {
+  image      = image.base
+  boot       = "none" # ERROR: Invalid value for "boot"
+  dev_prefix = "/dev/vd" # ERROR: Invalid value for "dev_prefix"
+  name       = "web's" # ERROR: Invalid value for "name"
+  properties = { type = "CDROM" } # ERROR: Invalid value for "properties"
+  one_auth   = "oneadmin:pw" # ERROR: Argument not allowed in a template
 }
