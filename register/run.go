@@ -9,6 +9,7 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/internal/bytesize"
+	"github.com/opencontainers/go-digest"
 )
 
 // Opener opens the Cloud a File registers into. Clouds are shared by
@@ -47,7 +48,10 @@ type Options struct {
 // Result is what Run did for one target.
 type Result struct {
 	Target string `json:"target"`
-	Plan   *Plan  `json:"plan,omitempty"`
+	// TargetDigest is the target build's digest from its register.json
+	// (with Target, its catalog entry).
+	TargetDigest digest.Digest `json:"target_digest,omitempty"`
+	Plan         *Plan         `json:"plan,omitempty"`
 	// Registrations are the target's images after this run (none on a
 	// dry run).
 	Registrations []Registration `json:"registrations,omitempty"`
@@ -131,6 +135,7 @@ func (r *runner) target(ctx context.Context, name string) (res Result) {
 		res.Err = err
 		return res
 	}
+	res.TargetDigest = t.File.TargetDigest
 	t.File.Replace = t.File.Replace || r.o.Replace
 	if err := t.Verify(r.o.Memo); err != nil {
 		res.Err = err
