@@ -32,7 +32,7 @@ APT_PACKAGES = \
   busybox-static debootstrap mmdebstrap passwd passt uidmap skopeo \
   docker-registry e2fsprogs dosfstools mtools syslinux syslinux-common \
   systemd-boot-efi eatmydata util-linux qemu-system-x86 qemu-utils ovmf \
-  cpio zstd pigz ca-certificates coreutils make git gzip tar \
+  cpio zstd pigz ca-certificates coreutils make git gzip tar rpm systemd \
   python3-keystone glance-api glance-common uwsgi-core uwsgi-plugin-python3 \
   python3-minimal python3-openstackclient
 

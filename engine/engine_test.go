@@ -83,6 +83,8 @@ type fakeRunner struct {
 	mu      sync.Mutex
 	ran     []string
 	mounted []string // the top stage of each root given to a writer
+	// fill, when set, fills each mounted root.
+	fill func(root string, top *planner.Stage) error
 }
 
 func (r *fakeRunner) Run(_ context.Context, s *planner.Stage, work string, log io.Writer) (StageResult, error) {
@@ -109,7 +111,15 @@ func (r *fakeRunner) Mount(_ context.Context, top *planner.Stage, work string) (
 	r.mounted = append(r.mounted, top.Kind())
 	r.mu.Unlock()
 	root := filepath.Join(work, "root")
-	return root, func() error { return nil }, os.Mkdir(root, 0o755)
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return "", nil, err
+	}
+	if r.fill != nil {
+		if err := r.fill(root, top); err != nil {
+			return "", nil, err
+		}
+	}
+	return root, func() error { return nil }, nil
 }
 
 // fakeWriter writes one artifact that names the spec and the image.

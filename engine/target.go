@@ -125,6 +125,11 @@ func (e *Engine) writeArtifacts(ctx context.Context, s *planner.Stage) error {
 	if err != nil {
 		return err
 	}
+	sbom, err := e.writeSBOM(ctx, in, s.Input.Digest, out)
+	if err != nil {
+		return err
+	}
+	arts = append(arts, sbom)
 	rec := cache.Record{Digest: s.Digest, Kind: s.Kind(), Inputs: []digest.Digest{s.Input.Digest}}
 	for _, a := range arts {
 		desc, err := e.Store.PutFile(filepath.Join(out, filepath.FromSlash(a.Path)))

@@ -94,8 +94,30 @@ func (e *env) command(ctx context.Context, extraEnv []string, args ...string) *e
 // and its stderr.
 func (e *env) build(extraEnv []string, args ...string) (int, []jsonEvent, string) {
 	e.t.Helper()
+	code, stdout, stderr := e.runEnv(extraEnv, append([]string{"build", "--json", "-o", e.out}, args...)...)
+	var events []jsonEvent
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	for sc.Scan() {
+		var ev jsonEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			e.t.Fatalf("not a JSON event: %q", sc.Text())
+		}
+		events = append(events, ev)
+	}
+	return code, events, stderr
+}
+
+// run runs fgimg with args and returns its exit code, stdout and stderr.
+func (e *env) run(args ...string) (int, string, string) {
+	e.t.Helper()
+	return e.runEnv(nil, args...)
+}
+
+// runEnv is run with more environment variables.
+func (e *env) runEnv(extraEnv []string, args ...string) (int, string, string) {
+	e.t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := e.command(context.Background(), extraEnv, append([]string{"build", "--json", "-o", e.out}, args...)...)
+	cmd := e.command(context.Background(), extraEnv, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0
@@ -104,16 +126,7 @@ func (e *env) build(extraEnv []string, args ...string) (int, []jsonEvent, string
 	} else if err != nil {
 		e.t.Fatal(err)
 	}
-	var events []jsonEvent
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		var ev jsonEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			e.t.Fatalf("not a JSON event: %q", sc.Text())
-		}
-		events = append(events, ev)
-	}
-	return code, events, stderr.String()
+	return code, stdout.String(), stderr.String()
 }
 
 // names lists the events of a kind as "name" strings.
@@ -193,7 +206,8 @@ func TestBuildRebuildsOnlyWhatChanged(t *testing.T) {
 	}
 	json.Unmarshal(b, &m)
 	if m.Target != "child-rootfs" || m.Kind != "tar" || m.Image != "child" || m.ImageID != m.Stages[4] ||
-		strings.Join(m.Pedigree, ">") != "base>child" || len(m.Stages) != 6 || len(m.Artifacts) != 1 || m.Artifacts[0].Path != "rootfs.tar" {
+		strings.Join(m.Pedigree, ">") != "base>child" || len(m.Stages) != 6 || len(m.Artifacts) != 2 || m.Artifacts[0].Path != "rootfs.tar" ||
+		m.Artifacts[1].Path != "sbom.spdx.json" || m.Artifacts[1].MediaType != "application/spdx+json" {
 		t.Errorf("manifest.json: %s", b)
 	}
 	sum := sha256.Sum256(mustRead(t, filepath.Join(e.out, "child-rootfs", "rootfs.tar")))

@@ -15,7 +15,6 @@ import (
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
-	"github.com/fgimg/fgimg/internal/swstack"
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/opencontainers/go-digest"
@@ -30,12 +29,12 @@ const registrationsName = "registrations.json"
 // to the catalog cost more than a stat: their software stack is read
 // (once per image digest) and their templates hashed.
 type catalogBuild struct {
-	store  *cache.Store
-	runner engine.StageRunner
-	cfg    *lang.Config
-	plan   *planner.Plan
-	out    string // OUT; "" when nothing was exported
-	epoch  *time.Time
+	store *cache.Store
+	eng   *engine.Engine
+	cfg   *lang.Config
+	plan  *planner.Plan
+	out   string // OUT; "" when nothing was exported
+	epoch *time.Time
 
 	cat   *catalog.Catalog
 	now   time.Time
@@ -119,25 +118,19 @@ func (b *catalogBuild) imageEntry(ctx context.Context, e *catalog.Entry, im *pla
 	for _, s := range e.Stages {
 		e.Size += s.Size
 	}
-	top := im.Stages[len(im.Stages)-1]
-	var err error
-	e.Stack, e.StackError, err = b.cat.Files().Stack(e.ID, func() (string, func() error, error) {
-		work, err := b.store.TempDir("swstack-")
-		if err != nil {
-			return "", nil, err
+	// The stack is read once per image, recorded by the engine (the
+	// SBOM of every target comes from the same record); an image whose
+	// stack cannot be read is catalogued with the reason.
+	st, err := b.eng.Stack(ctx, im.Stages[len(im.Stages)-1])
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		root, release, err := b.runner.Mount(ctx, top, work)
-		if err != nil {
-			os.RemoveAll(work)
-			return "", nil, err
-		}
-		return root, func() error {
-			err := release()
-			os.RemoveAll(work)
-			return err
-		}, nil
-	}, swstack.Read)
-	return err
+		e.StackError = err.Error()
+		return nil
+	}
+	e.Stack = st
+	return nil
 }
 
 func (b *catalogBuild) targetEntry(ctx context.Context, e *catalog.Entry, t *planner.Target, img *catalog.Entry) error {

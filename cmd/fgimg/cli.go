@@ -38,6 +38,7 @@ Commands:
   boot       boot a built disk or netboot target in QEMU (smoke test)
   register   upload built cloud targets into OpenStack or OpenNebula, once
   inspect    show one image: pedigree, metadata, stages
+  diff       compare two images: which stages differ and why, and their software stacks
   fmt        rewrite templates in canonical format
   cache      list, measure or verify the local cache (ls, du, verify)
   images     list the catalog's images and targets, with a query
@@ -72,6 +73,7 @@ func commands() []command {
 		{"register", cmdRegister, false},
 		{"plan", cmdPlan, true},
 		{"inspect", cmdInspect, true},
+		{"diff", cmdDiff, false},
 		{"fmt", cmdFmt, false},
 		{"cache", cmdCache, true},
 		{"images", cmdImages, true},
@@ -146,7 +148,7 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 		return nil
 	})
 	if selection {
-		fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
+		c.registerCacheDir(fs)
 		fs.Func("only", "only these comma-separated image or target `names` (globs allowed)", func(s string) error {
 			c.only = append(c.only, splitNames(s)...)
 			return nil
@@ -156,6 +158,11 @@ func (c *configFlags) register(fs *flag.FlagSet, selection bool) {
 			return nil
 		})
 	}
+}
+
+// registerCacheDir adds -cache-dir, for commands that read the cache.
+func (c *configFlags) registerCacheDir(fs *flag.FlagSet) {
+	fs.StringVar(&c.cacheDir, "cache-dir", "", "the cache `directory` (default $FGIMG_CACHE, else $XDG_CACHE_HOME/fgimg, else ~/.cache/fgimg)")
 }
 
 func splitNames(s string) []string {

@@ -64,6 +64,19 @@ func TestDebianExamples(t *testing.T) {
 	} else if !strings.Contains(string(out), `"Architecture": "amd64"`) {
 		t.Errorf("skopeo inspect:\n%s", out)
 	}
+	// The SBOMs list what the images hold: web's nginx and its service,
+	// the disk's kernel (of its adapted root).
+	for _, c := range []struct{ target, want string }{
+		{"web-rootfs", `"referenceLocator": "pkg:deb/debian/nginx@`},
+		{"web-rootfs", "&distro=debian-12"},
+		{"web-rootfs", "nginx.service"},
+		{"base-cloud", `"name": "linux-image-amd64"`},
+		{"base-cloud", "kernels: 6."},
+	} {
+		if b, err := os.ReadFile(filepath.Join(e.out, c.target, "sbom.spdx.json")); err != nil || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s's SBOM lacks %q (%v)", c.target, c.want, err)
+		}
+	}
 	for _, a := range []string{"base-cloud/disk.qcow2", "base-uefi/disk.raw", "hadoop-cloud/disk.qcow2", "hpc-netboot/vmlinuz", "hpc-netboot/boot.ipxe"} {
 		if _, err := os.Stat(filepath.Join(e.out, a)); err != nil {
 			t.Errorf("artifact %s: %v", a, err)

@@ -35,13 +35,8 @@ func cmdInspect(_ context.Context, args []string, out, errw io.Writer) int {
 	if plan == nil {
 		return exitFailed
 	}
-	im := plan.Image(name)
+	im := findImage(cfg, plan, name, errw)
 	if im == nil {
-		var names []string
-		for _, i := range cfg.Images {
-			names = append(names, i.Name)
-		}
-		fmt.Fprintf(errw, "fgimg: there is no image %q in %s; the images are %s.\n", name, cfg.Dir, strings.Join(names, ", "))
 		return exitFailed
 	}
 	var tgs []*planner.Target
@@ -57,6 +52,20 @@ func cmdInspect(_ context.Context, args []string, out, errw io.Writer) int {
 	}
 	writeInspect(out, im, tgs)
 	return exitOK
+}
+
+// findImage returns the planned image name, or says on errw that there
+// is none and which there are.
+func findImage(cfg *lang.Config, plan *planner.Plan, name string, errw io.Writer) *planner.Image {
+	im := plan.Image(name)
+	if im == nil {
+		var names []string
+		for _, i := range cfg.Images {
+			names = append(names, i.Name)
+		}
+		fmt.Fprintf(errw, "fgimg: there is no image %q in %s; the images are %s.\n", name, cfg.Dir, strings.Join(names, ", "))
+	}
+	return im
 }
 
 type inspected struct {

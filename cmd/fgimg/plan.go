@@ -49,15 +49,12 @@ func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	if *asJSON && *asDot {
 		return flagResult(usageError{"-json and -dot exclude each other"}, errw)
 	}
-	store, err := openCache(cf.cacheDir, false, errw)
+	_, done, err := cf.readCache(errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	if store != nil {
-		defer store.Close()
-	}
-	defer cf.useCache(store)()
+	defer done()
 	_, plan := cf.load(paths, errw)
 	if plan == nil {
 		return exitFailed

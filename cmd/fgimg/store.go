@@ -51,3 +51,20 @@ func (c *configFlags) useCache(store *cache.Store) (save func()) {
 	c.store, c.memo = store, memo
 	return func() { memo.Save() }
 }
+
+// readCache opens the cache, if there is one, for a command that plans
+// against it without building (plan, diff), and makes the planner use
+// it; done closes it. A missing cache is not created: store is nil.
+func (c *configFlags) readCache(errw io.Writer) (store *cache.Store, done func(), err error) {
+	store, err = openCache(c.cacheDir, false, errw)
+	if err != nil {
+		return nil, nil, err
+	}
+	save := c.useCache(store)
+	return store, func() {
+		save()
+		if store != nil {
+			store.Close()
+		}
+	}, nil
+}

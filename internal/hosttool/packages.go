@@ -54,6 +54,9 @@ var Packages = map[string]Package{
 	"findmnt":         {"util-linux", "util-linux"},
 	"git":             {"git", "git"},
 	"make":            {"make", "make"},
+	"rpm":             {"rpm", "rpm"},
+	"rpmbuild":        {"rpm", "rpm-build"},
+	"systemctl":       {"systemd", "systemd"},
 	// Tests of registration: a real Keystone and Glance, and the
 	// openstack client the benchmarks compare with.
 	"keystone-manage": {Deb: "python3-keystone"},
