@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
-	"github.com/fgimg/fgimg/internal/onefake"
 	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -70,13 +68,7 @@ func TestTemplateCommit(t *testing.T) {
 // one is a use of the target's entry, whose registrations `show` and
 // `images` then show.
 func TestRegisterRecordsInCatalog(t *testing.T) {
-	fake := onefake.New(t.TempDir())
-	fake.AddUser("alice", "s3cret-pw")
-	srv := httptest.NewServer(fake)
-	t.Cleanup(func() { srv.Close(); fake.Wait() })
-	auth := filepath.Join(t.TempDir(), "one_auth")
-	t.Setenv("ONE_XMLRPC", srv.URL+"/RPC2")
-	t.Setenv("ONE_AUTH", auth)
+	auth := registertest.OpenNebula(t, "alice", "s3cret-pw")
 
 	e := &env{t: t, dir: t.TempDir(), cache: t.TempDir()}
 	store, err := cache.Open(e.cache)
