@@ -20,7 +20,9 @@ type Cloud interface {
 	// target (its fgimg_target property or attribute), in every state,
 	// so that register can skip, clean up and retire. It may leave out
 	// images it retired itself (Glance: hidden ones), which register
-	// never reuses, deletes or retires again.
+	// never reuses, deletes or retires again. With target "" it lists
+	// the images fgimg registered for any target: register asks each
+	// cloud once per run, for all the targets it registers there.
 	Find(ctx context.Context, target string) ([]Image, error)
 	// Upload creates an image for step, with props (step.Properties
 	// with Refs resolved), from the artifact at path, and returns it

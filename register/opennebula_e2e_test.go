@@ -2,12 +2,9 @@ package register_test
 
 import (
 	"context"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/fgimg/fgimg/internal/onefake"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/opennebula"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -16,14 +13,7 @@ import (
 // OpenNebula through register, against the protocol fake of oned: the
 // first register uploads, the second reuses.
 func TestOpenNebulaRegisterTwice(t *testing.T) {
-	fake := onefake.New(t.TempDir())
-	fake.AddUser("alice", "s3cret-pw")
-	srv := httptest.NewServer(fake)
-	t.Cleanup(func() { srv.Close(); fake.Wait() })
-	auth := filepath.Join(t.TempDir(), "one_auth")
-	os.WriteFile(auth, []byte("alice:s3cret-pw\n"), 0o600)
-	t.Setenv("ONE_XMLRPC", srv.URL+"/RPC2")
-	t.Setenv("ONE_AUTH", auth)
+	registertest.OpenNebula(t, "alice", "s3cret-pw")
 
 	out, o, log := setup(t, nil)
 	o.Open = func(_ context.Context, f *register.File) (register.Cloud, error) { return opennebula.Open(f) }

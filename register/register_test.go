@@ -28,6 +28,7 @@ type fake struct {
 	failUploads int
 	failWith    error
 	deleted     []string
+	finds       int
 }
 
 func (f *fake) String() string { return "fake cloud" }
@@ -35,9 +36,10 @@ func (f *fake) String() string { return "fake cloud" }
 func (f *fake) Find(_ context.Context, target string) ([]register.Image, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.finds++
 	var out []register.Image
 	for _, im := range f.images {
-		if im.Properties[register.PropTarget] == target {
+		if t := im.Properties[register.PropTarget]; t != "" && (target == "" || t == target) {
 			out = append(out, im)
 		}
 	}
@@ -202,5 +204,33 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "hpc", register.RecordsName)); err == nil {
 		t.Error("a dry run wrote registrations.json")
+	}
+}
+
+// Targets in the same cloud share one listing of fgimg's images per run,
+// and each still plans over its own images only: a second run of five
+// targets skips them all.
+func TestOneListingPerCloudAndRun(t *testing.T) {
+	c := &fake{}
+	out, o, _ := setup(t, c)
+	for i := range 5 {
+		name := fmt.Sprintf("t%d", i)
+		disk(t, out, name, uint64(i))
+		o.Targets = append(o.Targets, name)
+	}
+	o.Jobs = 3
+	for run, want := range []string{register.OpUpload, register.OpSkip} {
+		c.finds = 0
+		for _, r := range register.Run(context.Background(), o) {
+			if r.Err != nil || len(r.Plan.Actions) != 1 || r.Plan.Actions[0].Op != want {
+				t.Fatalf("run %d, target %s: %v %+v; want one %s", run+1, r.Target, r.Err, r.Plan, want)
+			}
+		}
+		if c.finds != 1 {
+			t.Errorf("run %d asked the cloud for its images %d times; want once", run+1, c.finds)
+		}
+	}
+	if c.uploads != 5 {
+		t.Errorf("%d uploads; want 5", c.uploads)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/internal/bytesize"
+	"github.com/opencontainers/go-digest"
 )
 
 // Opener opens the Cloud a File registers into. Clouds are shared by
@@ -47,7 +48,10 @@ type Options struct {
 // Result is what Run did for one target.
 type Result struct {
 	Target string `json:"target"`
-	Plan   *Plan  `json:"plan,omitempty"`
+	// TargetDigest is the target build's digest from its register.json
+	// (with Target, its catalog entry).
+	TargetDigest digest.Digest `json:"target_digest,omitempty"`
+	Plan         *Plan         `json:"plan,omitempty"`
 	// Registrations are the target's images after this run (none on a
 	// dry run).
 	Registrations []Registration `json:"registrations,omitempty"`
@@ -89,14 +93,20 @@ type runner struct {
 	clouds map[string]*openCloud
 }
 
-// openCloud is a cloud opened once for every target that names it.
+// openCloud is a cloud opened once for every target that names it, and
+// the images fgimg registered there, listed once for all those targets
+// (each target's plan and apply change only its own images).
 type openCloud struct {
 	once  sync.Once
 	cloud Cloud
 	err   error
+
+	listOnce sync.Once
+	found    []Image
+	listErr  error
 }
 
-func (r *runner) cloud(ctx context.Context, f *File) (Cloud, error) {
+func (r *runner) cloud(ctx context.Context, f *File) (*openCloud, error) {
 	key := f.Kind + "\x00" + f.Cloud
 	r.mu.Lock()
 	oc := r.clouds[key]
@@ -106,7 +116,20 @@ func (r *runner) cloud(ctx context.Context, f *File) (Cloud, error) {
 	}
 	r.mu.Unlock()
 	oc.once.Do(func() { oc.cloud, oc.err = r.o.Open(ctx, f) })
-	return oc.cloud, oc.err
+	return oc, oc.err
+}
+
+// list returns every image fgimg registered in the cloud, asking it
+// once per run.
+func (r *runner) list(ctx context.Context, oc *openCloud) ([]Image, error) {
+	oc.listOnce.Do(func() {
+		oc.listErr = retry(ctx, r.o.Retry, func() error {
+			var err error
+			oc.found, err = oc.cloud.Find(ctx, "")
+			return err
+		})
+	})
+	return oc.found, oc.listErr
 }
 
 func (r *runner) log(format string, args ...any) {
@@ -131,22 +154,19 @@ func (r *runner) target(ctx context.Context, name string) (res Result) {
 		res.Err = err
 		return res
 	}
+	res.TargetDigest = t.File.TargetDigest
 	t.File.Replace = t.File.Replace || r.o.Replace
 	if err := t.Verify(r.o.Memo); err != nil {
 		res.Err = err
 		return res
 	}
-	cloud, err := r.cloud(ctx, &t.File)
+	oc, err := r.cloud(ctx, &t.File)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	var found []Image
-	err = retry(ctx, r.o.Retry, func() error {
-		var err error
-		found, err = cloud.Find(ctx, name)
-		return err
-	})
+	cloud := oc.cloud
+	found, err := r.list(ctx, oc) // NewPlan keeps the target's own
 	if err != nil {
 		res.Err = fmt.Errorf("target %q: asking %s for its images: %w", name, cloud, err)
 		return res

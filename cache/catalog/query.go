@@ -59,6 +59,10 @@ var fields = map[string]field{
 	"access_count": {kNumber, "e.access_count"},
 	"keep":         {kNumber, "e.keep"},
 	"package":      {kPackage, ""},
+	// registered: the clouds a target is registered in (registrations.json's
+	// cloud names, such as `openstack cloud "lab" (http://...)`), comma-separated.
+	"registered": {kText, `coalesce((SELECT group_concat(DISTINCT json_extract(j.value, '$.cloud'))
+		FROM records r, json_each(r.record, '$.registrations.registrations') j WHERE r.key = e.key), '')`},
 }
 
 // DefaultFields are the columns `images` shows when the query names none.

@@ -16,6 +16,7 @@ import (
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/internal/bytesize"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/register"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -274,12 +275,28 @@ func printEntry(out io.Writer, e *catalog.Entry, usage []catalog.Event) {
 		tw.Flush()
 	}
 	if len(e.Registrations) > 0 {
-		fmt.Fprintf(out, "\nRegistrations:\n  %s\n", e.Registrations)
+		printRegistrations(out, e.Registrations)
 	}
 	fmt.Fprintf(out, "\nUsage: %d\n", len(usage))
 	for _, u := range usage {
 		fmt.Fprintf(out, "  %s  %s  %s\n", u.When.Local().Format("2006-01-02 15:04:05"), u.What, u.Who)
 	}
+}
+
+// printRegistrations prints a target's registrations.json one image a
+// line: its step, ID, name, cloud and when register made or last found it.
+func printRegistrations(out io.Writer, raw json.RawMessage) {
+	var recs register.Records
+	if err := json.Unmarshal(raw, &recs); err != nil || len(recs.Images) == 0 {
+		fmt.Fprintf(out, "\nRegistrations:\n  %s\n", raw)
+		return
+	}
+	fmt.Fprintf(out, "\nRegistrations: %d\n", len(recs.Images))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, r := range recs.Images {
+		fmt.Fprintf(tw, "  %s\timage %s\t%q\t%s\t%s\t%s\n", r.Step, r.ImageID, r.Name, r.Cloud, r.Digest, r.Time.Local().Format("2006-01-02 15:04:05"))
+	}
+	tw.Flush()
 }
 
 func cmdKeep(_ context.Context, args []string, out, errw io.Writer) int {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -11,7 +12,10 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/register"
@@ -113,6 +117,12 @@ Flags:`)
 		}{dryRun, results})
 	}
 	code := exitOK
+	if !dryRun {
+		if err := catalogRegister(store, outDir, results); err != nil {
+			fmt.Fprintf(errw, "fgimg: recording the registrations in the catalog: %s\n", err)
+			code = exitFailed
+		}
+	}
 	for _, r := range results {
 		if r.Err != nil {
 			fmt.Fprintf(errw, "fgimg: %s\n", r.Err)
@@ -120,6 +130,55 @@ Flags:`)
 		}
 	}
 	return code
+}
+
+// catalogRegister records a register run in the catalog: each target
+// registered (or found registered) counts as a use of its entry, and the
+// entry gets the target's OUT/<target>/registrations.json when that
+// changed. A target whose register failed changes nothing, nor one the
+// catalog lacks (built before it). One transaction for the uses.
+func catalogRegister(store *cache.Store, out string, results []register.Result) error {
+	var ok []register.Result
+	for _, r := range results {
+		if r.Err == nil && r.TargetDigest != "" && len(r.Registrations) > 0 {
+			ok = append(ok, r)
+		}
+	}
+	if len(ok) == 0 {
+		return nil
+	}
+	cat, err := catalog.Open(store)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	files := cat.Files()
+	now := time.Now().UTC()
+	var uses []catalog.Use
+	for _, r := range ok {
+		if !files.Exists(r.TargetDigest, r.Target) {
+			continue
+		}
+		uses = append(uses, catalog.Use{ID: r.TargetDigest, Name: r.Target, Event: catalog.Event{Who: catalog.User(), When: now, What: catalog.UseRegister}})
+		raw, err := os.ReadFile(filepath.Join(out, r.Target, register.RecordsName))
+		if err != nil {
+			return err
+		}
+		e, err := files.Get((&catalog.Entry{ID: r.TargetDigest, Name: r.Target}).Key())
+		if err != nil {
+			return err
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return fmt.Errorf("%s: %w", register.RecordsName, err)
+		}
+		if !bytes.Equal(buf.Bytes(), e.Registrations) {
+			if err := cat.SetRegistrations(r.TargetDigest, r.Target, buf.Bytes()); err != nil {
+				return err
+			}
+		}
+	}
+	return cat.Record(nil, uses)
 }
 
 // cloudTargets are the selected targets of a kind register performs. A

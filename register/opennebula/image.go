@@ -117,7 +117,7 @@ func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, erro
 	}
 	var out []register.Image
 	for i := range pool.Images {
-		if pool.Images[i].attr(attrTarget) == target {
+		if t := pool.Images[i].attr(attrTarget); t != "" && (target == "" || t == target) {
 			out = append(out, pool.Images[i].image())
 		}
 	}

@@ -156,16 +156,24 @@ func (c *Cloud) String() string { return c.name }
 // Find lists the images whose fgimg_target property is target, in
 // every state but hidden: a hidden image is one Retire retired, which
 // register never reuses, deletes or retires again, and leaving them out
-// halves the calls a register with nothing to do makes.
+// halves the calls a register with nothing to do makes. With target ""
+// it lists the images that have a fgimg_target (Glance cannot filter on
+// a property's presence: it pages through the visible images, 1000 at a
+// time, its usual maximum).
 func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	var out []register.Image
-	q := query{register.PropTarget: {target}}
+	q := query{"limit": {"1000"}}
+	if target != "" {
+		q[register.PropTarget] = []string{target}
+	}
 	err := images.List(c.client, q).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
 		list, err := images.ExtractImages(p)
 		for _, im := range list {
-			out = append(out, convert(im))
+			if t, _ := im.Properties[register.PropTarget].(string); t != "" && (target == "" || t == target) {
+				out = append(out, convert(im))
+			}
 		}
 		return true, err
 	})

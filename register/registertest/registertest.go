@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/fgimg/fgimg/internal/onefake"
 	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/internal/qcow2"
 	"github.com/fgimg/fgimg/register"
@@ -132,4 +134,22 @@ func Disk(target string) register.File {
 			Visibility: "private", Properties: map[string]string{"os_distro": "debian", "hw_disk_bus": "virtio"},
 		}},
 	}
+}
+
+// OpenNebula serves the OpenNebula protocol fake (internal/onefake) with
+// one user, and points ONE_XMLRPC and ONE_AUTH at it for the test. It
+// returns the ONE_AUTH file ("user:password"), which the test may rewrite.
+func OpenNebula(tb testing.TB, user, password string) (authFile string) {
+	tb.Helper()
+	fake := onefake.New(tb.TempDir())
+	fake.AddUser(user, password)
+	srv := httptest.NewServer(fake)
+	tb.Cleanup(func() { srv.Close(); fake.Wait() })
+	authFile = filepath.Join(tb.TempDir(), "one_auth")
+	if err := os.WriteFile(authFile, []byte(user+":"+password+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Setenv("ONE_XMLRPC", srv.URL+"/RPC2")
+	tb.Setenv("ONE_AUTH", authFile)
+	return authFile
 }
