@@ -77,7 +77,7 @@ func runCloudInit(ctx context.Context, s *CloudInit, env *Env) error {
 			return fmt.Errorf("%q is not a kernel module name", m)
 		}
 	}
-	r, err := openRoot(env.Root)
+	r, err := openRoot(env)
 	if err != nil {
 		return err
 	}

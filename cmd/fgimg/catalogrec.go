@@ -17,12 +17,9 @@ import (
 	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
+	"github.com/fgimg/fgimg/register"
 	"github.com/opencontainers/go-digest"
 )
-
-// registrationsName is what `fgimg register` leaves in OUT/<target>/:
-// where the target's artifacts are registered. The catalog indexes it.
-const registrationsName = "registrations.json"
 
 // catalogBuild records in the catalog every image and target of a
 // successful build, and each target's export as a use. Only entries new
@@ -167,7 +164,7 @@ func (b *catalogBuild) readRegistrations(e *catalog.Entry, t *planner.Target) bo
 	if b.out == "" {
 		return false
 	}
-	raw, err := os.ReadFile(filepath.Join(b.out, t.Target.Name, registrationsName))
+	raw, err := os.ReadFile(filepath.Join(b.out, t.Target.Name, register.RecordsName))
 	if err != nil || !json.Valid(raw) {
 		return false
 	}
@@ -186,7 +183,7 @@ func (b *catalogBuild) indexRegistrations(e *catalog.Entry, t *planner.Target) e
 	if b.out == "" {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(b.out, t.Target.Name, registrationsName)); err != nil {
+	if _, err := os.Stat(filepath.Join(b.out, t.Target.Name, register.RecordsName)); err != nil {
 		return nil
 	}
 	prev, err := b.cat.Files().Get(e.Key())
