@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/openstacktest"
 	"github.com/fgimg/fgimg/internal/qemu"
 	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/registertest"
 )
 
 // contextKey is the SSH key the clouds' context gives the guests.
@@ -92,18 +94,11 @@ func bootCloudTargets(t *testing.T, out string) {
 	} {
 		t.Run("contextualize "+c.target, func(t *testing.T) {
 			t.Parallel()
-			b, err := os.ReadFile(filepath.Join(out, c.target, register.FileName))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var f register.File
-			if err := json.Unmarshal(b, &f); err != nil {
-				t.Fatal(err)
-			}
+			f := readRegisterFile(t, filepath.Join(out, c.target))
 			if n := len(f.Steps); n != 1 || f.Steps[0].Properties["fgimg_target"] != c.target {
-				t.Fatalf("register.json: %s", b)
+				t.Fatalf("register.json: %+v", f)
 			}
-			t.Logf("%s: register.json:\n%s", c.target, b)
+			t.Logf("%s: register.json: %+v", c.target, f)
 			var console strings.Builder
 			marker := "FGIMG-CONTEXT host=" + c.hostname + " key-installed"
 			res, err := qemu.Boot(context.Background(), qemu.Options{
@@ -125,4 +120,71 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// registerCloudTargets registers the cloud targets the Debian build
+// wrote, as a user would after fgimg build: base-openstack into a real
+// Keystone and Glance (selected by OS_CLOUD from a clouds.yaml), and
+// base-opennebula into the OpenNebula fake. The Glance image must hold
+// the artifact's very bytes (Glance's own checksum), and a second
+// register must upload nothing.
+func registerCloudTargets(t *testing.T, e *env) {
+	t.Run("register base-openstack", func(t *testing.T) {
+		s := openstacktest.Shared(t)
+		var osEnv []string
+		for k, v := range s.Env() {
+			osEnv = append(osEnv, k+"="+v)
+		}
+		code, stdout, stderr := e.runEnv(osEnv, "register", "-o", e.out, "-only", "base-openstack")
+		if code != 0 || !strings.Contains(stdout, "+ upload disk.qcow2") {
+			t.Fatalf("register: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		code, stdout, stderr = e.runEnv(osEnv, "register", "-o", e.out, "-only", "base-openstack")
+		if code != 0 || strings.Contains(stdout, "+ upload") || !strings.Contains(stdout, "= skip") {
+			t.Fatalf("second register: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		f := readRegisterFile(t, filepath.Join(e.out, "base-openstack"))
+		show := exec.Command("openstack", "image", "show", "-f", "json", f.Steps[0].Name)
+		show.Env = append(os.Environ(), osEnv...)
+		b, err := show.Output()
+		if err != nil {
+			t.Fatalf("openstack image show: %v\n%s", err, b)
+		}
+		var im map[string]any
+		if err := json.Unmarshal(b, &im); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := exec.Command("md5sum", filepath.Join(e.out, "base-openstack", f.Steps[0].Artifact)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checksum, _ := im["checksum"].(string)
+		if im["status"] != "active" || im["disk_format"] != "qcow2" || checksum == "" || !strings.HasPrefix(string(sum), checksum) {
+			t.Errorf("the Glance image is %v, %v, checksum %q; the artifact's md5 is %s", im["status"], im["disk_format"], checksum, sum)
+		}
+	})
+	t.Run("register base-opennebula", func(t *testing.T) {
+		registertest.OpenNebula(t, "oneadmin", "onepass")
+		code, stdout, stderr := e.runEnv(nil, "register", "-o", e.out, "-only", "base-opennebula")
+		if code != 0 || !strings.Contains(stdout, "+ upload disk.qcow2") {
+			t.Fatalf("register: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		code, stdout, stderr = e.runEnv(nil, "register", "-o", e.out, "-only", "base-opennebula")
+		if code != 0 || strings.Contains(stdout, "+ upload") || !strings.Contains(stdout, "= skip") {
+			t.Fatalf("second register: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+	})
+}
+
+func readRegisterFile(t *testing.T, dir string) register.File {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, register.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f register.File
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

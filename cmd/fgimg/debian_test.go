@@ -20,7 +20,9 @@ import (
 // no-op; then it boots, under QEMU, the qcow2 disk with BIOS, the raw
 // disk with UEFI and the netboot artifact with -kernel/-initrd, each to a
 // login prompt on the serial console, and the OpenStack and OpenNebula
-// disks with their cloud's context, which cloud-init must apply.
+// disks with their cloud's context, which cloud-init must apply. It
+// registers those two as a user would: into a real Glance and into the
+// OpenNebula fake, twice (the second uploads nothing).
 func TestDebianExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds Debian images from the mirror (drop -short to run)")
@@ -90,6 +92,7 @@ func TestDebianExamples(t *testing.T) {
 		t.Errorf("second build: exit %d, built %v\n%s", code, names(events, "built"), stderr)
 	}
 	e.verifyCache()
+	registerCloudTargets(t, e)
 	testkit.Need(t, "qemu-system-x86_64", qemu.DefaultOVMFCode, qemu.DefaultOVMFVars, "genisoimage")
 	t.Run("clouds", func(t *testing.T) { bootCloudTargets(t, e.out) })
 	for _, b := range []struct {

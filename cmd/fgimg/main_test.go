@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/fgimg/fgimg/internal/openstacktest"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
 
@@ -15,5 +16,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FGIMG_TEST_AS_MAIN") == "1" {
 		main()
 	}
-	os.Exit(m.Run())
+	os.Exit(openstacktest.Main(m))
 }
