@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/opennebula"
+	"github.com/fgimg/fgimg/register/registertest"
 )
 
 // loadTargets loads a template of one image (with the image attributes
@@ -109,19 +109,6 @@ func cloudTree(t *testing.T) string {
 
 // hostile is a property value and name a shell must not run.
 const hostile = "$(touch /tmp/fgimg-pwned)`touch /tmp/fgimg-pwned`'\"; touch /tmp/fgimg-pwned"
-
-func readRegister(t *testing.T, dir string) register.File {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, register.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f register.File
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
 
 // checkSteps checks that each step's digest and size are its file's.
 func checkSteps(t *testing.T, dir string, f register.File) {
@@ -216,7 +203,7 @@ target "openstack" "hpc" {
 	if !reflect.DeepEqual(arts, want) {
 		t.Fatalf("artifacts %v, want %v", arts, want)
 	}
-	f := readRegister(t, dir)
+	f := registertest.Read(t, dir)
 	if f.Version != register.FileVersion || f.Target != "hpc" || f.Kind != "openstack" || f.Image != "base" ||
 		f.ImageID != in.Image.ID || f.TargetDigest != in.Digest || f.Cloud != "lab; rm -rf /" || f.Replace {
 		t.Errorf("register.json header: %+v", f)
@@ -344,7 +331,7 @@ target "opennebula" "web" {
 	if !reflect.DeepEqual(arts, want) {
 		t.Fatalf("artifacts %v, want %v", arts, want)
 	}
-	f := readRegister(t, dir)
+	f := registertest.Read(t, dir)
 	checkSteps(t, dir, f)
 	if f.Kind != "opennebula" || len(f.Steps) != 1 {
 		t.Fatalf("register.json: %+v", f)

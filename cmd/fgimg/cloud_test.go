@@ -13,7 +13,6 @@ import (
 
 	"github.com/fgimg/fgimg/internal/openstacktest"
 	"github.com/fgimg/fgimg/internal/qemu"
-	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/registertest"
 )
 
@@ -94,7 +93,7 @@ func bootCloudTargets(t *testing.T, out string) {
 	} {
 		t.Run("contextualize "+c.target, func(t *testing.T) {
 			t.Parallel()
-			f := readRegisterFile(t, filepath.Join(out, c.target))
+			f := registertest.Read(t, filepath.Join(out, c.target))
 			if n := len(f.Steps); n != 1 || f.Steps[0].Properties["fgimg_target"] != c.target {
 				t.Fatalf("register.json: %+v", f)
 			}
@@ -143,7 +142,7 @@ func registerCloudTargets(t *testing.T, e *env) {
 		if code != 0 || strings.Contains(stdout, "+ upload") || !strings.Contains(stdout, "= skip") {
 			t.Fatalf("second register: exit %d\n%s\n%s", code, stdout, stderr)
 		}
-		f := readRegisterFile(t, filepath.Join(e.out, "base-openstack"))
+		f := registertest.Read(t, filepath.Join(e.out, "base-openstack"))
 		show := exec.Command("openstack", "image", "show", "-f", "json", f.Steps[0].Name)
 		show.Env = append(os.Environ(), osEnv...)
 		b, err := show.Output()
@@ -174,17 +173,4 @@ func registerCloudTargets(t *testing.T, e *env) {
 			t.Fatalf("second register: exit %d\n%s\n%s", code, stdout, stderr)
 		}
 	})
-}
-
-func readRegisterFile(t *testing.T, dir string) register.File {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, register.FileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f register.File
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	return f
 }

@@ -153,3 +153,17 @@ func OpenNebula(tb testing.TB, user, password string) (authFile string) {
 	tb.Setenv("ONE_AUTH", authFile)
 	return authFile
 }
+
+// Read returns the register.json a writer left in dir.
+func Read(tb testing.TB, dir string) register.File {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, register.FileName))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var f register.File
+	if err := json.Unmarshal(b, &f); err != nil {
+		tb.Fatalf("%s: %v", register.FileName, err)
+	}
+	return f
+}
