@@ -38,6 +38,9 @@ const (
 const (
 	StatusBuilt  = "built"
 	StatusPurged = "purged"
+	// StatusRegenerated: `fgimg regenerate` rebuilt the entry and every
+	// stage digest and artifact digest equalled the recorded ones.
+	StatusRegenerated = "regenerated, verified"
 )
 
 // Entry is the record of one build of one image or target.
@@ -97,6 +100,9 @@ type Stage struct {
 	Inputs []digest.Digest `json:"inputs,omitempty"`
 	// Size is the bytes of its stored outputs.
 	Size int64 `json:"size"`
+	// Outputs are the digests of its stored outputs (a layer, or a
+	// target's artifacts): what regenerate verifies an image by.
+	Outputs []digest.Digest `json:"outputs,omitempty"`
 }
 
 // Artifact is one of a target's artifacts.

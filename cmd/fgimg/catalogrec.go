@@ -99,6 +99,7 @@ func (b *catalogBuild) common(e *catalog.Entry, im *planner.Image, chain []*plan
 		st := catalog.Stage{Digest: s.Digest, Kind: s.Kind(), Inputs: rec.Inputs}
 		for _, o := range rec.Outputs {
 			st.Size += o.Size
+			st.Outputs = append(st.Outputs, o.Digest)
 		}
 		e.Stages = append(e.Stages, st)
 	}

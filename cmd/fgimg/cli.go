@@ -45,6 +45,7 @@ Commands:
   show       show one catalog entry: metadata, stages, software stack, usage
   keep       mark catalog entries that purge never removes
   purge      remove rarely used images' stored bytes, by policy
+  regenerate rebuild a catalog entry from its recorded templates and verify its digests
   catalog    rebuild the catalog's index from its records
   version    print the version
 
@@ -80,6 +81,7 @@ func commands() []command {
 		{"show", cmdShow, true},
 		{"keep", cmdKeep, true},
 		{"purge", cmdPurge, false},
+		{"regenerate", cmdRegenerate, false},
 		{"catalog", cmdCatalog, false},
 		{"version", cmdVersion, true},
 	}
