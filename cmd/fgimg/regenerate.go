@@ -163,7 +163,16 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 		t := time.Unix(*e.SourceDateEpoch, 0).UTC()
 		epoch = &t
 	}
-	scratch, err := os.MkdirTemp("", "fgimg-regenerate-")
+	// The scratch OUT is beside OUT: a result not reproduced stays
+	// there, where the user looks.
+	absOut, err := filepath.Abs(outDir)
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(absOut), 0o755)
+	}
+	var scratch string
+	if err == nil {
+		scratch, err = os.MkdirTemp(filepath.Dir(absOut), ".fgimg-regenerate-"+e.Name+"-")
+	}
 	if err != nil {
 		return fail("%s", err)
 	}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sde is the SOURCE_DATE_EPOCH the regeneration tests build with: the
+// entry records it and regenerate builds with it again.
+var sde = []string{"SOURCE_DATE_EPOCH=1700000000"}
+
+// purgeAll purges every catalog entry.
+func (e *env) purgeAll() {
+	e.t.Helper()
+	time.Sleep(1100 * time.Millisecond)
+	if code, out, errs := e.fgimg("purge", "-unused-for", "1s", "-keep-last", "0"); code != 0 {
+		e.t.Fatalf("purge: %d\n%s%s", code, out, errs)
+	}
+	if got := e.images("name where status!=purged"); len(got) != 0 {
+		e.t.Fatalf("entries not purged: %v", got)
+	}
+}
+
+// regenerate runs fgimg regenerate --json and decodes its result.
+func (e *env) regenerate(args ...string) (int, regenResult, string) {
+	e.t.Helper()
+	code, out, errs := e.fgimg(append([]string{"regenerate", "--json"}, args...)...)
+	var r regenResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		e.t.Fatalf("regenerate %v: exit %d, not JSON: %v\n%s%s", args, code, err, out, errs)
+	}
+	return code, r, errs
+}
+
+func readArtifacts(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[de.Name()] = string(b)
+	}
+	return m
+}
+
+func TestRegeneratePurged(t *testing.T) {
+	e := newEnv(t)
+	if code, _, errs := e.build(sde); code != 0 {
+		t.Fatalf("build: %d\n%s", code, errs)
+	}
+	before := readArtifacts(t, filepath.Join(e.out, "child-rootfs"))
+	e.purgeAll()
+	out2 := filepath.Join(e.dir, "out2")
+	code, r, errs := e.regenerate("-o", out2, "child-rootfs")
+	if code != 0 || !r.Verified || r.Status != "regenerated, verified" || len(r.Artifacts) == 0 {
+		t.Fatalf("regenerate child-rootfs: exit %d %+v\n%s", code, r, errs)
+	}
+	if !strings.Contains(errs, "warning") || r.From != "files" {
+		t.Errorf("templates not in git: no warning (from %q)\n%s", r.From, errs)
+	}
+	after := readArtifacts(t, filepath.Join(out2, "child-rootfs"))
+	for name, b := range before {
+		if after[name] != b {
+			t.Errorf("regenerated %s differs from the first build's", name)
+		}
+	}
+	if got := e.images("status where name=child-rootfs"); len(got) != 1 || got[0]["status"] != "regenerated, verified" {
+		t.Errorf("catalog status after regenerate: %v", got)
+	}
+	// An image is verified by its layers.
+	if code, r, errs := e.regenerate("-o", out2, "sibling"); code != 0 || !r.Verified || len(r.Artifacts) == 0 {
+		t.Errorf("regenerate sibling: exit %d %+v\n%s", code, r, errs)
+	}
+	e.verifyCache()
+}
+
+func TestRegenerateFromGitCommit(t *testing.T) {
+	e := newEnv(t)
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.org", "-c", "user.name=t"}, args...)...)
+		cmd.Dir = e.dir
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, msg)
+		}
+	}
+	git("init", "-q")
+	git("add", "main.fg.hcl", "rootfs.tar")
+	git("commit", "-qm", "templates")
+	if code, _, errs := e.build(sde); code != 0 {
+		t.Fatalf("build: %d\n%s", code, errs)
+	}
+	before := readArtifacts(t, filepath.Join(e.out, "child-rootfs"))
+	e.purgeAll()
+	// An edit since the build changes child's stages: from the files
+	// as they are, child-rootfs is another target.
+	e.write(strings.Replace(buildConfig, `run = ["rm /etc/motd"]`, `run = ["rm /etc/motd", "echo edited > /etc/edited"]`, 1))
+	out2 := filepath.Join(e.dir, "out2")
+	code, r, errs := e.regenerate("-o", out2, "child-rootfs")
+	if code != 0 || !r.Verified || !strings.HasPrefix(r.From, "git ") {
+		t.Fatalf("regenerate from the recorded commit: exit %d %+v\n%s", code, r, errs)
+	}
+	after := readArtifacts(t, filepath.Join(out2, "child-rootfs"))
+	for name, b := range before {
+		if after[name] != b {
+			t.Errorf("regenerated %s differs from the first build's", name)
+		}
+	}
+	list, err := exec.Command("git", "-C", e.dir, "worktree", "list").Output()
+	if err != nil || strings.Count(string(list), "\n") != 1 {
+		t.Errorf("the temporary worktree is left: %v\n%s", err, list)
+	}
+}
+
+func TestRegenerateNotReproducible(t *testing.T) {
+	e := newEnv(t)
+	e.write(`
+image "base" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+}
+image "clock" {
+  parent = image.base
+  run    = ["date +%s%N > /etc/clock; echo $RANDOM $$ >> /etc/clock"]
+}
+target "tar" "clock-rootfs" {
+  image       = image.clock
+  compression = "none"
+}
+`)
+	if code, _, errs := e.build(sde); code != 0 {
+		t.Fatalf("build: %d\n%s", code, errs)
+	}
+	e.purgeAll()
+	code, out, errs := e.fgimg("regenerate", "-o", filepath.Join(e.dir, "out2"), "clock-rootfs")
+	if code != 1 || !strings.Contains(out, "Not reproducible") || !strings.Contains(out, "rootfs") || !strings.Contains(out, "new: ") {
+		t.Fatalf("regenerate of a stage writing the time: exit %d\n%s%s", code, out, errs)
+	}
+	t.Logf("%s", out)
+	if got := e.images("status where name=clock-rootfs"); len(got) != 1 || got[0]["status"] != "purged" {
+		t.Errorf("status after a failed verification: %v, want purged", got)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "out2", "clock-rootfs")); err == nil {
+		t.Errorf("artifacts not verified were exported")
+	}
+}
+
+func TestRegenerateEditedTemplate(t *testing.T) {
+	e := newEnv(t)
+	if code, _, errs := e.build(sde); code != 0 {
+		t.Fatalf("build: %d\n%s", code, errs)
+	}
+	e.write(strings.Replace(buildConfig, `run = ["rm /etc/motd"]`, `run = ["rm /etc/motd", "echo edited > /etc/edited"]`, 1))
+	code, r, errs := e.regenerate("child")
+	if code != 1 || r.Verified || !strings.Contains(r.Difference, "stage ") || !strings.Contains(r.Difference, "run") {
+		t.Fatalf("regenerate after an edit outside git: exit %d %+v\n%s", code, r, errs)
+	}
+	t.Logf("%s", r.Difference)
+}
