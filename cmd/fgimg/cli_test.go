@@ -154,6 +154,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"inspect", dir}, 2, "inspect needs an image name"},
 		{[]string{"inspect"}, 2, "inspect needs an image name"},
 		{[]string{"version"}, 0, "fgimg "},
+		{[]string{"regenerate"}, 2, "takes one ID or NAME"},
 		{[]string{"plan", "-h"}, 0, "Usage: fgimg plan"},
 	}
 	for _, c := range cases {
@@ -233,7 +234,7 @@ func TestExamplesAreFormatted(t *testing.T) {
 // Help asked for is the output, on stdout with exit 0, however it is
 // asked for; a mistake in the flags goes to stderr.
 func TestHelpGoesToStdout(t *testing.T) {
-	for _, cmd := range [][]string{{"validate"}, {"plan"}, {"build"}, {"boot"}, {"register"}, {"inspect"}, {"fmt"}, {"cache", "ls"}} {
+	for _, cmd := range [][]string{{"validate"}, {"plan"}, {"build"}, {"boot"}, {"register"}, {"inspect"}, {"fmt"}, {"cache", "ls"}, {"regenerate"}} {
 		for _, h := range []string{"-h", "-help", "--help"} {
 			args := append(append([]string{}, cmd...), h)
 			code, out, errw := fgimg(t, args...)
