@@ -35,6 +35,25 @@ func openCatalog(dirFlag string, errw io.Writer) (*cache.Store, *catalog.Catalog
 	return store, cat, nil
 }
 
+// openEntry opens the catalog and finds the entry ref names (see
+// catalog.Find); on an error nothing is left open.
+func openEntry(dirFlag, ref string, errw io.Writer) (*cache.Store, *catalog.Catalog, *catalog.Entry, error) {
+	store, cat, err := openCatalog(dirFlag, errw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cat == nil {
+		return nil, nil, nil, fmt.Errorf("no image or target %q in the catalog (the cache is empty)", ref)
+	}
+	e, err := cat.Find(ref)
+	if err != nil {
+		cat.Close()
+		store.Close()
+		return nil, nil, nil, err
+	}
+	return store, cat, e, nil
+}
+
 // recordUse counts one use of a catalog entry; failing to is told, not
 // fatal: the use itself (a boot) matters more than its accounting.
 func recordUse(dirFlag string, id digest.Digest, name, what string, errw io.Writer) {
@@ -159,21 +178,13 @@ func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
 	if len(pos) != 1 {
 		return flagResult(usageError{"fgimg show takes one ID or NAME"}, errw)
 	}
-	store, cat, err := openCatalog(*dirFlag, errw)
-	if err == nil && cat == nil {
-		err = fmt.Errorf("no image or target %q in the catalog (the cache is empty)", pos[0])
-	}
+	store, cat, e, err := openEntry(*dirFlag, pos[0], errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
 	defer store.Close()
 	defer cat.Close()
-	e, err := cat.Find(pos[0])
-	if err != nil {
-		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
-	}
 	usage, err := cat.Usage(e)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)

@@ -99,10 +99,7 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	store, cat, err := openCatalog(cf.cacheDir, errw)
-	if err == nil && cat == nil {
-		err = fmt.Errorf("no image or target %q in the catalog (the cache is empty)", pos[0])
-	}
+	store, cat, e, err := openEntry(cf.cacheDir, pos[0], errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
@@ -110,11 +107,6 @@ Flags:`)
 	defer store.Close()
 	defer cat.Close()
 	if err := outdir.Outside(*outDir, store.Dir()); err != nil {
-		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
-	}
-	e, err := cat.Find(pos[0])
-	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
