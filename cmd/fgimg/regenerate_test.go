@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fgimg/fgimg/cache"
+	"github.com/opencontainers/go-digest"
 )
 
 // sde is the SOURCE_DATE_EPOCH the regeneration tests build with: the
@@ -60,11 +63,23 @@ func TestRegeneratePurged(t *testing.T) {
 		t.Fatalf("build: %d\n%s", code, errs)
 	}
 	before := readArtifacts(t, filepath.Join(e.out, "child-rootfs"))
+	id := e.images("id where name=child-rootfs")[0]["id"].(string)
 	e.purgeAll()
+	store, err := cache.Open(e.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if store.Has(digest.Digest(id)) {
+		t.Fatalf("the purged target's write stage is still cached")
+	}
 	out2 := filepath.Join(e.dir, "out2")
 	code, r, errs := e.regenerate("-o", out2, "child-rootfs")
 	if code != 0 || !r.Verified || r.Status != "regenerated, verified" || len(r.Artifacts) == 0 {
 		t.Fatalf("regenerate child-rootfs: exit %d %+v\n%s", code, r, errs)
+	}
+	if !store.Has(digest.Digest(id)) {
+		t.Errorf("the regenerated target's write stage is not cached")
 	}
 	if !strings.Contains(errs, "warning") || r.From != "files" {
 		t.Errorf("templates not in git: no warning (from %q)\n%s", r.From, errs)
