@@ -78,8 +78,9 @@ build: go
 demo: deps build
 	$(SUDO) ./bin/fgimg boot -build $(DEMO_TARGET) $(DEMO_PATH)
 
+# TESTFLAGS: extra go test flags, such as -v or -run.
 test: deps
-	$(GO) test -timeout 30m ./...
+	$(GO) test -timeout 45m $(TESTFLAGS) ./...
 
 # Benchmarks, each beside the tool a user would otherwise run, one run
 # each (BENCHTIME=3x for more). Disk, netboot and qcow2 benchmarks build
