@@ -17,7 +17,7 @@ import (
 // value). Never purged (roots): entries marked keep, the KeepLast newest
 // builds of each image or target name, and entries purged already.
 type Policy struct {
-	UnusedFor time.Duration // 0: no age policy
+	UnusedFor time.Duration // negative: no age policy (0: every entry)
 	MaxSize   int64         // < 0: no size budget
 	KeepLast  int
 	Now       time.Time
@@ -65,7 +65,7 @@ func Choose(all []Summary, pol Policy) []Choice {
 		if s.Entry.Status == StatusPurged || root[k] {
 			continue
 		}
-		if pol.UnusedFor > 0 && pol.Now.Sub(s.LastAccess) > pol.UnusedFor {
+		if pol.UnusedFor >= 0 && pol.Now.Sub(s.LastAccess) >= pol.UnusedFor {
 			chosen[k] = fmt.Sprintf("unused for %s (last used %s)", roundAge(pol.Now.Sub(s.LastAccess)), s.LastAccess.Local().Format("2006-01-02 15:04"))
 			continue
 		}
@@ -92,8 +92,8 @@ func Choose(all []Summary, pol Policy) []Choice {
 			if total <= pol.MaxSize {
 				break
 			}
-			chosen[s.Entry.Key()] = fmt.Sprintf("over the size budget (%s stored > %s): least used (%d uses, last %s)",
-				bytesize.Format(total), bytesize.Format(pol.MaxSize), s.AccessCount, s.LastAccess.Local().Format("2006-01-02 15:04"))
+			chosen[s.Entry.Key()] = fmt.Sprintf("over the size budget (%s stored > %s): least used (%s, last %s)",
+				bytesize.Format(total), bytesize.Format(pol.MaxSize), uses(s.AccessCount), s.LastAccess.Local().Format("2006-01-02 15:04"))
 		}
 	}
 	keep := live()
@@ -122,4 +122,11 @@ func roundAge(d time.Duration) string {
 		return d.Round(time.Second).String()
 	}
 	return d.Round(time.Minute).String()
+}
+
+func uses(n int64) string {
+	if n == 1 {
+		return "1 use"
+	}
+	return fmt.Sprintf("%d uses", n)
 }

@@ -59,6 +59,14 @@ func TestChoose(t *testing.T) {
 	if want := []string{"hpc#1", "tmp#1"}; !slices.Equal(got, want) {
 		t.Errorf("max-size: %v, want %v", got, want)
 	}
+	// A size budget alone (no age policy) keeps what fits; an age of 0
+	// ("-unused-for 0s") takes every entry.
+	if got := chosen(Choose(all, Policy{UnusedFor: -1, MaxSize: 1000, Now: now})); len(got) != 0 {
+		t.Errorf("no age policy and a budget that fits: %v", got)
+	}
+	if got := chosen(Choose(all, Policy{UnusedFor: 0, MaxSize: -1, Now: now})); len(got) != 4 {
+		t.Errorf("unused-for 0: %v, want all 4", got)
+	}
 	// Purged entries are not chosen again.
 	all[0].Entry.Status = StatusPurged
 	if got := chosen(Choose(all, Policy{UnusedFor: 90 * day, MaxSize: -1, Now: now})); len(got) != 0 {

@@ -41,7 +41,7 @@ Flags:`)
 	if len(pos) > 0 {
 		return flagResult(usageError{"fgimg purge takes no arguments"}, errw)
 	}
-	pol := catalog.Policy{MaxSize: -1, KeepLast: *keepLast, Now: time.Now()}
+	pol := catalog.Policy{UnusedFor: -1, MaxSize: -1, KeepLast: *keepLast, Now: time.Now()}
 	if *unusedFor != "" {
 		if pol.UnusedFor, err = catalog.ParseAge(*unusedFor); err != nil {
 			return flagResult(usageError{"-unused-for: " + err.Error()}, errw)
