@@ -39,7 +39,7 @@ func Load(out, name string) (*Target, error) {
 	dir := filepath.Join(out, name)
 	b, err := os.ReadFile(filepath.Join(dir, FileName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("target %q is not built: there is no %s; run `fgimg build -only %s` first", name, filepath.Join(dir, FileName), name)
+		return nil, fmt.Errorf("target %q is not built: there is no %s; run `fgimg build -only %s -o %s` first", name, filepath.Join(dir, FileName), name, out)
 	}
 	if err != nil {
 		return nil, err

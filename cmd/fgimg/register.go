@@ -194,7 +194,7 @@ func cloudTargets(plan *planner.Plan, out string) ([]string, error) {
 		name := t.Target.Name
 		dir := filepath.Join(out, name)
 		if m, err := readManifest(dir); err == nil && stale(plan, m) {
-			return nil, fmt.Errorf("%s was built from another version of the configuration; build it again (fgimg build -only %s) before registering it", dir, name)
+			return nil, fmt.Errorf("%s was built from another version of the configuration; build it again (fgimg build -only %s -o %s) before registering it", dir, name, out)
 		}
 		names = append(names, name)
 	}
