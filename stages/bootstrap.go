@@ -6,13 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/fgimg/fgimg/internal/fsat"
 	"github.com/fgimg/fgimg/internal/layer"
-	"github.com/fgimg/fgimg/internal/mountinfo"
-	"golang.org/x/sys/unix"
 
 	"github.com/fgimg/fgimg/lang"
 )
@@ -77,28 +74,59 @@ func debianArgs(s *Bootstrap, arch, root string) ([]string, error) {
 	return append(args, s.Suite, root, mirror), nil
 }
 
-// bootstrapDebian runs debootstrap or mmdebstrap on the host, writing
-// straight into env.Root, then strips what the image should not keep.
+// bootstrapTarget is where a bootstrap tool finds the root filesystem
+// in its sandbox (sandbox.Spec.Target).
+const bootstrapTarget = "/target"
+
+// debootstrapContainer tells debootstrap it runs in a container that can
+// make no device nodes (it would refuse the target, or fail making them).
+// Device nodes are not part of an image: the sandbox, and a booted
+// system, mount /dev.
+const debootstrapContainer = "container=lxc"
+
+// bootstrapDebian runs debootstrap or mmdebstrap in the sandbox, as a
+// host tool (the host's system directories read-only, the root filesystem
+// at bootstrapTarget) with the network, then strips what the image should
+// not keep. debootstrap runs in two steps: its first stage downloads and
+// unpacks the packages as the host tool; its second stage, which runs the
+// packages' maintainer scripts, runs inside the new root filesystem
+// without the network, as every other command in an image does.
+// mmdebstrap (in its root mode) runs the maintainer scripts in a chroot
+// of the host tool's sandbox, without /proc, /sys and /dev, which it may
+// not mount there.
 func bootstrapDebian(ctx context.Context, s *Bootstrap, env *Env) error {
 	arch := s.Arch
 	if arch == "" {
 		arch = env.Arch
 	}
-	root, err := filepath.Abs(env.Root)
+	args, err := debianArgs(s, arch, bootstrapTarget)
 	if err != nil {
 		return err
 	}
-	args, err := debianArgs(s, arch, root)
-	if err != nil {
-		return err
+	pick := linesWithPrefix("E:", "W: Failure")
+	var toolEnv []string
+	switch s.Tool {
+	case "debootstrap":
+		args = append([]string{"--foreign"}, args...)
+		toolEnv = []string{debootstrapContainer}
+	case "mmdebstrap":
+		args = append([]string{"--mode=root"}, args...)
 	}
-	// A killed tool leaves /proc, /sys and the like mounted in the root.
-	defer unmountBelow(root, env.Log)
-	if err := onHost(ctx, env, s.Tool, linesWithPrefix("E:", "W: Failure"), s.Tool, args...); err != nil {
+	if err := hostToolOnRoot(ctx, env, online, s.Tool, pick, toolEnv, s.Tool, args...); err != nil {
 		if s.Tool == "debootstrap" && ctx.Err() == nil {
 			logDebootstrapLog(env)
 		}
 		return err
+	}
+	if s.Tool == "debootstrap" {
+		err := runInImage(ctx, env, offline, "debootstrap --second-stage", pick,
+			[]string{debootstrapContainer}, "/debootstrap/debootstrap", "--second-stage")
+		if err != nil {
+			if ctx.Err() == nil {
+				logDebootstrapLog(env)
+			}
+			return err
+		}
 	}
 	return cleanDebianRoot(env)
 }
@@ -191,25 +219,4 @@ func bootstrapTar(s *Bootstrap, env *Env) error {
 		}
 	}
 	return nil
-}
-
-// unmountBelow detaches whatever is mounted at or below dir in this
-// mount namespace, deepest first, noting it in the log.
-func unmountBelow(dir string, log io.Writer) {
-	mounts, err := mountinfo.Self()
-	if err != nil {
-		return
-	}
-	var points []string
-	for _, m := range mounts {
-		if strings.HasPrefix(m.Point, dir+"/") {
-			points = append(points, m.Point)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(points)))
-	for _, p := range points {
-		if err := unix.Unmount(p, unix.MNT_DETACH); err == nil {
-			fmt.Fprintf(log, "fgimg: unmounted %s, left mounted by the bootstrap tool\n", p)
-		}
-	}
 }

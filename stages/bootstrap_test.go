@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -74,7 +75,20 @@ func TestBootstrapTar(t *testing.T) {
 func fakeTool(t *testing.T, name, script string) string {
 	t.Helper()
 	dir := t.TempDir()
+	// Bootstrap tools run as the sandbox's unprivileged root: it reaches
+	// the tool only through directories open to all.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	writeRootFile(t, dir, name, "#!/bin/sh\n"+script, 0o755)
+	// The sandbox gives bootstrap tools the network with these.
+	for _, tool := range []string{"pasta", "nsenter"} {
+		if p, err := hosttool.Find(tool); err == nil {
+			if err := os.Symlink(p, filepath.Join(dir, tool)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	testkit.HostTools(t, dir)
 	return dir
 }
@@ -90,38 +104,65 @@ func TestBootstrapToolMissing(t *testing.T) {
 	}
 }
 
-// fakeDebootstrap records its arguments and fills the target the way
-// debootstrap does, including what the image must not keep.
+// fakeDebootstrap prints its arguments and fills the target the way
+// debootstrap's first stage does, including what the image must not keep
+// and a second stage to run inside the image (busybox for its shell). It
+// also tries to read the host file %[1]s.
 const fakeDebootstrap = `
-/bin/echo "$@" > "$FGIMG_TEST_ARGS"
+echo "fake-args: $*"
 eval "root=\${$(($# - 1))}" # SUITE ROOT MIRROR end the arguments
-/bin/echo "I: Retrieving InRelease"
-/bin/mkdir -p "$root/etc" "$root/var/cache/apt/archives/partial" "$root/var/lib/apt/lists/partial"
-/bin/echo "nameserver 10.9.8.7" > "$root/etc/resolv.conf"
-/bin/echo "buildhost" > "$root/etc/hostname"
-/bin/echo "12.0" > "$root/etc/debian_version"
-/bin/touch "$root/var/cache/apt/archives/libc6_2.36_amd64.deb" "$root/var/cache/apt/archives/lock"
-/bin/touch "$root/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease"
-/bin/echo "I: Base system installed successfully."
+echo "I: Retrieving InRelease"
+cat %[1]s 2>/dev/null
+mkdir -p "$root/etc" "$root/var/cache/apt/archives/partial" "$root/var/lib/apt/lists/partial" "$root/bin" "$root/debootstrap"
+echo "nameserver 10.9.8.7" > "$root/etc/resolv.conf"
+echo "buildhost" > "$root/etc/hostname"
+touch "$root/var/cache/apt/archives/libc6_2.36_amd64.deb" "$root/var/cache/apt/archives/lock"
+touch "$root/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease"
+cp "$(command -v busybox)" "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+cat > "$root/debootstrap/debootstrap" <<'SECOND'
+#!/bin/sh
+echo "second stage: $* as uid $(busybox id -u) on $(busybox hostname), $container"
+busybox echo "12.0" > /etc/debian_version
+busybox rm -r /debootstrap
+echo "I: Base system installed successfully."
+SECOND
+chmod 755 "$root/debootstrap/debootstrap"
 `
 
+// TestBootstrapDebootstrapCommandAndCleanup runs debootstrap's two
+// stages in the sandbox: the first as a host tool that sees nothing of
+// the host's but its system directories, the second inside the image.
 func TestBootstrapDebootstrapCommandAndCleanup(t *testing.T) {
 	requireRoot(t)
-	fakeTool(t, "debootstrap", fakeDebootstrap)
-	args := filepath.Join(t.TempDir(), "args")
-	t.Setenv("FGIMG_TEST_ARGS", args)
+	testkit.Need(t, "busybox")
+	// A file any user of the host could read, outside the host's system
+	// directories: the bootstrap tool must not see it.
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(dir, "secret")
+	writeRootFile(t, dir, "secret", "host-secret\n", 0o644)
+	fakeTool(t, "debootstrap", fmt.Sprintf(fakeDebootstrap, secret))
 	root := t.TempDir()
 	log := mustRunStage(t, &Bootstrap{Tool: "debootstrap", Suite: "bookworm", Variant: "minbase",
 		Components: []string{"main", "contrib"}, Include: []string{"ca-certificates", "curl"}, Arch: "amd64"}, root)
 
-	want := "--variant=minbase --arch=amd64 --components=main,contrib --include=ca-certificates,curl bookworm " + root + " " + lang.DefaultMirror + "\n"
-	if got := readRootFile(t, args, ""); got != want {
-		t.Errorf("debootstrap called with\n%s\nwant\n%s", got, want)
+	want := "fake-args: --foreign --variant=minbase --arch=amd64 --components=main,contrib --include=ca-certificates,curl bookworm /target " + lang.DefaultMirror + "\n"
+	if !strings.Contains(log, want) {
+		t.Errorf("debootstrap was not called with\n%s\nlog:\n%s", want, log)
+	}
+	if strings.Contains(log, "host-secret") {
+		t.Errorf("the bootstrap tool read a host file outside the host's system directories:\n%s", log)
+	}
+	if want := "second stage: --second-stage as uid 0 on fgimg, lxc\n"; !strings.Contains(log, want) {
+		t.Errorf("the second stage did not run inside the image's sandbox (%q):\n%s", want, log)
 	}
 	if !strings.Contains(log, "I: Base system installed successfully.") {
 		t.Errorf("debootstrap's output is not in the log:\n%s", log)
 	}
-	for _, p := range []string{"etc/resolv.conf", "etc/hostname", "var/cache/apt/archives/libc6_2.36_amd64.deb"} {
+	for _, p := range []string{"etc/resolv.conf", "etc/hostname", "var/cache/apt/archives/libc6_2.36_amd64.deb", "debootstrap"} {
 		if exists(root, p) {
 			t.Errorf("/%s kept", p)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -125,34 +126,35 @@ func runInImage(ctx context.Context, env *Env, net network, what string, pick er
 // standard environment. A failure is explained: what names the command,
 // pick selects the tool's error lines.
 func inImage(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, args ...string) error {
-	out := newOutputTail(env.Log)
-	err := env.withRootsReleased(func() error {
-		return sandbox.Run(ctx, sandbox.Spec{
-			Upper: env.Root, Args: args, Env: extraEnv,
-			Stdout: out, Stderr: out, Network: bool(net), MaxMemory: env.MaxMemory,
-		})
-	})
-	if err != nil {
-		return commandFailed(what, err, out, pick)
-	}
-	return nil
+	return sandboxed(ctx, env, what, pick, sandbox.Spec{Args: args, Env: extraEnv, Network: bool(net)})
 }
 
-// onHost runs a host tool writing into the root filesystem (see
-// internal/hosttool: its process group dies with ctx and with fgimg).
-// Output goes to the log.
-func onHost(ctx context.Context, env *Env, what string, pick errorLines, tool string, args ...string) error {
-	cmd, err := hosttool.Command(ctx, tool, args...)
+// hostToolOnRoot runs the host tool (found with hosttool.Find) in the
+// sandbox as inImage runs a command, but in a root of the host's system
+// directories (read-only) with env.Root at bootstrapTarget (see
+// sandbox.Spec.Target).
+func hostToolOnRoot(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, tool string, args ...string) error {
+	path, err := hosttool.Find(tool)
 	if err != nil {
 		return err
 	}
-	logCommand(env.Log, cmd.Args)
+	if path, err = filepath.Abs(path); err != nil {
+		return err
+	}
+	args = append([]string{path}, args...)
+	logCommand(env.Log, args)
+	return sandboxed(ctx, env, what, pick, sandbox.Spec{
+		Args: args, Env: extraEnv, Network: bool(net),
+		Target: bootstrapTarget, HostPaths: []string{path},
+	})
+}
+
+// sandboxed runs s with env.Root as its root filesystem, its output going
+// to the log, and explains a failure.
+func sandboxed(ctx context.Context, env *Env, what string, pick errorLines, s sandbox.Spec) error {
 	out := newOutputTail(env.Log)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := hosttool.Run(cmd); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: interrupted: %w", what, ctx.Err())
-		}
+	s.Upper, s.Stdout, s.Stderr, s.MaxMemory = env.Root, out, out, env.MaxMemory
+	if err := env.withRootsReleased(func() error { return sandbox.Run(ctx, s) }); err != nil {
 		return commandFailed(what, err, out, pick)
 	}
 	return nil

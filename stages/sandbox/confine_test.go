@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fgimg/fgimg/internal/testkit"
 )
 
 // The escape of issue 13: a command made a device node for the host's
@@ -321,6 +323,102 @@ func TestSeccompProgram(t *testing.T) {
 			if got := runBPF(t, prog, nr, abi.arch, 0); got != retEPERM {
 				t.Errorf("arch %#x, system call %d: filter returns %#x; want EPERM", abi.arch, nr, got)
 			}
+		}
+	}
+}
+
+// TestRunHostTool runs a host tool (a bootstrap tool's sandbox) on an
+// empty root filesystem: it sees the host's system directories read-only
+// and nothing else of the host's, works on the root at Target as the
+// image's root, with shifted ids, and leaves no trace in the root but
+// what it wrote.
+func TestRunHostTool(t *testing.T) {
+	requireRoot(t)
+	testkit.Need(t, "busybox")
+	base := t.TempDir()
+	target := filepath.Join(base, "root")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(base, "secret")
+	writeFile(t, secret, "host-secret\n")
+	port, accepted := hostServer(t)
+	toolDir := t.TempDir()
+	// The shifted root is an ordinary user on the host: it reaches the
+	// tool only through directories open to all.
+	if err := os.Chmod(filepath.Dir(toolDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tool := filepath.Join(toolDir, "tool")
+	writeFile(t, tool, fmt.Sprintf(`#!/bin/sh
+root=$1
+echo uid=$(id -u)
+echo made > "$root/made"
+mkdir "$root/etc" && echo x > "$root/etc/owned" && chown 5:6 "$root/etc/owned"
+cat %[1]s 2>/dev/null
+cat /etc/shadow >/dev/null 2>&1 && echo shadow=readable
+[ -e /home ] || echo home=absent
+touch /usr/fgimg-probe 2>/dev/null && echo usr=writable
+echo x > /proc/sys/kernel/core_pattern 2>/dev/null && echo sysctl=writable
+mknod /tmp/vda b 254 0 2>/dev/null && echo mknod=allowed
+busybox nc -w 2 127.0.0.1 %[2]d </dev/null
+echo tool-done
+`, secret, port))
+	if err := os.Chmod(tool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := run(t, context.Background(), Spec{
+		Upper: target, Target: "/target", HostPaths: []string{tool},
+		Args: []string{tool, "/target"},
+	})
+	if err != nil {
+		t.Fatalf("%v; stderr: %s", err, errOut)
+	}
+	for _, want := range []string{"uid=0\n", "home=absent\n", "tool-done\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s\nstderr: %s", want, out, errOut)
+		}
+	}
+	for _, bad := range []string{"host-secret", "shadow=readable", "usr=writable", "sysctl=writable", "mknod=allowed"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the host tool got %s:\n%s", bad, out)
+		}
+	}
+	if accepted() != 0 {
+		t.Error("the host tool reached a service on the host's loopback")
+	}
+	if _, err := os.Stat("/usr/fgimg-probe"); err == nil {
+		os.Remove("/usr/fgimg-probe")
+		t.Error("the host tool wrote into the host's /usr")
+	}
+	if got := treeEntries(t, target); strings.Join(got, " ") != "etc etc/owned made" {
+		t.Errorf("the root holds %q, want what the tool wrote and nothing else", got)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(target, "made"), &st); err != nil || st.Uid != 0 || st.Gid != 0 {
+		t.Errorf("a file the tool made as the image's root is owned by %d:%d on disk (%v), want 0:0", st.Uid, st.Gid, err)
+	}
+	if err := unix.Lstat(filepath.Join(target, "etc/owned"), &st); err != nil || st.Uid != 5 || st.Gid != 6 {
+		t.Errorf("a file the tool gave 5:6 is owned by %d:%d on disk (%v)", st.Uid, st.Gid, err)
+	}
+	assertNoMounts(t, target)
+}
+
+func TestRunHostToolChecksPaths(t *testing.T) {
+	for _, c := range []struct {
+		s    Spec
+		want string
+	}{
+		{Spec{Target: "target"}, "not a clean absolute path"},
+		{Spec{Target: "/usr/target"}, "host directory"},
+		{Spec{Target: "/proc/x"}, "lies in /proc"},
+		{Spec{Target: "/target", HostPaths: []string{"/target/tool"}}, "overlaps the target"},
+		{Spec{HostPaths: []string{"/opt/tool"}}, "without a target"},
+	} {
+		c.s.Upper, c.s.Args = t.TempDir(), []string{"/bin/true"}
+		err := Run(context.Background(), c.s)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error with %q", c.s, err, c.want)
 		}
 	}
 }

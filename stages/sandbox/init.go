@@ -169,6 +169,11 @@ func (r *rootfs) setup(cfg initConfig) error {
 		}
 	}
 	r.root = root
+	if cfg.Target != "" {
+		if err := r.hostRoot(cfg); err != nil {
+			return err
+		}
+	}
 
 	if err := r.stubDir("/proc", 0o555); err != nil {
 		return err

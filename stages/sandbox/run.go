@@ -63,6 +63,20 @@ type Spec struct {
 	// killer ended one of its processes at the bound yields a
 	// *MemoryLimitError.
 	MaxMemory int64
+	// Target, when set, runs a host tool on the root filesystem instead
+	// of a command inside it (a bootstrap tool filling an empty root):
+	// the command's root is then a fresh tmpfs holding the host's /usr and
+	// /etc (and /bin, /sbin and /lib* as the host has them, links or
+	// directories) read-only, HostPaths, an empty /tmp, /proc, /sys and
+	// /dev as usual; the root filesystem that Lower and Upper describe is
+	// mounted read-write at the absolute path Target. Args[0] is looked up
+	// in that root.
+	Target string
+	// HostPaths are further host files or directories, absolute, bound
+	// read-only at their own path in a Target command's root: the tool
+	// itself when it lies outside the host directories above (paths
+	// inside them are there already).
+	HostPaths []string
 }
 
 // ExitError reports a command that ran but did not succeed.
@@ -115,6 +129,9 @@ type initConfig struct {
 	// ResolvConf is the file bound over the root's /etc/resolv.conf;
 	// empty: the host's.
 	ResolvConf string
+	// Target and HostPaths are Spec's.
+	Target    string   `json:",omitempty"`
+	HostPaths []string `json:",omitempty"`
 }
 
 // initStatus is what the init reports back over its status pipe.
@@ -147,6 +164,9 @@ func Run(ctx context.Context, s Spec) error {
 		if _, err := overlayOptions(s.Lower, s.Upper, s.Work, false); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
+	}
+	if err := checkHostTool(s); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	if os.Geteuid() != 0 {
 		if err := userNSStatus(procSys); err != nil {
@@ -385,6 +405,7 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 	_ = json.NewEncoder(cfgW).Encode(initConfig{
 		Lower: s.Lower, Upper: s.Upper, Work: s.Work,
 		Args: s.Args, Env: Environment(s.Env), ResolvConf: resolv,
+		Target: s.Target, HostPaths: s.HostPaths,
 	})
 	cfgW.Close()
 
