@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -617,7 +619,7 @@ func TestIsolateRootless(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hs := l.helperSpec("echo uid=$(id -u) host=$(hostname); echo x > /written; cat /etc/lowerfile")
+	hs := l.helperSpec("echo uid=$(id -u) host=$(hostname); echo x > /written; cat /etc/lowerfile; grep 'Max processes' /proc/self/limits")
 	spec, _ := json.Marshal(hs)
 	cmd := exec.Command(l.p("sandbox.test"), "-test.run=^$")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", helperModeEnv + "=rootless", helperSpecEnv + "=" + string(spec)}
@@ -633,6 +635,11 @@ func TestIsolateRootless(t *testing.T) {
 	}
 	if !strings.Contains(out, "uid=0 host=fgimg\nlower\n") {
 		t.Errorf("command output:\n%s", out)
+	}
+	// Without root no cgroup can be made: RLIMIT_NPROC bounds the
+	// command's processes instead.
+	if want := regexp.MustCompile(`Max processes +` + strconv.Itoa(DefaultMaxProcesses) + ` +` + strconv.Itoa(DefaultMaxProcesses) + ` +processes`); !want.MatchString(out) {
+		t.Errorf("a rootless command's processes are not bounded to %d:\n%s", DefaultMaxProcesses, out)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(l.p("upper/written"), &st); err != nil || st.Uid != nobody {
