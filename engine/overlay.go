@@ -33,6 +33,9 @@ type Overlay struct {
 	// StageMemory bounds the memory of each command a stage runs
 	// (stages.Env.MaxMemory): zero means sandbox.DefaultMaxMemory().
 	StageMemory int64
+	// StageCPUs bounds the CPU time of each command a stage runs
+	// (stages.Env.MaxCPUs): zero means no bound.
+	StageCPUs float64
 }
 
 var _ StageRunner = (*Overlay)(nil)
@@ -90,14 +93,14 @@ func (o *Overlay) runStage(ctx context.Context, s *planner.Stage, work string, l
 		if err := os.Mkdir(root, 0o755); err != nil {
 			return stages.Result{}, "", err
 		}
-		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory})
+		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory, MaxCPUs: o.StageCPUs})
 		return res, root, err
 	}
 	merged, unmount, err := o.Mount(ctx, s.Input, work)
 	if err != nil {
 		return stages.Result{}, "", err
 	}
-	res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: merged, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory})
+	res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: merged, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory, MaxCPUs: o.StageCPUs})
 	if uerr := unmount(); uerr != nil && err == nil {
 		err = fmt.Errorf("unmounting the stage's root filesystem: %w", uerr)
 	}

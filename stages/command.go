@@ -153,7 +153,7 @@ func hostToolOnRoot(ctx context.Context, env *Env, net network, what string, pic
 // to the log, and explains a failure.
 func sandboxed(ctx context.Context, env *Env, what string, pick errorLines, s sandbox.Spec) error {
 	out := newOutputTail(env.Log)
-	s.Upper, s.Stdout, s.Stderr, s.MaxMemory = env.Root, out, out, env.MaxMemory
+	s.Upper, s.Stdout, s.Stderr, s.MaxMemory, s.MaxCPUs = env.Root, out, out, env.MaxMemory, env.MaxCPUs
 	if err := env.withRootsReleased(func() error { return sandbox.Run(ctx, s) }); err != nil {
 		return commandFailed(what, err, out, pick)
 	}

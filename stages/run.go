@@ -28,6 +28,9 @@ type Env struct {
 	// MaxMemory bounds the memory (and swap) of each command run in the
 	// image, in bytes: zero means sandbox.DefaultMaxMemory().
 	MaxMemory int64
+	// MaxCPUs bounds the CPU time of each command run in the image to
+	// that many CPUs' worth: zero means no bound.
+	MaxCPUs float64
 
 	roots []*root // the stage's open roots (openRoot)
 }

@@ -29,6 +29,7 @@ type buildFlags struct {
 	// stageTimeout stops a stage that runs longer; 0 means no limit.
 	stageTimeout time.Duration
 	stageMemory  string
+	stageCPUs    float64
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -37,6 +38,7 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&b.jobs, "j", runtime.NumCPU(), "build at most `N` stages at once")
 	fs.BoolVar(&b.json, "json", false, "print one JSON build event per line, for CI")
 	fs.DurationVar(&b.stageTimeout, "stage-timeout", stages.DefaultStageTimeout, "stop a stage that runs longer than `DURATION` (0: no limit)")
+	fs.Float64Var(&b.stageCPUs, "stage-cpus", 0, "bound the CPU time of each command a stage runs to `N` CPUs' worth, such as 1.5 (default: no bound)")
 	fs.StringVar(&b.stageMemory, "stage-memory", "", "bound the memory and swap of each command a stage runs to `SIZE`, such as 8GiB (default: 3/4 of the host's memory)")
 }
 
@@ -81,6 +83,9 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		}
 		stageMemory = n
 	}
+	if bf.stageCPUs < 0 || bf.stageCPUs > 0 && bf.stageCPUs < 0.01 {
+		return flagResult(usageError{"--stage-cpus must be 0 (no bound) or at least 0.01"}, errw), nil, nil
+	}
 	// Building mounts overlays: do it in a private mount namespace, so
 	// that no mount outlives fgimg however it ends. In the calling
 	// process Isolate runs fgimg again inside one and does not return.
@@ -111,7 +116,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
-		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout, StageMemory: stageMemory},
+		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout, StageMemory: stageMemory, StageCPUs: bf.stageCPUs},
 		Jobs:   bf.jobs,
 		Out:    bf.outDir,
 		Epoch:  epoch,

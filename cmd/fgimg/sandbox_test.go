@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +59,45 @@ target "tar" "hungry-rootfs" { image = image.hungry }
 	}
 	if code, _, stderr := e.build(nil); code != 0 {
 		t.Errorf("with the default limit: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestBuildStageCPUs: with --stage-cpus a command spinning for two
+// seconds gets no more than its share of CPU time.
+func TestBuildStageCPUs(t *testing.T) {
+	e := newEnv(t)
+	e.write(`
+image "spin" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+  run = ["busybox timeout 2 busybox sh -c 'while :; do :; done'; times; exit 3"]
+}
+target "tar" "spin-rootfs" { image = image.spin }
+`)
+	code, events, stderr := e.build(nil, "--stage-cpus", "0.02")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (the command fails on purpose)\n%s", code, stderr)
+	}
+	var log []byte
+	for _, ev := range events {
+		if ev.Event == "failed" {
+			log, _ = os.ReadFile(ev.Log)
+		}
+	}
+	// times prints the shell's user and system time, then its children's.
+	m := regexp.MustCompile(`(?m)^\S+ \S+\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s$`).FindSubmatch(log)
+	if m == nil {
+		t.Fatalf("no output of times in the stage log:\n%s\n%s", log, stderr)
+	}
+	minutes, _ := strconv.Atoi(string(m[1]))
+	secs, _ := strconv.ParseFloat(string(m[2]), 64)
+	user := float64(minutes)*60 + secs
+	t.Logf("the spinning command had %.2f s of CPU time", user)
+	if user > 0.3 {
+		t.Errorf("a command bound to 0.02 CPUs spun for %.2f s of CPU time in 2 s", user)
+	}
+	if code, _, stderr := e.build(nil, "--stage-cpus", "-1"); code != 2 || !strings.Contains(stderr, "--stage-cpus must be 0 (no bound) or at least 0.01") {
+		t.Errorf("a negative CPU bound: exit %d\n%s", code, stderr)
 	}
 }

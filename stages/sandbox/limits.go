@@ -199,10 +199,13 @@ func v2PidsParent(mount, own string) (string, bool) {
 			b, _ = os.ReadFile(ctl)
 		}
 		if handsPids(b) {
-			// The memory bound (memCgroup) goes in the same cgroup
-			// when this one can hand the memory controller too.
-			if !slices.Contains(strings.Fields(string(b)), "memory") {
-				_ = os.WriteFile(ctl, []byte("+memory"), 0)
+			// The memory and CPU bounds (memCgroup, cpuCgroup) go in
+			// the same cgroup when this one can hand those controllers
+			// too.
+			for _, c := range []string{"memory", "cpu"} {
+				if !slices.Contains(strings.Fields(string(b)), c) {
+					_ = os.WriteFile(ctl, []byte("+"+c), 0)
+				}
 			}
 			return dir, true
 		}

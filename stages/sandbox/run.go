@@ -63,6 +63,11 @@ type Spec struct {
 	// killer ended one of its processes at the bound yields a
 	// *MemoryLimitError.
 	MaxMemory int64
+	// MaxCPUs bounds the command's CPU time to that many CPUs' worth
+	// (1.5: one and a half), a quota per 100 ms; zero means no bound
+	// beyond the host's CPUs. Without a cpu cgroup (without root) the
+	// command is not bounded.
+	MaxCPUs float64
 	// Target, when set, runs a host tool on the root filesystem instead
 	// of a command inside it (a bootstrap tool filling an empty root):
 	// the command's root is then a fresh tmpfs holding the host's /usr and
@@ -333,6 +338,13 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 			defer mem.remove()
 		}
 	}
+	var cpu *cpuCgroup
+	if s.MaxCPUs > 0 {
+		cpu, _ = newCPUCgroup(s.MaxCPUs, cg)
+		if cpu != nil {
+			defer cpu.remove()
+		}
+	}
 
 	// The parent death signal fires when the thread that started the
 	// child exits; keep this goroutine, and so no other, on the thread
@@ -370,6 +382,11 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 	} else if memLimit > 0 {
 		if err := limitMemoryWithoutCgroup(cmd.Process.Pid, memLimit); err != nil {
 			return abort(err)
+		}
+	}
+	if cpu != nil {
+		if err := cpu.add(cmd.Process.Pid); err != nil {
+			return abort(fmt.Errorf("limiting CPU time: %w", err))
 		}
 	}
 	var resolv string
