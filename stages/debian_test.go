@@ -176,6 +176,22 @@ func TestDebootstrap(t *testing.T) {
 	if err == nil && strings.Contains(string(out), root) {
 		t.Errorf("mounts left below the root:\n%s", out)
 	}
+	// The second stage, inside the image's sandbox, configured every
+	// package and removed debootstrap's own files.
+	status := readRootFile(t, root, "var/lib/dpkg/status")
+	if n := strings.Count(status, "\nStatus: install ok installed\n"); n < 50 || n != strings.Count(status, "\nStatus: ") {
+		t.Errorf("%d packages installed of %d in the status file", n, strings.Count(status, "\nStatus: "))
+	}
+	if exists(root, "debootstrap") {
+		t.Error("/debootstrap kept")
+	}
+	// Ids are the image's own on disk, not the sandbox's shifted ones.
+	for p, want := range map[string][2]uint32{"etc/passwd": {0, 0}, "etc/shadow": {0, 42}, "usr/bin/su": {0, 0}} {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(root, p), &st); err != nil || st.Uid != want[0] || st.Gid != want[1] {
+			t.Errorf("/%s is owned by %d:%d on disk (%v), want %d:%d", p, st.Uid, st.Gid, err, want[0], want[1])
+		}
+	}
 }
 
 func TestDebianImage(t *testing.T) {
@@ -351,4 +367,13 @@ func TestMmdebstrap(t *testing.T) {
 	if names := dirEntries(t, root, "var/cache/apt/archives"); strings.Contains(names, ".deb") {
 		t.Errorf("downloaded packages kept: %s", names)
 	}
+	// Maintainer scripts ran in a chroot without device nodes: a write
+	// to /dev/null there must not leave a file behind.
+	entries, _ := os.ReadDir(filepath.Join(root, "dev"))
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			t.Errorf("/dev/%s is a regular file", e.Name())
+		}
+	}
+	t.Logf("mmdebstrap's log:\n%s", tail(log, 40))
 }
