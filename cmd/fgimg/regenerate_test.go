@@ -184,3 +184,49 @@ func TestRegenerateEditedTemplate(t *testing.T) {
 	}
 	t.Logf("%s", r.Difference)
 }
+
+// TestRegenerateIsConfinedLikeABuild: a template regenerated from its git
+// commit reads what a build of that commit may read, no more. Built with
+// --allow-read for a file outside the checkout, it regenerates only when
+// the operator allows that directory again.
+func TestRegenerateIsConfinedLikeABuild(t *testing.T) {
+	e := newEnv(t)
+	shared := t.TempDir()
+	writeFile(t, filepath.Join(shared, "shared.txt"), "shared\n")
+	e.write(`
+image "shared" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+  file "/etc/shared" {
+    source = "` + filepath.Join(shared, "shared.txt") + `"
+  }
+}
+target "tar" "shared-rootfs" {
+  image       = image.shared
+  compression = "none"
+}
+`)
+	for _, args := range [][]string{{"init", "-q"}, {"add", "main.fg.hcl", "rootfs.tar"}, {"commit", "-qm", "templates"}} {
+		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.org", "-c", "user.name=t"}, args...)...)
+		cmd.Dir = e.dir
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, msg)
+		}
+	}
+	if code, _, errs := e.build(sde); code != 1 || !strings.Contains(errs, "Source outside the configuration") {
+		t.Fatalf("a build reading outside the checkout: exit %d, want 1 naming the source\n%s", code, errs)
+	}
+	if code, _, errs := e.build(sde, "--allow-read", shared); code != 0 {
+		t.Fatalf("build with --allow-read: %d\n%s", code, errs)
+	}
+	e.purgeAll()
+	out2 := filepath.Join(e.dir, "out2")
+	code, out, errs := e.fgimg("regenerate", "-o", out2, "shared-rootfs")
+	if code != 1 || !strings.Contains(errs, "Source outside the configuration") || !strings.Contains(errs, shared) {
+		t.Fatalf("regenerate without --allow-read: exit %d, want 1 naming the source outside the checkout\n%s%s", code, out, errs)
+	}
+	if code, r, errs := e.regenerate("--allow-read", shared, "-o", out2, "shared-rootfs"); code != 0 || !r.Verified || !strings.HasPrefix(r.From, "git ") {
+		t.Fatalf("regenerate with --allow-read: exit %d %+v\n%s", code, r, errs)
+	}
+}
