@@ -100,19 +100,22 @@ func TestRegeneratePurged(t *testing.T) {
 	e.verifyCache()
 }
 
-func TestRegenerateFromGitCommit(t *testing.T) {
-	e := newEnv(t)
-	git := func(args ...string) {
-		t.Helper()
+// commitTemplates makes e's directory a git repository with its
+// template and tarball committed.
+func (e *env) commitTemplates() {
+	e.t.Helper()
+	for _, args := range [][]string{{"init", "-q"}, {"add", "main.fg.hcl", "rootfs.tar"}, {"commit", "-qm", "templates"}} {
 		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.org", "-c", "user.name=t"}, args...)...)
 		cmd.Dir = e.dir
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, msg)
+			e.t.Fatalf("git %v: %v\n%s", args, err, msg)
 		}
 	}
-	git("init", "-q")
-	git("add", "main.fg.hcl", "rootfs.tar")
-	git("commit", "-qm", "templates")
+}
+
+func TestRegenerateFromGitCommit(t *testing.T) {
+	e := newEnv(t)
+	e.commitTemplates()
 	if code, _, errs := e.build(sde); code != 0 {
 		t.Fatalf("build: %d\n%s", code, errs)
 	}
@@ -207,13 +210,7 @@ target "tar" "shared-rootfs" {
   compression = "none"
 }
 `)
-	for _, args := range [][]string{{"init", "-q"}, {"add", "main.fg.hcl", "rootfs.tar"}, {"commit", "-qm", "templates"}} {
-		cmd := exec.Command("git", append([]string{"-c", "user.email=t@example.org", "-c", "user.name=t"}, args...)...)
-		cmd.Dir = e.dir
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, msg)
-		}
-	}
+	e.commitTemplates()
 	if code, _, errs := e.build(sde); code != 1 || !strings.Contains(errs, "Source outside the configuration") {
 		t.Fatalf("a build reading outside the checkout: exit %d, want 1 naming the source\n%s", code, errs)
 	}

@@ -37,11 +37,7 @@ func newCPUCgroup(cpus float64, pids *pidsCgroup) (*cpuCgroup, error) {
 			return &cpuCgroup{dir: pids.dir, shared: true}, nil
 		}
 	}
-	parent, err := ownV1Cgroup("cpu")
-	if err != nil {
-		return nil, err
-	}
-	dir, err := newCgroupDir(parent)
+	dir, err := newV1CgroupDir("cpu")
 	if err != nil {
 		return nil, err
 	}

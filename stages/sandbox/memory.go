@@ -67,11 +67,7 @@ func newMemCgroup(limit int64, pids *pidsCgroup) (*memCgroup, error) {
 			return &memCgroup{dir: pids.dir, v2: true, shared: true}, nil
 		}
 	}
-	parent, err := ownV1Cgroup("memory")
-	if err != nil {
-		return nil, err
-	}
-	dir, err := newCgroupDir(parent)
+	dir, err := newV1CgroupDir("memory")
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +79,16 @@ func newMemCgroup(limit int64, pids *pidsCgroup) (*memCgroup, error) {
 	// Absent without swap accounting.
 	_ = os.WriteFile(filepath.Join(dir, "memory.memsw.limit_in_bytes"), n, 0)
 	return c, nil
+}
+
+// newV1CgroupDir creates a cgroup for one command in v1's hierarchy of
+// controller, below this process's own.
+func newV1CgroupDir(controller string) (string, error) {
+	parent, err := ownV1Cgroup(controller)
+	if err != nil {
+		return "", err
+	}
+	return newCgroupDir(parent)
 }
 
 // ownV1Cgroup returns this process's cgroup in the v1 hierarchy of
