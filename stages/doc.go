@@ -5,9 +5,11 @@
 // filesystem with [Run].
 //
 // Origin stages fill an empty directory: debootstrap and mmdebstrap run
-// as host processes writing into it (then downloaded packages, package
-// lists and the build host's /etc/resolv.conf and /etc/hostname are
-// removed), a tar bootstrap is extracted with the layer package, and from
+// as host tools in the sandbox (sandbox.Spec.Target: the host's /usr and
+// /etc read-only, the directory at /target), debootstrap's second stage
+// inside the new image (then downloaded packages, package lists and the
+// build host's /etc/resolv.conf and /etc/hostname are removed), a tar
+// bootstrap is extracted with the layer package, and from
 // pulls an OCI image. The other stages change a mounted overlay: packages,
 // users, services and run call the image's own tools (apt-get, dnf, yum
 // or apk; useradd or busybox adduser; systemctl; /bin/sh) through

@@ -69,6 +69,18 @@
 // is killed mid-command these stubs stay in the upper directory; the stage
 // failed anyway.
 //
+// # Host tools
+//
+// A command with [Spec.Target] is a host tool working on the root
+// filesystem rather than a command inside it (debootstrap's first stage,
+// mmdebstrap): the init mounts the root filesystem as usual, then moves it
+// to Target inside a fresh tmpfs that becomes the command's root, holding
+// the host's /usr and /etc (and /bin, /sbin, /lib* as links or
+// directories, as the host has them) read-only, [Spec.HostPaths]
+// read-only, and empty /tmp, /var/tmp, /root and /run. Everything else
+// (namespaces, shifted ids, confinement, limits, network) is as for any
+// command; see hostroot.go.
+//
 // # Binaries must call Init first
 //
 // Every binary that uses Run, including test binaries (from TestMain), must
