@@ -137,7 +137,7 @@ func TestV2PidsParent(t *testing.T) {
 		writeFile(t, filepath.Join(mount, dir, "cgroup.subtree_control"), content)
 	}
 	ctl("", "cpu memory pids\n")
-	ctl("user.slice", "memory pids\n")
+	ctl("user.slice", "cpu memory pids\n")
 	ctl("user.slice/session-1.scope", "")
 	// A systemd scope holds processes and hands out nothing: the command
 	// cgroups go in the nearest ancestor that hands out pids.
