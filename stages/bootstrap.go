@@ -92,8 +92,8 @@ const debootstrapContainer = "container=lxc"
 // packages' maintainer scripts, runs inside the new root filesystem
 // without the network, as every other command in an image does.
 // mmdebstrap (in its root mode) runs the maintainer scripts in a chroot
-// of the host tool's sandbox, without /proc, /sys and /dev, which it may
-// not mount there.
+// of the host tool's sandbox, with the sandbox's device nodes in its /dev
+// but without /proc and /sys, which it may not mount there.
 func bootstrapDebian(ctx context.Context, s *Bootstrap, env *Env) error {
 	arch := s.Arch
 	if arch == "" {
@@ -105,14 +105,18 @@ func bootstrapDebian(ctx context.Context, s *Bootstrap, env *Env) error {
 	}
 	pick := linesWithPrefix("E:", "W: Failure")
 	var toolEnv []string
+	devices := false
 	switch s.Tool {
 	case "debootstrap":
 		args = append([]string{"--foreign"}, args...)
 		toolEnv = []string{debootstrapContainer}
 	case "mmdebstrap":
-		args = append([]string{"--mode=root"}, args...)
+		// The root's /dev holds the sandbox's device nodes (mmdebstrap
+		// may neither make nor mount them), so the root is not empty.
+		args = append([]string{"--mode=root", "--skip=check/empty"}, args...)
+		devices = true
 	}
-	if err := hostToolOnRoot(ctx, env, online, s.Tool, pick, toolEnv, s.Tool, args...); err != nil {
+	if err := hostToolOnRoot(ctx, env, online, devices, s.Tool, pick, toolEnv, s.Tool, args...); err != nil {
 		if s.Tool == "debootstrap" && ctx.Err() == nil {
 			logDebootstrapLog(env)
 		}

@@ -132,8 +132,8 @@ func inImage(ctx context.Context, env *Env, net network, what string, pick error
 // hostToolOnRoot runs the host tool (found with hosttool.Find) in the
 // sandbox as inImage runs a command, but in a root of the host's system
 // directories (read-only) with env.Root at bootstrapTarget (see
-// sandbox.Spec.Target).
-func hostToolOnRoot(ctx context.Context, env *Env, net network, what string, pick errorLines, extraEnv []string, tool string, args ...string) error {
+// sandbox.Spec.Target), and device nodes in its /dev with devices.
+func hostToolOnRoot(ctx context.Context, env *Env, net network, devices bool, what string, pick errorLines, extraEnv []string, tool string, args ...string) error {
 	path, err := hosttool.Find(tool)
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func hostToolOnRoot(ctx context.Context, env *Env, net network, what string, pic
 	logCommand(env.Log, args)
 	return sandboxed(ctx, env, what, pick, sandbox.Spec{
 		Args: args, Env: extraEnv, Network: bool(net),
-		Target: bootstrapTarget, HostPaths: []string{path},
+		Target: bootstrapTarget, HostPaths: []string{path}, TargetDevices: devices,
 	})
 }
 

@@ -422,3 +422,24 @@ func TestRunHostToolChecksPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestRunHostToolDevices: with TargetDevices, a program chrooted into the
+// target finds real device nodes in its /dev, and the root filesystem
+// keeps an empty /dev.
+func TestRunHostToolDevices(t *testing.T) {
+	requireRoot(t)
+	target := t.TempDir()
+	out, errOut, err := run(t, context.Background(), Spec{
+		Upper: target, Target: "/target", TargetDevices: true,
+		Args: []string{"/bin/sh", "-c", `echo junk > /target/dev/null; [ -c /target/dev/null ] && [ -c /target/dev/urandom ] && echo devices=ok; ls /target/dev | tr '\n' ' '`},
+	})
+	if err != nil {
+		t.Fatalf("%v; stderr: %s", err, errOut)
+	}
+	if !strings.HasPrefix(out, "devices=ok\nfull null random tty urandom zero") {
+		t.Errorf("the target's /dev: %q", out)
+	}
+	if got := treeEntries(t, target); strings.Join(got, " ") != "dev" {
+		t.Errorf("the root holds %q, want an empty /dev", got)
+	}
+}

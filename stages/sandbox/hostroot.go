@@ -35,8 +35,8 @@ var scratchDirs = []struct {
 // checkHostTool checks the host tool fields of s.
 func checkHostTool(s Spec) error {
 	if s.Target == "" {
-		if len(s.HostPaths) > 0 {
-			return errors.New("host paths without a target")
+		if len(s.HostPaths) > 0 || s.TargetDevices {
+			return errors.New("host paths or target devices without a target")
 		}
 		return nil
 	}
@@ -140,7 +140,32 @@ func (r *rootfs) hostRoot(cfg initConfig) error {
 		return fmt.Errorf("mounting the root filesystem at %s: %w", cfg.Target, err)
 	}
 	r.mounts = append(r.mounts, cfg.Target)
+	if cfg.TargetDevices {
+		return r.mountTargetDevices(cfg.Target + "/dev")
+	}
 	return nil
+}
+
+// mountTargetDevices mounts a tmpfs at p, the target's /dev, with the
+// device nodes bound from the host's (as mountDev does for a command's
+// own root). p is made when missing and left, empty, afterwards: the root
+// filesystem keeps a /dev to mount on.
+func (r *rootfs) mountTargetDevices(p string) error {
+	fi, err := os.Lstat(r.path(p))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.Mkdir(r.path(p), 0o755); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("root filesystem: /dev is not a directory (%s)", fi.Mode().Type())
+	}
+	if err := r.mount("tmpfs", p, "tmpfs", unix.MS_NOSUID, "mode=755,size=64k"); err != nil {
+		return err
+	}
+	return r.bindDevices(p)
 }
 
 // bindHost binds the host's file or directory p read-only at p in the

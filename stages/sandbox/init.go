@@ -290,18 +290,8 @@ func (r *rootfs) mountDev() error {
 	if err := r.mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
-	// Below here everything is on the fresh tmpfs: no symlinks of the
-	// root filesystem's to follow.
-	for _, d := range devices {
-		p := "/dev/" + d
-		f, err := os.OpenFile(r.path(p), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
-		if err != nil {
-			return err
-		}
-		f.Close()
-		if err := r.mount(p, p, "", unix.MS_BIND, ""); err != nil {
-			return err
-		}
+	if err := r.bindDevices("/dev"); err != nil {
+		return err
 	}
 	for _, d := range []string{"/dev/pts", "/dev/shm"} {
 		if err := os.Mkdir(r.path(d), 0o755); err != nil {
@@ -324,6 +314,23 @@ func (r *rootfs) mountDev() error {
 		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
 	} {
 		if err := os.Symlink(target, r.path("/dev/"+name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindDevices binds the host's devices into dir, a fresh tmpfs (so there
+// are no symlinks of the root filesystem's to follow).
+func (r *rootfs) bindDevices(dir string) error {
+	for _, d := range devices {
+		p := dir + "/" + d
+		f, err := os.OpenFile(r.path(p), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		if err := r.mount("/dev/"+d, p, "", unix.MS_BIND, ""); err != nil {
 			return err
 		}
 	}

@@ -82,6 +82,11 @@ type Spec struct {
 	// itself when it lies outside the host directories above (paths
 	// inside them are there already).
 	HostPaths []string
+	// TargetDevices mounts, for a Target command, a tmpfs at Target's
+	// /dev (made when missing, and then kept, empty) holding only the
+	// device nodes a root filesystem's own /dev gets: for a tool that
+	// runs programs chrooted into Target but may not mount (mmdebstrap).
+	TargetDevices bool
 }
 
 // ExitError reports a command that ran but did not succeed.
@@ -135,8 +140,9 @@ type initConfig struct {
 	// empty: the host's.
 	ResolvConf string
 	// Target and HostPaths are Spec's.
-	Target    string   `json:",omitempty"`
-	HostPaths []string `json:",omitempty"`
+	Target        string   `json:",omitempty"`
+	HostPaths     []string `json:",omitempty"`
+	TargetDevices bool     `json:",omitempty"`
 }
 
 // initStatus is what the init reports back over its status pipe.
@@ -422,7 +428,7 @@ func startInit(ctx context.Context, s Spec, maps idMaps) error {
 	_ = json.NewEncoder(cfgW).Encode(initConfig{
 		Lower: s.Lower, Upper: s.Upper, Work: s.Work,
 		Args: s.Args, Env: Environment(s.Env), ResolvConf: resolv,
-		Target: s.Target, HostPaths: s.HostPaths,
+		Target: s.Target, HostPaths: s.HostPaths, TargetDevices: s.TargetDevices,
 	})
 	cfgW.Close()
 
