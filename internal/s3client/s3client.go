@@ -9,11 +9,13 @@
 package s3client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -29,7 +31,7 @@ import (
 // config and credentials files, AWS_PROFILE, instance roles).
 type Config struct {
 	// Endpoint is an S3-compatible server's URL (http://host:port); ""
-	// is Amazon S3. A set Endpoint uses path-style addressing, which
+	// is AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL if set, else Amazon S3. A set Endpoint uses path-style addressing, which
 	// every S3-compatible server understands.
 	Endpoint string
 	// Region overrides the chain's region; S3-compatible servers that
@@ -59,6 +61,11 @@ type Client struct {
 // New loads the credential chain and returns a client. It does not
 // contact the server.
 func New(ctx context.Context, c Config) (*Client, error) {
+	if c.Endpoint == "" {
+		// The SDK reads these too; taken here, the endpoint gets
+		// path-style addressing and names the server in messages.
+		c.Endpoint = cmp.Or(os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"))
+	}
 	var opts []func(*config.LoadOptions) error
 	if c.Region != "" {
 		opts = append(opts, config.WithRegion(c.Region))
@@ -168,6 +175,12 @@ func NotFound(err error) bool {
 		}
 	}
 	return false
+}
+
+// Explain wraps an error of an operation done with S3() directly as this
+// package's own: naming the server and marking refused credentials.
+func (c *Client) Explain(what string, err error) error {
+	return fmt.Errorf("s3: %s on %s: %w", what, c, explain(err))
 }
 
 // ErrAuth marks the server refusing the credentials or the access.
