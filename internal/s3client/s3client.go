@@ -118,6 +118,9 @@ func (c *Client) String() string {
 type Object struct {
 	Key  string
 	Size int64
+	// ETag is the server's, unquoted: the MD5 of a simple upload's
+	// bytes, or MD5-of-part-MD5s-N of a multipart one.
+	ETag string
 	// Metadata holds the user metadata (x-amz-meta-*), keys in lower case.
 	Metadata map[string]string
 }
@@ -139,7 +142,8 @@ func (c *Client) stat(ctx context.Context, bucket, key string) (o Object, found 
 		}
 		return Object{}, false, err
 	}
-	return Object{Key: key, Size: aws.ToInt64(out.ContentLength), Metadata: lower(out.Metadata)}, true, nil
+	return Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata: lower(out.Metadata)}, true, nil
 }
 
 // Open returns the object's body; the caller closes it.

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,11 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/opencontainers/go-digest"
 )
@@ -123,130 +126,142 @@ func (c *Client) uploadFile(ctx context.Context, bucket, key, path string, meta 
 	}
 
 	n := int((size + partSize - 1) / partSize)
-	res := UploadResult{Parts: n}
-	parts := make([]types.CompletedPart, n)
-	md5s := make([][]byte, n)
+	var next atomic.Int64
+	src := func() (part, error) {
+		i := int(next.Add(1) - 1)
+		off, l := int64(i)*partSize, min(partSize, size-int64(i)*partSize)
+		sum, err := hashRange(f, off, l)
+		return part{i: i, body: io.NewSectionReader(f, off, l), sum: sum}, err
+	}
+	// Whatever fails, the upload stays for the next Upload to resume.
+	res, _, err := c.multipart(ctx, bucket, key, size, n, meta, src, p)
+	return res, err
+}
+
+// part is one part read from a source, with its sums; release, if set,
+// is called when it is sent.
+type part struct {
+	i       int
+	body    io.ReadSeeker
+	sum     partSum
+	release func()
+}
+
+// multipart sends a multipart upload of n parts, each got from next
+// (called once per part, from several goroutines), resuming the
+// unfinished upload of key if there is one. A part already on the server
+// is kept only when its ETag is the MD5 of the same part of what is
+// uploaded now, and sent again otherwise; the object appears when all
+// are there. id is the upload's, for the caller to abort.
+func (c *Client) multipart(ctx context.Context, bucket, key string, size int64, n int, meta map[string]string, next func() (part, error), p *progress) (res UploadResult, id string, err error) {
+	res.Parts = n
 	id, have, err := c.findUpload(ctx, bucket, key)
 	if err != nil {
-		return res, err
+		return res, "", err
 	}
 	resumed := id != ""
 	if !resumed {
 		out, err := c.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: &key, Metadata: meta})
 		if err != nil {
-			return res, err
+			return res, "", err
 		}
 		id = aws.ToString(out.UploadId)
 	}
-	// Parts already on the server count only when their ETag is the MD5
-	// of the same range of this file; any other is sent again.
-	var todo []int
-	for i := range n {
-		off, l := int64(i)*partSize, min(partSize, size-int64(i)*partSize)
-		if old, ok := have[int32(i+1)]; ok && aws.ToInt64(old.Size) == l {
-			sum, err := hashRange(f, off, l)
-			if err != nil {
-				return res, err
-			}
-			if strings.Trim(aws.ToString(old.ETag), `"`) == hex.EncodeToString(sum.md5) {
-				parts[i] = types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: old.ETag}
-				md5s[i] = sum.md5
-				res.Resumed++
-				p.add(l)
-				continue
-			}
+	parts := make([]types.CompletedPart, n)
+	md5s := make([][]byte, n)
+	var mu sync.Mutex
+	err = c.parallel(ctx, n, func(int) error {
+		pt, err := next()
+		if pt.release != nil {
+			defer pt.release()
 		}
-		todo = append(todo, i)
-	}
-	err = c.parallel(ctx, len(todo), func(ctx context.Context, j int) error {
-		i := todo[j]
-		off, l := int64(i)*partSize, min(partSize, size-int64(i)*partSize)
-		sum, err := hashRange(f, off, l)
 		if err != nil {
 			return err
 		}
-		etag, err := c.uploadPart(ctx, bucket, key, id, int32(i+1), io.NewSectionReader(f, off, l), sum)
-		if err != nil {
+		num := int32(pt.i + 1)
+		etag := (*string)(nil)
+		old, ok := have[num]
+		kept := ok && aws.ToInt64(old.Size) == pt.sum.size && strings.Trim(aws.ToString(old.ETag), `"`) == hex.EncodeToString(pt.sum.md5)
+		if kept {
+			etag = old.ETag
+		} else if etag, err = c.uploadPart(ctx, bucket, key, id, num, pt.body, pt.sum); err != nil {
 			return err
 		}
-		parts[i] = types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: etag}
-		md5s[i] = sum.md5
-		p.add(l)
+		mu.Lock()
+		parts[pt.i] = types.CompletedPart{PartNumber: &num, ETag: etag}
+		md5s[pt.i] = pt.sum.md5
+		if kept {
+			res.Resumed++
+		} else {
+			res.Sent++
+			res.Bytes += pt.sum.size
+		}
+		mu.Unlock()
+		p.add(pt.sum.size)
 		return nil
 	})
-	res.Sent = len(todo)
-	for _, i := range todo {
-		res.Bytes += min(partSize, size-int64(i)*partSize)
-	}
 	if err != nil {
-		return res, err // the upload stays for the next Upload to resume
+		return res, id, err
 	}
 	if err := c.complete(ctx, bucket, key, id, parts, md5s); err != nil {
-		return res, err
+		return res, id, err
 	}
 	if resumed {
 		// The resumed upload was created with the metadata of its time,
 		// which ListMultipartUploads does not show.
 		if err := c.fixMetadata(ctx, bucket, key, size, meta); err != nil {
-			return res, err
+			return res, "", err
 		}
 	}
-	return res, nil
+	return res, "", nil
 }
 
 // UploadReader stores exactly size bytes read from r as bucket/key, and
 // only if they have the digest want: the object appears only after the
 // whole stream was read and verified (a multipart upload is aborted,
 // never completed, otherwise). It reads ahead in parts and sends them in
-// parallel; a stream cannot be resumed.
+// parallel. An upload of the key left unfinished (by a failed network or
+// a killed process) is resumed: the stream is read again, but the parts
+// the server holds with the same MD5 are not sent again.
 func (c *Client) UploadReader(ctx context.Context, bucket, key string, r io.Reader, size int64, want digest.Digest, meta map[string]string) error {
-	if err := c.uploadReader(ctx, bucket, key, r, size, want, meta); err != nil {
+	if _, err := c.uploadReader(ctx, bucket, key, r, size, want, meta); err != nil {
 		return fmt.Errorf("s3: uploading %s to %s/%s on %s: %w", want, bucket, key, c, explain(err))
 	}
 	return nil
 }
 
-func (c *Client) uploadReader(ctx context.Context, bucket, key string, r io.Reader, size int64, want digest.Digest, meta map[string]string) error {
+func (c *Client) uploadReader(ctx context.Context, bucket, key string, r io.Reader, size int64, want digest.Digest, meta map[string]string) (UploadResult, error) {
 	if err := want.Validate(); err != nil {
-		return err
+		return UploadResult{}, err
 	}
 	vr := newVerifier(r, want, size)
 	partSize := c.partSize(size)
 	if size <= partSize {
 		buf, err := io.ReadAll(vr)
 		if err != nil {
-			return err
+			return UploadResult{}, err
 		}
-		return c.putPart(ctx, bucket, key, "", 0, bytes.NewReader(buf), hashBytes(buf), meta)
+		return UploadResult{Bytes: size}, c.putPart(ctx, bucket, key, "", 0, bytes.NewReader(buf), hashBytes(buf), meta)
 	}
-	out, err := c.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: &key, Metadata: meta})
-	if err != nil {
-		return err
-	}
-	id := aws.ToString(out.UploadId)
 	n := int((size + partSize - 1) / partSize)
-	parts := make([]types.CompletedPart, n)
-	md5s := make([][]byte, n)
 	// Buffers cycle through the workers: at most concurrency+1 parts
-	// are in memory.
+	// are in memory. Parts come off the stream in order.
 	free := make(chan []byte, c.concurrency()+1)
 	for range cap(free) {
 		free <- make([]byte, partSize)
 	}
+	var mu sync.Mutex
 	var readErr error
-	next := 0
-	var mu sync.Mutex // serialises reads: parts come off the stream in order
-	err = c.parallel(ctx, n, func(ctx context.Context, _ int) error {
-		var buf []byte
-		select {
-		case buf = <-free:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { free <- buf }()
+	i := 0
+	src := func() (part, error) {
+		buf := <-free
+		release := func() { free <- buf }
 		mu.Lock()
-		i := next
-		next++
+		defer mu.Unlock()
+		pt := part{i: i, release: release}
+		if readErr != nil {
+			return pt, readErr
+		}
 		l := min(partSize, size-int64(i)*partSize)
 		_, err := io.ReadFull(vr, buf[:l])
 		if err == nil && i == n-1 {
@@ -254,33 +269,21 @@ func (c *Client) uploadReader(ctx context.Context, bucket, key string, r io.Read
 		}
 		if err != nil {
 			readErr = err
+			return pt, err
 		}
-		mu.Unlock()
-		if err != nil {
-			return err
-		}
-		sum := hashBytes(buf[:l])
-		etag, err := c.uploadPart(ctx, bucket, key, id, int32(i+1), bytes.NewReader(buf[:l]), sum)
-		if err != nil {
-			return err
-		}
-		parts[i] = types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: etag}
-		md5s[i] = sum.md5
-		return nil
-	})
-	if err == nil {
-		err = c.complete(ctx, bucket, key, id, parts, md5s)
+		i++
+		pt.body, pt.sum = bytes.NewReader(buf[:l]), hashBytes(buf[:l])
+		return pt, nil
 	}
-	if err != nil {
-		// A stream is gone once read: nothing to resume.
-		ctx := context.WithoutCancel(ctx)
-		c.s3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &bucket, Key: &key, UploadId: &id})
-		if readErr != nil {
-			return readErr
-		}
-		return err
+	res, id, err := c.multipart(ctx, bucket, key, size, n, meta, src, newProgress(nil))
+	if err != nil && id != "" && errors.Is(readErr, ErrCorrupt) {
+		// Not the content of this key: nothing worth resuming.
+		c.s3.AbortMultipartUpload(context.WithoutCancel(ctx), &s3.AbortMultipartUploadInput{Bucket: &bucket, Key: &key, UploadId: &id})
 	}
-	return nil
+	if readErr != nil {
+		return res, readErr
+	}
+	return res, err
 }
 
 // partSize is the configured part size, grown for files that would
@@ -304,17 +307,20 @@ func (c *Client) concurrency() int {
 	return DefaultConcurrency
 }
 
-// parallel runs do(0..n-1) on up to concurrency goroutines; the first
-// error cancels the rest and is returned.
-func (c *Client) parallel(ctx context.Context, n int, do func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
+// parallel runs do(0..n-1) on up to concurrency goroutines. The first
+// error stops new calls and is returned once the calls under way end:
+// they run on under the caller's context, so that a part being sent
+// either arrives or fails before the caller goes on (an upload aborted
+// meanwhile would get it back otherwise).
+func (c *Client) parallel(ctx context.Context, n int, do func(i int) error) error {
+	stop, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range min(n, c.concurrency()) {
 		wg.Go(func() {
 			for i := range jobs {
-				if err := do(ctx, i); err != nil {
+				if err := do(i); err != nil {
 					cancel(err)
 				}
 			}
@@ -324,14 +330,14 @@ func (c *Client) parallel(ctx context.Context, n int, do func(ctx context.Contex
 		select {
 		case jobs <- i:
 			continue
-		case <-ctx.Done():
+		case <-stop.Done():
 		}
 		break
 	}
 	close(jobs)
 	wg.Wait()
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
+	if stop.Err() != nil {
+		return context.Cause(stop)
 	}
 	return nil
 }
@@ -380,17 +386,25 @@ func (c *Client) findUpload(ctx context.Context, bucket, key string) (id string,
 // where the server gives the usual MD5 of the parts' MD5s, against the
 // MD5s of what was meant to be sent.
 func (c *Client) complete(ctx context.Context, bucket, key, id string, parts []types.CompletedPart, md5s [][]byte) error {
-	out, err := c.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &bucket, Key: &key, UploadId: &id,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
-	if err != nil {
-		return err
-	}
-	got := strings.Trim(aws.ToString(out.ETag), `"`)
 	h := md5.New()
 	for _, m := range md5s {
 		h.Write(m)
 	}
 	want := hex.EncodeToString(h.Sum(nil)) + "-" + strconv.Itoa(len(parts))
+	out, err := c.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &bucket, Key: &key, UploadId: &id,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload" {
+			// Another process resumed the same upload and completed it
+			// first: fine if it made the same object.
+			if o, found, serr := c.stat(ctx, bucket, key); serr == nil && found && o.ETag == want {
+				return nil
+			}
+		}
+		return err
+	}
+	got := strings.Trim(aws.ToString(out.ETag), `"`)
 	if strings.Contains(got, "-") && got != want {
 		return fmt.Errorf("the completed object's ETag is %s, not %s as its parts make it: the object differs from the file", got, want)
 	}

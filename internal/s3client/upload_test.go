@@ -264,6 +264,9 @@ func TestUploadReader(t *testing.T) {
 		if _, found, _ := c.Stat(ctx, "blobs", "x"); found {
 			t.Fatalf("%s: an object appeared", tc.name)
 		}
+		if ups, _ := c.S3().ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws("blobs")}); len(ups.Uploads) != 0 {
+			t.Fatalf("%s: an upload was left: %s", tc.name, *ups.Uploads[0].UploadId)
+		}
 	}
 	ups, err := c.S3().ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws("blobs")})
 	if err != nil || len(ups.Uploads) != 0 {
@@ -443,4 +446,52 @@ func countParts(t *testing.T, c *s3client.Client, bucket, key string) int {
 		}
 	}
 	return 0
+}
+
+// failingReader gives n bytes of r, then fails as a source that went away.
+type failingReader struct {
+	r io.Reader
+	n int
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errors.New("the source went away")
+	}
+	p = p[:min(len(p), f.n)]
+	n, err := f.r.Read(p)
+	f.n -= n
+	return n, err
+}
+
+// TestUploadReaderResumes: a stream that fails after two parts leaves its
+// upload; pushing the same content again reads the stream but sends only
+// the parts the server does not hold.
+func TestUploadReaderResumes(t *testing.T) {
+	s := s3test.Start(t)
+	s.MakeBucket(t, "blobs")
+	ctx := context.Background()
+	cfg := s.Config()
+	cfg.PartSize = 5 * mib
+	cnt := &counter{}
+	c := client(t, cfg, cnt)
+	_, data := randomFile(t, 22*mib) // 5 parts
+	d := digest.FromBytes(data)
+	err := c.UploadReader(ctx, "blobs", "x", &failingReader{bytes.NewReader(data), 11 * mib}, int64(len(data)), d, nil)
+	if err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Fatalf("failing stream: %v", err)
+	}
+	if n := countParts(t, c, "blobs", "x"); n != 2 {
+		t.Fatalf("%d parts on the server after the failure, want 2", n)
+	}
+	before := cnt.get("UploadPart")
+	if err := c.UploadReader(ctx, "blobs", "x", bytes.NewReader(data), int64(len(data)), d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sent := cnt.get("UploadPart") - before; sent != 3 {
+		t.Fatalf("the resumed upload sent %d parts, want 3", sent)
+	}
+	if got := readAll(t, c, "blobs", "x"); !bytes.Equal(got, data) {
+		t.Fatal("stored stream differs")
+	}
 }
