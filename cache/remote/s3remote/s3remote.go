@@ -20,7 +20,9 @@
 // blob corrupt deletes it (Delete) and pushes the blob again itself
 // (oras.Copy skips the whole graph of a manifest that is present).
 //
-// Access control is the bucket's: fgimg checks nothing itself.
+// Access control is the bucket's (IAM or bucket policies per prefix):
+// fgimg checks nothing itself. Refused credentials are errors wrapping
+// s3client.ErrAuth that name the server.
 package s3remote
 
 import (
@@ -53,6 +55,18 @@ const mediaTypeKey = "fgimg-media-type"
 type Root struct {
 	c              *s3client.Client
 	bucket, prefix string
+}
+
+// Open returns the root s3://bucket/prefix on the S3 the AWS SDK's
+// chain configures: credentials and region from the AWS_* variables, the
+// shared config files and AWS_PROFILE; an S3-compatible server from
+// AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL). It makes no request.
+func Open(ctx context.Context, bucket, prefix string) (*Root, error) {
+	c, err := s3client.New(ctx, s3client.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return NewRoot(c, bucket, prefix), nil
 }
 
 // NewRoot returns the root s3://bucket/prefix reached through c. It makes

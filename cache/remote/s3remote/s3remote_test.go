@@ -312,3 +312,34 @@ func TestWrongCredentials(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestOpenFromEnvironment: Open reaches the server the AWS variables
+// name, as `--remote s3://BUCKET/PREFIX` does for a user.
+func TestOpenFromEnvironment(t *testing.T) {
+	f := start(t)
+	for _, kv := range f.s.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	ctx := context.Background()
+	root, err := s3remote.Open(ctx, "shared", "/team/cache/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root.String() != "s3://shared/team/cache" {
+		t.Fatalf("root %s", root)
+	}
+	repo, err := root.Repository("public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := oras.PushBytes(ctx, repo, "application/octet-stream", []byte("shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := content.FetchAll(ctx, repo, d); err != nil || string(b) != "shared" {
+		t.Fatalf("fetched %q, %v", b, err)
+	}
+}
