@@ -79,6 +79,17 @@ func client(t testing.TB, cfg s3client.Config, cnt *counter) *s3client.Client {
 	return c
 }
 
+// start starts versitygw with a bucket and returns the configuration of
+// a client sending 5 MiB parts, S3's smallest.
+func start(t *testing.T, bucket string) (*s3test.Server, s3client.Config) {
+	t.Helper()
+	s := s3test.Start(t)
+	s.MakeBucket(t, bucket)
+	cfg := s.Config()
+	cfg.PartSize = 5 * mib
+	return s, cfg
+}
+
 func randomFile(t testing.TB, size int) (string, []byte) {
 	t.Helper()
 	data := make([]byte, size)
@@ -108,11 +119,8 @@ func readAll(t *testing.T, c *s3client.Client, bucket, key string) []byte {
 // reads it back verified, then a second upload with the same digest sends
 // nothing and one with another digest sends it all again.
 func TestUploadMultipart(t *testing.T) {
-	s := s3test.Start(t)
-	s.MakeBucket(t, "images")
+	_, cfg := start(t, "images")
 	ctx := context.Background()
-	cfg := s.Config()
-	cfg.PartSize = 5 * mib
 	cnt := &counter{}
 	c := client(t, cfg, cnt)
 	p, data := randomFile(t, 23*mib)
@@ -239,11 +247,8 @@ func TestOpenVerifiedCorrupt(t *testing.T) {
 // TestUploadReader: a stream is stored only when it has its digest and
 // size; otherwise nothing appears under the key and no upload is left.
 func TestUploadReader(t *testing.T) {
-	s := s3test.Start(t)
-	s.MakeBucket(t, "blobs")
+	_, cfg := start(t, "blobs")
 	ctx := context.Background()
-	cfg := s.Config()
-	cfg.PartSize = 5 * mib
 	c := client(t, cfg, nil)
 	_, data := randomFile(t, 12*mib)
 	d := digest.FromBytes(data)
@@ -330,11 +335,8 @@ func TestUploadChild(t *testing.T) {
 // byte-identical and carries its metadata; nothing was visible under the
 // key in between.
 func TestUploadResumesAfterKill(t *testing.T) {
-	s := s3test.Start(t)
-	s.MakeBucket(t, "images")
+	_, cfg := start(t, "images")
 	ctx := context.Background()
-	cfg := s.Config()
-	cfg.PartSize = 5 * mib
 	cfg.Concurrency = 1
 	p, data := randomFile(t, 48*mib) // 10 parts
 	meta := map[string]string{s3client.DigestKey: "sha256:feed"}
@@ -399,11 +401,8 @@ func TestUploadResumesAfterKill(t *testing.T) {
 // TestResumeWithOtherMetadata: an upload begun with other metadata is
 // resumed and the object ends with the metadata asked for now.
 func TestResumeWithOtherMetadata(t *testing.T) {
-	s := s3test.Start(t)
-	s.MakeBucket(t, "images")
+	_, cfg := start(t, "images")
 	ctx := context.Background()
-	cfg := s.Config()
-	cfg.PartSize = 5 * mib
 	c := client(t, cfg, nil)
 	p, data := randomFile(t, 11*mib)
 	up, err := c.S3().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws("images"), Key: aws("k"),
@@ -468,11 +467,8 @@ func (f *failingReader) Read(p []byte) (int, error) {
 // upload; pushing the same content again reads the stream but sends only
 // the parts the server does not hold.
 func TestUploadReaderResumes(t *testing.T) {
-	s := s3test.Start(t)
-	s.MakeBucket(t, "blobs")
+	_, cfg := start(t, "blobs")
 	ctx := context.Background()
-	cfg := s.Config()
-	cfg.PartSize = 5 * mib
 	cnt := &counter{}
 	c := client(t, cfg, cnt)
 	_, data := randomFile(t, 22*mib) // 5 parts
