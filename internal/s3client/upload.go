@@ -477,6 +477,9 @@ func (c *Client) uploadPartOrPut(ctx context.Context, bucket, key, id string, nu
 func withPayloadHash(h string) func(*s3.Options) {
 	return func(o *s3.Options) {
 		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			if _, ok := st.Finalize.Get("ComputePayloadHash"); !ok {
+				return nil // a stack that does not hash the payload
+			}
 			return st.Finalize.Insert(middleware.FinalizeMiddlewareFunc("fgimgPayloadHash",
 				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 					return next.HandleFinalize(v4.SetPayloadHash(ctx, h), in)
