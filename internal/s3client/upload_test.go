@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -489,5 +490,60 @@ func TestUploadReaderResumes(t *testing.T) {
 	}
 	if got := readAll(t, c, "blobs", "x"); !bytes.Equal(got, data) {
 		t.Fatal("stored stream differs")
+	}
+}
+
+// breaking is a transport whose first GET response breaks after n bytes,
+// as a dropped connection does; it records the Range of each GET.
+type breaking struct {
+	mu     sync.Mutex
+	n      int64
+	ranges []string
+}
+
+func (b *breaking) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet {
+		return resp, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ranges = append(b.ranges, r.Header.Get("Range"))
+	if len(b.ranges) == 1 {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(io.LimitReader(resp.Body, b.n), errReader{}), resp.Body}
+	}
+	return resp, nil
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// TestOpenVerifiedResumes: a download whose connection breaks goes on
+// from where it broke, and the whole is still verified.
+func TestOpenVerifiedResumes(t *testing.T) {
+	s, cfg := start(t, "images")
+	ctx := context.Background()
+	p, data := randomFile(t, 3*mib)
+	if err := s.Client(t).Upload(ctx, "images", "k", p, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	br := &breaking{n: mib}
+	cfg.HTTPClient = &http.Client{Transport: br}
+	c := client(t, cfg, nil)
+	r, _, err := c.OpenVerified(ctx, "images", "k", digest.FromBytes(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	if fmt.Sprint(br.ranges) != fmt.Sprintf("[ bytes=%d-]", mib) {
+		t.Fatalf("GETs with ranges %q", br.ranges)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -20,8 +21,10 @@ var ErrCorrupt = errors.New("content does not match its digest")
 // reader fails with ErrCorrupt, instead of returning io.EOF, when the
 // bytes read do not have the digest want or are not size bytes long
 // (size < 0: any size). An object whose length already differs is
-// refused before any byte is read. The caller closes the reader and
-// must read it to io.EOF to know the content good.
+// refused before any byte is read. A connection lost mid-stream is
+// picked up where it broke (a ranged GET of the same ETag), up to
+// three times. The caller closes the reader and must read it to io.EOF
+// to know the content good.
 func (c *Client) OpenVerified(ctx context.Context, bucket, key string, want digest.Digest, size int64) (io.ReadCloser, Object, error) {
 	if err := want.Validate(); err != nil {
 		return nil, Object{}, fmt.Errorf("s3: %s/%s: %w", bucket, key, err)
@@ -30,18 +33,57 @@ func (c *Client) OpenVerified(ctx context.Context, bucket, key string, want dige
 	if err != nil {
 		return nil, Object{}, fmt.Errorf("s3: %s/%s on %s: %w", bucket, key, c, explain(err))
 	}
-	o := Object{Key: key, Size: aws.ToInt64(out.ContentLength), Metadata: lower(out.Metadata)}
+	o := Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata: lower(out.Metadata)}
 	if size >= 0 && out.ContentLength != nil && o.Size != size {
 		out.Body.Close()
 		return nil, o, fmt.Errorf("s3: %s/%s on %s: %w: %d bytes, want %d", bucket, key, c, ErrCorrupt, o.Size, size)
 	}
-	v := newVerifier(out.Body, want, size)
+	r := &resuming{c: c, ctx: ctx, bucket: bucket, key: key, etag: aws.ToString(out.ETag), body: out.Body}
+	v := newVerifier(r, want, size)
 	v.name = fmt.Sprintf("%s/%s on %s", bucket, key, c)
 	return struct {
 		io.Reader
 		io.Closer
-	}{v, out.Body}, o, nil
+	}{v, r}, o, nil
 }
+
+// resuming is an object's body that, when the connection breaks, asks
+// for the rest of the same object (Range from where it broke, If-Match
+// its ETag) and goes on.
+type resuming struct {
+	c           *Client
+	ctx         context.Context
+	bucket, key string
+	etag        string
+	body        io.ReadCloser
+	off         int64
+	resumed     int
+}
+
+func (r *resuming) Read(p []byte) (int, error) {
+	n, err := r.body.Read(p)
+	r.off += int64(n)
+	if err == nil || err == io.EOF || r.ctx.Err() != nil || r.resumed == 3 || r.etag == "" {
+		return n, err
+	}
+	r.resumed++
+	r.body.Close()
+	rng := fmt.Sprintf("bytes=%d-", r.off)
+	out, gerr := r.c.s3.GetObject(r.ctx, &s3.GetObjectInput{Bucket: &r.bucket, Key: &r.key, Range: &rng, IfMatch: &r.etag})
+	if gerr != nil {
+		r.body = io.NopCloser(errReader{err})
+		return n, fmt.Errorf("%w (resuming at byte %d: %v)", err, r.off, explain(gerr))
+	}
+	r.body = out.Body
+	return n, nil
+}
+
+func (r *resuming) Close() error { return r.body.Close() }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // verifier passes a stream through, checking its length and digest at
 // the end (and failing as soon as it runs longer than size).
