@@ -343,3 +343,23 @@ func TestOpenFromEnvironment(t *testing.T) {
 		t.Fatalf("fetched %q, %v", b, err)
 	}
 }
+
+// TestServerGone: with the server stopped, pushes and lookups fail with
+// an error naming it (cache/remote then builds locally and says what it
+// could not share), never a false "not found".
+func TestServerGone(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	repo := f.repo(t, "public")
+	src, ld, _ := artifact(t, 10, "s")
+	f.s.Stop()
+	if _, err := oras.Copy(ctx, src, "s", repo, "s", oras.DefaultCopyOptions); err == nil || !strings.Contains(err.Error(), f.s.Endpoint) {
+		t.Fatalf("push to a stopped server: %v", err)
+	}
+	if ok, err := repo.Exists(ctx, ld); ok || err == nil || errors.Is(err, errdef.ErrNotFound) {
+		t.Fatalf("exists on a stopped server: %v %v", ok, err)
+	}
+	if _, err := repo.Resolve(ctx, "s"); err == nil || errors.Is(err, errdef.ErrNotFound) || !strings.Contains(err.Error(), f.s.Endpoint) {
+		t.Fatalf("resolve on a stopped server: %v", err)
+	}
+}
