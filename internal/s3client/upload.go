@@ -118,7 +118,7 @@ func (c *Client) uploadFile(ctx context.Context, bucket, key, path string, meta 
 		if err != nil {
 			return UploadResult{}, err
 		}
-		if err := c.putPart(ctx, bucket, key, "", 0, io.NewSectionReader(f, 0, size), sum, meta); err != nil {
+		if err := c.put(ctx, bucket, key, io.NewSectionReader(f, 0, size), sum, meta); err != nil {
 			return UploadResult{}, err
 		}
 		p.add(size)
@@ -241,7 +241,7 @@ func (c *Client) uploadReader(ctx context.Context, bucket, key string, r io.Read
 		if err != nil {
 			return UploadResult{}, err
 		}
-		return UploadResult{Bytes: size}, c.putPart(ctx, bucket, key, "", 0, bytes.NewReader(buf), hashBytes(buf), meta)
+		return UploadResult{Bytes: size}, c.put(ctx, bucket, key, bytes.NewReader(buf), hashBytes(buf), meta)
 	}
 	n := int((size + partSize - 1) / partSize)
 	// Buffers cycle through the workers: at most concurrency+1 parts
@@ -441,36 +441,27 @@ func escapeKey(key string) string {
 	return b.String()
 }
 
-// putPart sends one part of upload id, or the whole object (id "") with
-// its metadata; Content-MD5 has the server check what arrived, and the
+// put stores a whole object with its metadata, and uploadPart one part
+// of upload id: Content-MD5 has the server check what arrived, and the
 // precomputed SHA-256 signs the payload without the SDK reading it again.
-func (c *Client) putPart(ctx context.Context, bucket, key, id string, num int32, body io.ReadSeeker, sum partSum, meta map[string]string) error {
-	_, err := c.uploadPartOrPut(ctx, bucket, key, id, num, body, sum, meta)
+func (c *Client) put(ctx context.Context, bucket, key string, body io.ReadSeeker, sum partSum, meta map[string]string) error {
+	_, err := c.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: body,
+		ContentLength: aws.Int64(sum.size), ContentMD5: sum.contentMD5(), Metadata: meta}, sum.signed())
 	return err
 }
 
 func (c *Client) uploadPart(ctx context.Context, bucket, key, id string, num int32, body io.ReadSeeker, sum partSum) (*string, error) {
-	return c.uploadPartOrPut(ctx, bucket, key, id, num, body, sum, nil)
-}
-
-func (c *Client) uploadPartOrPut(ctx context.Context, bucket, key, id string, num int32, body io.ReadSeeker, sum partSum, meta map[string]string) (*string, error) {
-	md5b64 := base64.StdEncoding.EncodeToString(sum.md5)
-	opt := withPayloadHash(hex.EncodeToString(sum.sha256))
-	if id == "" {
-		out, err := c.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: body,
-			ContentLength: aws.Int64(sum.size), ContentMD5: &md5b64, Metadata: meta}, opt)
-		if err != nil {
-			return nil, err
-		}
-		return out.ETag, nil
-	}
 	out, err := c.s3.UploadPart(ctx, &s3.UploadPartInput{Bucket: &bucket, Key: &key, UploadId: &id, PartNumber: &num,
-		Body: body, ContentLength: aws.Int64(sum.size), ContentMD5: &md5b64}, opt)
+		Body: body, ContentLength: aws.Int64(sum.size), ContentMD5: sum.contentMD5()}, sum.signed())
 	if err != nil {
 		return nil, fmt.Errorf("part %d: %w", num, err)
 	}
 	return out.ETag, nil
 }
+
+func (s partSum) contentMD5() *string { return aws.String(base64.StdEncoding.EncodeToString(s.md5)) }
+
+func (s partSum) signed() func(*s3.Options) { return withPayloadHash(hex.EncodeToString(s.sha256)) }
 
 // withPayloadHash signs a request with a SHA-256 computed beforehand,
 // where the SDK would read the body once more to compute it.
