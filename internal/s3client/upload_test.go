@@ -1,6 +1,7 @@
 package s3client_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -31,7 +32,7 @@ const mib = 1 << 20
 type counter struct {
 	mu    sync.Mutex
 	n     map[string]int
-	delay time.Duration // after each part sent
+	delay time.Duration // after each part sent, said on stdout
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -57,6 +58,7 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n[kind]++
 	c.mu.Unlock()
 	if kind == "UploadPart" && c.delay > 0 {
+		fmt.Println("part")
 		time.Sleep(c.delay)
 	}
 	return resp, err
@@ -341,29 +343,35 @@ func TestUploadResumesAfterKill(t *testing.T) {
 	cfg.Concurrency = 1
 	p, data := randomFile(t, 48*mib) // 10 parts
 	meta := map[string]string{s3client.DigestKey: "sha256:feed"}
-	js, _ := json.Marshal(childJob{Config: cfg, Path: p, Meta: meta, Interval: 400 * time.Millisecond})
+	js, _ := json.Marshal(childJob{Config: cfg, Path: p, Meta: meta, Interval: time.Second})
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestUploadChild$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(js))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := client(t, cfg, nil)
-	var parts int
-	deadline := time.Now().Add(30 * time.Second)
-	for parts < 3 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("the child sent %d parts in 30 s:\n%s", parts, out.String())
+	// The child says "part" when a part has arrived and it waits a
+	// second before the next: it is killed in that second, no part
+	// half-sent.
+	sc := bufio.NewScanner(stdout)
+	sent := 0
+	for sent < 3 && sc.Scan() {
+		if sc.Text() == "part" {
+			sent++
 		}
-		time.Sleep(50 * time.Millisecond)
-		parts = countParts(t, c, "images", "big")
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	parts = countParts(t, c, "images", "big")
+	if sent < 3 {
+		t.Fatalf("the child ended after %d parts: %s", sent, errOut.String())
+	}
+	c := client(t, cfg, nil)
+	parts := countParts(t, c, "images", "big")
 	if _, found, _ := c.Stat(ctx, "images", "big"); found {
 		t.Fatal("a half-uploaded object is visible under its key")
 	}
