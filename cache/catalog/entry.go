@@ -9,6 +9,7 @@
 //	catalog/usage/<hex>-<name>.log     its usage events, one JSON line each
 //	catalog/keep/<hex>-<name>          present: the entry is never purged
 //	catalog/stacks/<hex>.json          the software stack of image <hex>
+//	catalog/pending.log                what builds recorded since the index last read it
 //	catalog/index.db                   the SQLite index (WAL mode)
 package catalog
 
@@ -176,8 +177,10 @@ func (f *Files) usagePath(k string) string { return filepath.Join(f.dir, "usage"
 func (f *Files) keepPath(k string) string  { return filepath.Join(f.dir, "keep", k) }
 
 // Exists reports whether the record of entry (id, name) exists.
-func (f *Files) Exists(id digest.Digest, name string) bool {
-	_, err := os.Stat(f.entryPath(key(id, name)))
+func (f *Files) Exists(id digest.Digest, name string) bool { return f.has(key(id, name)) }
+
+func (f *Files) has(k string) bool {
+	_, err := os.Stat(f.entryPath(k))
 	return err == nil
 }
 

@@ -172,6 +172,10 @@ func BenchmarkImagesQuery(b *testing.B) {
 	if err := cat.Record(entries, nil); err != nil {
 		b.Fatal(err)
 	}
+	// Index them now: the first query would take them in.
+	if err := cat.Rebuild(); err != nil {
+		b.Fatal(err)
+	}
 	cat.Close()
 	store.Close()
 	for _, q := range []string{

@@ -147,7 +147,7 @@ func (b *catalogBuild) targetEntry(ctx context.Context, e *catalog.Entry, t *pla
 	}
 	if img != nil && img.Stages != nil {
 		e.Stack, e.StackError = img.Stack, img.StackError
-	} else if prev, err := b.cat.Find(string(t.Image.ID()) + "/" + t.Image.Image.Name); err == nil {
+	} else if prev, err := b.cat.Files().Get((&catalog.Entry{ID: t.Image.ID(), Name: t.Image.Image.Name}).Key()); err == nil {
 		e.Stack, e.StackError = prev.Stack, prev.StackError
 	}
 	if b.out != "" {
