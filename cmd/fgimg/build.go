@@ -118,6 +118,13 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		Report: prog.event,
 		LogDir: filepath.Join(store.Dir(), "logs"),
 	}
+	// Held until the catalog has read the stages' records.
+	release, err := eng.Hold(plan)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed, nil, nil
+	}
+	defer release()
 	err = eng.Build(ctx, plan)
 	prog.finish(err)
 	if err != nil {
