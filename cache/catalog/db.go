@@ -527,6 +527,24 @@ func (c *Catalog) Find(ref string) (*Entry, error) {
 	return c.files.Get(keys[0])
 }
 
+// Latest returns the newest entry of type typ (TypeImage, TypeTarget)
+// named name, or nil when there is none.
+func (c *Catalog) Latest(name, typ string) (*Entry, error) {
+	db, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Query("SELECT key FROM entries WHERE name = ? AND type = ? ORDER BY created DESC, key LIMIT 1", name, typ)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	keys, err := scanKeys(rows)
+	if err != nil || len(keys) == 0 {
+		return nil, err
+	}
+	return c.files.Get(keys[0])
+}
+
 func scanKeys(rows *sql.Rows) ([]string, error) {
 	defer rows.Close()
 	var keys []string

@@ -80,6 +80,11 @@ type Entry struct {
 	Artifacts []Artifact `json:"artifacts,omitempty"`
 	// Templates are the template files of the configuration built.
 	Templates []Template `json:"templates,omitempty"`
+	// Vars are the -var and -var-file arguments of the build, in order
+	// (regenerate gives them again); Variables the value every declared
+	// variable ended with, as JSON (diff names those that differ).
+	Vars      []Var                      `json:"vars,omitempty"`
+	Variables map[string]json.RawMessage `json:"variables,omitempty"`
 	Git       *Git       `json:"git,omitempty"`
 	// Version is fgimg's version.
 	Version         string `json:"fgimg_version"`
@@ -104,6 +109,16 @@ type Stage struct {
 	// Outputs are the digests of its stored outputs (a layer, or a
 	// target's artifacts): what regenerate verifies an image by.
 	Outputs []digest.Digest `json:"outputs,omitempty"`
+	// Spec is its canonical spec (planner.SpecJSON), what its digest
+	// covers: diff names the fields in which two builds' stages differ.
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// Var is one -var NAME=VALUE or -var-file FILE argument of a build.
+type Var struct {
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+	File  string `json:"file,omitempty"` // absolute
 }
 
 // Artifact is one of a target's artifacts.

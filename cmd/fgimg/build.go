@@ -134,7 +134,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		}
 		return exitFailed, nil, nil
 	}
-	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch}
+	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch, vars: cf.vars}
 	if err := cb.record(ctx); err != nil {
 		fmt.Fprintf(errw, "fgimg: recording the build in the catalog: %s\n", err)
 		return exitFailed, nil, nil

@@ -21,6 +21,7 @@ import (
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/internal/outdir"
+	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
@@ -80,7 +81,8 @@ SOURCE_DATE_EPOCH, taking every stage still cached, and verifies it:
 every stage digest and every artifact digest must equal the recorded
 ones. Only then is the entry marked "regenerated, verified" and a
 target's artifacts exported to OUT/<target>/. Exits 0 only when verified.
-Variables given to the original build (-var, -var-file) must be given again.
+The build's -var and -var-file arguments are given again, as recorded,
+unless -var or -var-file is given.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -142,7 +144,10 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 	r.Warnings = warnings
 	defer cf.useCache(r.store)()
 	cf.only = []string{e.Name}
-	_, plan := cf.load(paths, errw)
+	if len(cf.vars) == 0 {
+		cf.vars = varArgs(e.Vars)
+	}
+	cfg, plan := cf.load(paths, errw)
 	if plan == nil {
 		return fail("the templates do not plan")
 	}
@@ -193,7 +198,7 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 			s.Now, s.Same = chain[i].Digest, chain[i].Digest == st.Digest
 		}
 		if !s.Same && r.Difference == "" {
-			r.Difference = stageDifference(e, i, chain)
+			r.Difference = stageDifference(e, i, chain, cfg)
 		}
 		r.Stages = append(r.Stages, s)
 	}
@@ -342,25 +347,29 @@ func regenChain(plan *planner.Plan, e *catalog.Entry) ([]*planner.Stage, *planne
 }
 
 // stageDifference names the first stage of the chain whose digest is
-// not the recorded one and why: another kind, another input stage, or
-// (its input being the recorded one) its own spec. The recorded entry
-// holds no specs, so the spec's fields cannot be named; the templates
-// changed since are.
-func stageDifference(e *catalog.Entry, i int, chain []*planner.Stage) string {
+// not the recorded one and why, as diff does: another kind, the first
+// spec field that differs, or another input stage; and the variables
+// that differ from the recorded build's.
+func stageDifference(e *catalog.Entry, i int, chain []*planner.Stage, cfg *lang.Config) string {
 	rec := e.Stages[i]
 	head := fmt.Sprintf("stage %d (%s) differs: recorded %s", i, rec.Kind, planner.Short(rec.Digest))
 	if i >= len(chain) {
 		return head + ", now absent: the templates have fewer stages than recorded"
 	}
-	s := chain[i]
-	head += ", now " + planner.Short(s.Digest)
-	switch {
-	case s.Kind() != rec.Kind:
-		return head + fmt.Sprintf(": a %s stage against a %s stage", rec.Kind, s.Kind())
-	case s.Input != nil && !slices.Contains(rec.Inputs, s.Input.Digest):
-		return head + ": its input stage differs"
+	d := planner.CompareStageChains(entryChain(e)[i:i+1], planner.ChainOf(chain[i:i+1]))[0]
+	d.Index = i
+	why := head + ", now " + planner.Short(chain[i].Digest) + ": " + d.Reason()
+	if d.SpecUnknown && len(d.Changes) == 0 {
+		why = head + ", now " + planner.Short(chain[i].Digest) + ": its " + rec.Kind + " spec differs (the templates or the files they read changed)"
 	}
-	return head + ": its " + rec.Kind + " spec differs (the templates or the files they read changed)"
+	if vs := compareVariables(e.Variables, variableValues(cfg)); len(vs) > 0 && e.Variables != nil {
+		var parts []string
+		for _, v := range vs {
+			parts = append(parts, v.String())
+		}
+		why += "; variables differ: " + strings.Join(parts, ", ")
+	}
+	return why
 }
 
 // keptCopies says where the two copies of a result not reproduced are.
