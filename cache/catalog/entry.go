@@ -85,7 +85,7 @@ type Entry struct {
 	// variable ended with, as JSON (diff names those that differ).
 	Vars      []Var                      `json:"vars,omitempty"`
 	Variables map[string]json.RawMessage `json:"variables,omitempty"`
-	Git       *Git       `json:"git,omitempty"`
+	Git       *Git                       `json:"git,omitempty"`
 	// Version is fgimg's version.
 	Version         string `json:"fgimg_version"`
 	SourceDateEpoch *int64 `json:"source_date_epoch,omitempty"`

@@ -17,8 +17,8 @@ import (
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
-	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/internal/swstack"
+	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
