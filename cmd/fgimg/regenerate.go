@@ -20,6 +20,7 @@ import (
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
+	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
@@ -40,11 +41,19 @@ type regenResult struct {
 	Difference string      `json:"difference,omitempty"`
 	Artifacts  []regenBlob `json:"artifacts,omitempty"`
 	Kept       []string    `json:"kept,omitempty"` // where the copies of a result not reproduced are
-	Out        string      `json:"out,omitempty"`  // where a verified target's artifacts were exported
-	Warnings   []string    `json:"warnings,omitempty"`
-	entry      *catalog.Entry
-	cat        *catalog.Catalog
-	store      *cache.Store
+	// Unreproduced names the first stage whose bytes differ from the
+	// recorded ones; Files every file of the root filesystem that
+	// differs between the recorded and the new artifacts (when the
+	// recorded ones are still at their location and are archives);
+	// FilesNote says why Files could not be listed.
+	Unreproduced string      `json:"unreproduced,omitempty"`
+	Files        []regenFile `json:"files,omitempty"`
+	FilesNote    string      `json:"files_note,omitempty"`
+	Out          string      `json:"out,omitempty"` // where a verified target's artifacts were exported
+	Warnings     []string    `json:"warnings,omitempty"`
+	entry        *catalog.Entry
+	cat          *catalog.Catalog
+	store        *cache.Store
 }
 
 type regenStage struct {
@@ -253,7 +262,10 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 	}
 	if !same {
 		keepScratch = true
-		r.Kept = r.keptCopies(scratch, target)
+		r.Unreproduced = r.firstUnreproduced()
+		recorded := ""
+		r.Kept, recorded = r.keptCopies(scratch, target)
+		r.Files, r.FilesNote = r.differingFiles(filepath.Join(scratch, e.Name), recorded)
 		return exitFailed
 	}
 	// Verified: export as build does, from the stages now all cached.
@@ -372,20 +384,87 @@ func stageDifference(e *catalog.Entry, i int, chain []*planner.Stage, cfg *lang.
 	return why
 }
 
-// keptCopies says where the two copies of a result not reproduced are.
-func (r *regenResult) keptCopies(scratch string, target *planner.Target) []string {
-	var kept []string
+// keptCopies says where the two copies of a result not reproduced
+// are; recorded is the directory of the recorded copy, "" when gone.
+func (r *regenResult) keptCopies(scratch string, target *planner.Target) (kept []string, recorded string) {
 	if target == nil {
-		return append(kept, "the new layers are in the cache under their stage digests; the recorded ones are gone when purged")
+		return append(kept, "the new layers are in the cache under their stage digests; the recorded ones are gone when purged"), ""
 	}
 	e := r.entry
 	kept = append(kept, "new: "+filepath.Join(scratch, e.Name))
 	for _, loc := range e.Locations {
 		if fi, err := os.Stat(loc); err == nil && fi.IsDir() && recordedCopy(loc, e.Artifacts) {
-			return append(kept, "recorded: "+loc)
+			return append(kept, "recorded: "+loc), loc
 		}
 	}
-	return append(kept, "the recorded copy is gone (purged and no longer at its locations)")
+	return append(kept, "the recorded copy is gone (purged and no longer at its locations)"), ""
+}
+
+// regenFile is one file of the root filesystem that differs between the
+// recorded artifact and the regenerated one.
+type regenFile struct {
+	Artifact string `json:"artifact"`
+	layer.FileDiff
+}
+
+// firstUnreproduced names the first stage of the entry whose stored
+// output (layer or artifacts) is not the recorded one.
+func (r *regenResult) firstUnreproduced() string {
+	for i, st := range r.entry.Stages {
+		rec, err := r.store.Record(st.Digest)
+		if err != nil {
+			continue
+		}
+		for j, d := range st.Outputs {
+			if j < len(rec.Outputs) && rec.Outputs[j].Digest != d {
+				return fmt.Sprintf("stage %d (%s) %s made other bytes from the same inputs: %s was %s, now %s",
+					i, st.Kind, planner.Short(st.Digest), rec.Outputs[j].Name, planner.Short(d), planner.Short(rec.Outputs[j].Digest))
+			}
+		}
+	}
+	return ""
+}
+
+// differingFiles lists every file that differs between each artifact
+// of the recorded copy (in dir recorded) and of the new one (in dir
+// now) that is an archive of the root filesystem (tar, plain or
+// compressed); note says why nothing could be listed.
+func (r *regenResult) differingFiles(now, recorded string) (files []regenFile, note string) {
+	if recorded == "" {
+		return nil, "the recorded artifacts are gone: the files that differ cannot be listed (fgimg keep keeps an entry from purge)"
+	}
+	compared := 0
+	for _, a := range r.Artifacts {
+		if a.Same {
+			continue
+		}
+		diffs, err := diffArchiveFiles(filepath.Join(recorded, a.Path), filepath.Join(now, a.Path))
+		if err != nil {
+			continue // not an archive (a disk image): diffoscope reads those
+		}
+		compared++
+		for _, d := range diffs {
+			files = append(files, regenFile{Artifact: a.Path, FileDiff: d})
+		}
+	}
+	if compared == 0 {
+		return nil, fmt.Sprintf("no differing artifact is an archive fgimg can read: compare them with diffoscope %s %s", recorded, now)
+	}
+	return files, ""
+}
+
+func diffArchiveFiles(a, b string) ([]layer.FileDiff, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return nil, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return nil, err
+	}
+	defer fb.Close()
+	return layer.DiffArchives(fa, fb)
 }
 
 // recordedCopy reports whether dir holds the recorded artifacts.
@@ -425,8 +504,27 @@ func (r *regenResult) print(out io.Writer) {
 	}
 	if len(differ) > 0 {
 		fmt.Fprintf(out, "Not reproducible: %d of %d differ:\n%s\n", len(differ), len(r.Artifacts), strings.Join(differ, "\n"))
+		if r.Unreproduced != "" {
+			fmt.Fprintf(out, "The first: %s.\n", r.Unreproduced)
+		}
+		fmt.Fprintf(out, "Both copies are kept, for diffoscope:\n")
 		for _, k := range r.Kept {
 			fmt.Fprintf(out, "  %s\n", k)
+		}
+		if r.FilesNote != "" {
+			fmt.Fprintf(out, "%s\n", r.FilesNote)
+			return
+		}
+		fmt.Fprintf(out, "%d files of the root filesystem differ (recorded → new):\n", len(r.Files))
+		for _, f := range r.Files {
+			switch {
+			case f.A == "":
+				fmt.Fprintf(out, "  + %s: %s\n", f.Path, f.B)
+			case f.B == "":
+				fmt.Fprintf(out, "  - %s: %s\n", f.Path, f.A)
+			default:
+				fmt.Fprintf(out, "  ~ %s: %s\n", f.Path, fileChange(f.A, f.B))
+			}
 		}
 		return
 	}
@@ -436,4 +534,31 @@ func (r *regenResult) print(out io.Writer) {
 			fmt.Fprintf(out, "Exported to %s\n", r.Out)
 		}
 	}
+}
+
+// fileChange says what differs between two descriptions of one file
+// (layer.FileDiff's): "size 21 → 20, content sha256:7ac37cb44966 →
+// sha256:0a9f3fa383b4", or both descriptions when they do not align.
+func fileChange(a, b string) string {
+	ta, tb := strings.Fields(a), strings.Fields(b)
+	if len(ta) != len(tb) {
+		return a + " → " + b
+	}
+	var parts []string
+	for i := range ta {
+		if ta[i] == tb[i] {
+			continue
+		}
+		label, x, y := "", ta[i], tb[i]
+		switch {
+		case i > 0 && slices.Contains([]string{"type", "mode", "owner", "mtime", "device", "xattrs", "->"}, ta[i-1]):
+			label = ta[i-1]
+		case i+1 < len(ta) && ta[i+1] == "bytes":
+			label = "size"
+		case strings.HasPrefix(x, "sha256:") && strings.HasPrefix(y, "sha256:"):
+			label, x, y = "content", "sha256:"+x[7:min(19, len(x))], "sha256:"+y[7:min(19, len(y))]
+		}
+		parts = append(parts, strings.TrimSpace(label+" "+x+" → "+y))
+	}
+	return strings.Join(parts, ", ")
 }

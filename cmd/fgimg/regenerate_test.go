@@ -164,6 +164,21 @@ target "tar" "clock-rootfs" {
 		t.Fatalf("regenerate of a stage writing the time: exit %d\n%s%s", code, out, errs)
 	}
 	t.Logf("%s", out)
+	// Both copies are kept and named; the first stage that made other
+	// bytes and every differing file of the root filesystem are listed.
+	for _, want := range []string{
+		"The first: stage 1 (run) ",
+		"  new: " + filepath.Join(e.dir, ".fgimg-regenerate-clock-rootfs-"),
+		"  recorded: " + filepath.Join(e.out, "clock-rootfs") + "\n",
+		"  ~ etc/clock: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("regenerate of a result not reproduced lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "  ~ bin/busybox") {
+		t.Errorf("a file that did not change is listed")
+	}
 	if got := e.images("status where name=clock-rootfs"); len(got) != 1 || got[0]["status"] != "purged" {
 		t.Errorf("status after a failed verification: %v, want purged", got)
 	}
