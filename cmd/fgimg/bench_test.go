@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,6 +142,92 @@ func fill1GB(b *testing.B, dir string) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkExamplesRepository builds the Debian examples' images from
+// the mirror (minutes) and measures, side by side in one run:
+//   - regenerating image hadoop after a purge, its parents (base, hpc)
+//     still cached, against building it cold with an empty cache (the
+//     bar: 0.05×); regen-ratio;
+//   - the cache's bytes for the four images on one base (base, hpc, web,
+//     hadoop) against the base image's layers plus every other image's
+//     own layers (the bar: 1.1×): layers-ratio counts the stored layers
+//     and logs (blobs), cache-ratio the whole cache, with the unpacked
+//     snapshots overlayfs mounts.
+func BenchmarkExamplesRepository(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("building needs root")
+	}
+	testkit.Need(b, "debootstrap")
+	needMirror(b)
+	examples, _ := filepath.Abs("../../examples/debian")
+	for range b.N {
+		e := &env{dir: examples, cache: b.TempDir(), out: b.TempDir()}
+		run := func(args ...string) time.Duration {
+			start := time.Now()
+			if out, err := e.command(context.Background(), nil, args...).CombinedOutput(); err != nil {
+				b.Fatalf("fgimg %v: %v\n%s", args, err, out)
+			}
+			return time.Since(start)
+		}
+		cold := run("build", "-o", e.out, "-only", "hadoop")
+		run("build", "-o", e.out, "-only", "web")
+		layers, blobs, all := cacheBytes(b, e.cache)
+		run("keep", "base")
+		run("keep", "hpc")
+		run("keep", "web")
+		run("purge", "-unused-for", "0s", "-keep-last", "0")
+		regen := run("regenerate", "-o", e.out, "hadoop")
+		b.ReportMetric(float64(cold.Milliseconds()), "cold-ms")
+		b.ReportMetric(float64(regen.Milliseconds()), "regenerate-ms")
+		b.ReportMetric(float64(regen)/float64(cold), "regen-ratio")
+		b.ReportMetric(float64(blobs)/float64(layers), "layers-ratio")
+		b.ReportMetric(float64(all)/float64(layers), "cache-ratio")
+		b.ReportMetric(float64(layers)/(1<<20), "base+deltas-MiB")
+	}
+}
+
+// cacheBytes returns the sum of the layers of every stage recorded in
+// the cache at dir (each stage once: the base's and each image's own),
+// the bytes of its blobs, and of the whole cache directory (each inode
+// once).
+func cacheBytes(b *testing.B, dir string) (layers, blobs, all int64) {
+	store, err := cache.Open(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs, err := store.Records()
+	store.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range recs {
+		for _, o := range r.Outputs {
+			layers += o.Size
+		}
+	}
+	seen := map[uint64]bool{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		all += fi.Size()
+		if strings.Contains(p, "/blobs/") {
+			blobs += fi.Size()
+		}
+		return nil
+	})
+	return layers, blobs, all
 }
 
 // BenchmarkImagesQuery is a whole `fgimg images QUERY` process over a
