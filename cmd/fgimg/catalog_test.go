@@ -324,3 +324,48 @@ func TestPurgeDuringBuild(t *testing.T) {
 		t.Errorf("%d built child entries after the build, want 1 (the new one)", len(got))
 	}
 }
+
+// kill -9 while a command takes in a long pending journal: the next
+// command sees the index as before or with the whole journal, and no
+// use is counted twice.
+func TestCatalogKillWhileTakingJournal(t *testing.T) {
+	e := newEnv(t)
+	e.mustBuildT()
+	before := len(e.images("name"))
+	dir := filepath.Join(e.cache, "catalog")
+	src, _ := filepath.Glob(filepath.Join(dir, "entries", "*-base.json"))
+	data, _ := os.ReadFile(src[0])
+	var rec map[string]any
+	json.Unmarshal(data, &rec)
+	var keys []string
+	var uses []map[string]any
+	when := time.Now().UTC()
+	for i := range 3000 {
+		id := digest.FromString(fmt.Sprint("journal ", i))
+		rec["id"], rec["name"] = id.String(), fmt.Sprint("copy", i)
+		b, _ := json.Marshal(rec)
+		k := id.Encoded() + "-" + fmt.Sprint("copy", i)
+		os.WriteFile(filepath.Join(dir, "entries", k+".json"), b, 0o644)
+		keys = append(keys, k)
+		uses = append(uses, map[string]any{"key": k, "who": "u", "when": when, "what": "export"})
+	}
+	line, _ := json.Marshal(map[string]any{"keys": keys, "uses": uses})
+	if err := os.WriteFile(filepath.Join(dir, "pending.log"), append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, delay := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		cmd := e.command(context.Background(), nil, "images", "name")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
+	if n := len(e.images("name")); n != before+3000 {
+		t.Errorf("after kills while taking the journal in: %d entries, want %d", n, before+3000)
+	}
+	if n := len(e.images("name where name~^copy, access_count=1")); n != 3000 {
+		t.Errorf("%d copies used once, want 3000 (none counted twice)", n)
+	}
+}
