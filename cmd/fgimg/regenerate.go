@@ -142,7 +142,7 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 		fmt.Fprintf(errw, "fgimg: regenerating %s %s: %s\n", e.Name, planner.Short(e.ID), fmt.Sprintf(format, args...))
 		return exitFailed
 	}
-	paths, from, cleanup, warnings, err := regenTemplates(e)
+	paths, varFiles, from, cleanup, warnings, err := regenTemplates(e)
 	if err != nil {
 		return fail("%s", err)
 	}
@@ -155,6 +155,11 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 	cf.only = []string{e.Name}
 	if len(cf.vars) == 0 {
 		cf.vars = varArgs(e.Vars)
+		for i, v := range cf.vars {
+			if p, ok := varFiles[v.File]; ok {
+				cf.vars[i].File = p
+			}
+		}
 	}
 	cfg, plan := cf.load(paths, errw)
 	if plan == nil {
@@ -290,21 +295,30 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 
 // regenTemplates returns the template files to regenerate e from: a
 // detached git worktree of the recorded commit when the templates were
-// committed and clean, else the recorded files as they are now.
-func regenTemplates(e *catalog.Entry) (paths []string, from string, cleanup func(), warnings []string, err error) {
+// committed and clean, else the recorded files as they are now; and
+// where each recorded -var-file is in the same place (the worktree's
+// copy of one in git).
+func regenTemplates(e *catalog.Entry) (paths []string, varFiles map[string]string, from string, cleanup func(), warnings []string, err error) {
+	varFiles = map[string]string{}
+	isVarFile := map[string]bool{}
+	for _, v := range e.Vars {
+		if v.File != "" {
+			isVarFile[v.File] = true
+		}
+	}
 	cleanup = func() {}
 	if len(e.Templates) == 0 {
-		return nil, "", cleanup, nil, errors.New("the entry records no template files")
+		return nil, nil, "", cleanup, nil, errors.New("the entry records no template files")
 	}
 	if g := e.Git; g != nil && !g.Dirty && g.Commit != "" {
 		tmp, err := os.MkdirTemp("", "fgimg-regenerate-git-")
 		if err != nil {
-			return nil, "", cleanup, nil, err
+			return nil, nil, "", cleanup, nil, err
 		}
 		wt := filepath.Join(tmp, "tree")
 		if msg, err := exec.Command("git", "-C", g.Root, "worktree", "add", "--detach", wt, g.Commit).CombinedOutput(); err != nil {
 			os.RemoveAll(tmp)
-			return nil, "", cleanup, nil, fmt.Errorf("git worktree add of commit %s in %s: %s: %s", g.Commit, g.Root, err, strings.TrimSpace(string(msg)))
+			return nil, nil, "", cleanup, nil, fmt.Errorf("git worktree add of commit %s in %s: %s: %s", g.Commit, g.Root, err, strings.TrimSpace(string(msg)))
 		}
 		cleanup = func() {
 			exec.Command("git", "-C", g.Root, "worktree", "remove", "--force", wt).Run()
@@ -313,13 +327,21 @@ func regenTemplates(e *catalog.Entry) (paths []string, from string, cleanup func
 		}
 		for _, t := range e.Templates {
 			rel, err := filepath.Rel(g.Root, t.Path)
+			if isVarFile[t.Path] && (err != nil || strings.HasPrefix(rel, "..")) {
+				varFiles[t.Path] = t.Path // outside git: as it is now
+				continue
+			}
 			if err != nil || strings.HasPrefix(rel, "..") {
 				cleanup()
-				return nil, "", func() {}, nil, fmt.Errorf("template %s is outside the git tree %s", t.Path, g.Root)
+				return nil, nil, "", func() {}, nil, fmt.Errorf("template %s is outside the git tree %s", t.Path, g.Root)
+			}
+			if isVarFile[t.Path] {
+				varFiles[t.Path] = filepath.Join(wt, rel)
+				continue
 			}
 			paths = append(paths, filepath.Join(wt, rel))
 		}
-		return paths, "git " + g.Commit, cleanup, nil, nil
+		return paths, varFiles, "git " + g.Commit, cleanup, nil, nil
 	}
 	why := "were not in git"
 	if e.Git != nil {
@@ -329,14 +351,16 @@ func regenTemplates(e *catalog.Entry) (paths []string, from string, cleanup func
 	for _, t := range e.Templates {
 		b, err := os.ReadFile(t.Path)
 		if err != nil {
-			return nil, "", cleanup, nil, fmt.Errorf("template %s: %w", t.Path, err)
+			return nil, nil, "", cleanup, nil, fmt.Errorf("template %s: %w", t.Path, err)
 		}
 		if digest.FromBytes(b) != t.Digest {
 			warnings = append(warnings, fmt.Sprintf("template %s changed since the build", t.Path))
 		}
-		paths = append(paths, t.Path)
+		if !isVarFile[t.Path] {
+			paths = append(paths, t.Path)
+		}
 	}
-	return paths, "files", cleanup, warnings, nil
+	return paths, varFiles, "files", cleanup, warnings, nil
 }
 
 // regenChain is the chain of stages of e's image or target in plan,

@@ -199,3 +199,26 @@ func TestRegenerateEditedTemplate(t *testing.T) {
 	}
 	t.Logf("%s", r.Difference)
 }
+
+// The build's -var-file and -var arguments are recorded and given
+// again: regenerate needs none of them.
+func TestRegenerateRecordedVariables(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildVar)
+	os.WriteFile(filepath.Join(e.dir, "vars.hcl"), []byte("n = \"from-file\"\n"), 0o644)
+	for _, args := range [][]string{{"-var-file", "vars.hcl"}, {"-var", "n=7"}} {
+		if code, _, errs := e.build(sde, args...); code != 0 {
+			t.Fatalf("build %v: %d\n%s", args, code, errs)
+		}
+	}
+	e.purgeAll()
+	for _, c := range []struct{ id, n string }{
+		{e.images(`id where name=child, created<1y order by created limit 1`)[0]["id"].(string), "from-file"},
+		{e.images(`id where name=child order by created desc limit 1`)[0]["id"].(string), "7"},
+	} {
+		code, r, errs := e.regenerate(c.id)
+		if code != 0 || !r.Verified {
+			t.Errorf("regenerate of the build with n=%s: exit %d %+v\n%s", c.n, code, r, errs)
+		}
+	}
+}
