@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -216,43 +215,43 @@ func compareSides(a, b *diffSide) diffResult {
 
 // compareVariables lists the variables whose values differ, as var.NAME.
 func compareVariables(a, b map[string]json.RawMessage) []planner.SpecChange {
-	names := map[string]bool{}
-	for k := range a {
-		names[k] = true
-	}
-	for k := range b {
-		names[k] = true
-	}
-	var out []planner.SpecChange
-	for _, k := range slices.Sorted(maps.Keys(names)) {
-		if !bytes.Equal(a[k], b[k]) {
-			out = append(out, planner.SpecChange{Path: "var." + k, From: string(a[k]), To: string(b[k])})
+	str := func(m map[string]json.RawMessage) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = string(v)
 		}
+		return out
 	}
-	return out
+	return compareMaps("var.", str(a), str(b))
 }
 
 // compareTemplates lists the template files whose content differs (or
 // that only one side has), by path.
 func compareTemplates(a, b []catalog.Template) []planner.SpecChange {
-	da, db := map[string]digest.Digest{}, map[string]digest.Digest{}
-	for _, t := range a {
-		da[t.Path] = t.Digest
+	byPath := func(l []catalog.Template) map[string]string {
+		out := map[string]string{}
+		for _, t := range l {
+			out[t.Path] = string(t.Digest)
+		}
+		return out
 	}
-	for _, t := range b {
-		db[t.Path] = t.Digest
+	return compareMaps("", byPath(a), byPath(b))
+}
+
+// compareMaps lists the keys whose values differ between a and b (""
+// for absent), in key order, each as prefix+key.
+func compareMaps(prefix string, a, b map[string]string) []planner.SpecChange {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
 	}
-	paths := map[string]bool{}
-	for k := range da {
-		paths[k] = true
-	}
-	for k := range db {
-		paths[k] = true
-	}
+	slices.Sort(keys)
 	var out []planner.SpecChange
-	for _, p := range slices.Sorted(maps.Keys(paths)) {
-		if da[p] != db[p] {
-			out = append(out, planner.SpecChange{Path: p, From: string(da[p]), To: string(db[p])})
+	for _, k := range keys {
+		if a[k] != b[k] {
+			out = append(out, planner.SpecChange{Path: prefix + k, From: a[k], To: b[k]})
 		}
 	}
 	return out
