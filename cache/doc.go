@@ -6,6 +6,7 @@
 //	blobs/sha256/<hex>            immutable blobs (layers, artifacts, logs)
 //	records/sha256/<hex>.json     one Record per stage or target digest
 //	locks/<hex>                   flock(2) files, one per stage digest
+//	locks/<hex>.use               shared flock(2)s of the builds using the stage (Hold)
 //	locks/snapshots/<hex>         flock(2) files guarding snapshot unpacking
 //	snapshots/<first 16 hex>      unpacked layers, usable as overlayfs lower dirs
 //	snapshots/flat-<16 hex>       the bottom layers of a deep chain applied into one tree

@@ -26,17 +26,26 @@ type Dropped struct {
 
 // Drop removes the records of stages and, once no remaining record names
 // them, their blobs and the snapshots unpacked from those blobs. A stage
-// whose lock another build holds is left as it is and listed in Busy.
+// whose lock another build holds, or that a build holds in use (Hold),
+// is left as it is and listed in Busy.
 // With dryRun nothing is removed: Drop says what it would remove.
 //
 // Each record is removed under its stage lock, so a build that is
 // making it finishes first (and the record is then kept, since the lock
-// was busy); blobs are removed only when no record on disk names them,
+// was busy). The in-use mark of every record removed is held until Drop
+// returns, so a build that wants one of them waits and then finds it
+// missing. Blobs are removed only when no record on disk names them,
 // so a record that a concurrent build writes meanwhile for the same
 // content keeps only what it committed after this scan.
 func (s *Store) Drop(stages []digest.Digest, dryRun bool) (Dropped, error) {
 	var res Dropped
 	candidates := map[digest.Digest]int64{} // blobs of dropped records
+	var marks []func()
+	defer func() {
+		for _, m := range marks {
+			m()
+		}
+	}()
 	for _, d := range stages {
 		if err := checkDigest(d); err != nil {
 			return res, fmt.Errorf("dropping: %w", err)
@@ -45,10 +54,20 @@ func (s *Store) Drop(stages []digest.Digest, dryRun bool) (Dropped, error) {
 		if err != nil {
 			return res, err
 		}
+		var unmark func()
+		if ok {
+			if unmark, ok, err = tryLockFile(s.usePath(d)); err != nil || !ok {
+				unlock()
+			}
+		}
+		if err != nil {
+			return res, err
+		}
 		if !ok {
 			res.Busy = append(res.Busy, d)
 			continue
 		}
+		marks = append(marks, unmark)
 		rec, err := s.Record(d)
 		if err == nil && !dryRun {
 			err = s.Remove(d)
@@ -143,10 +162,18 @@ func (s *Store) dropFlats(layers map[digest.Digest]int64) error {
 
 // tryLock takes the stage lock of d if it is free.
 func (s *Store) tryLock(d digest.Digest) (unlock func(), ok bool, err error) {
-	path := filepath.Join(s.root, "locks", d.Encoded())
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	unlock, ok, err = tryLockFile(filepath.Join(s.root, "locks", d.Encoded()))
 	if err != nil {
 		return nil, false, fmt.Errorf("locking stage %s: %w", d, err)
+	}
+	return unlock, ok, nil
+}
+
+// tryLockFile takes an exclusive flock on path if it is free.
+func tryLockFile(path string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false, err
 	}
 	ok, err = tryFlock(f, unix.LOCK_EX)
 	if err != nil || !ok {

@@ -79,3 +79,33 @@ func sizeOf(t *testing.T, s *Store, d digest.Digest) int64 {
 	}
 	return n
 }
+
+// A stage a build holds in use, reading it, is busy to Drop; many can
+// hold it at once; released, it can go.
+func TestDropLeavesHeldStages(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := stageDigest("a")
+	if _, err := buildStage(s, a, tarLayer(t, "etc/a", "a")); err != nil {
+		t.Fatal(err)
+	}
+	release1, err := s.Hold([]digest.Digest{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release2, err := s.Hold([]digest.Digest{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Drop([]digest.Digest{a}, false)
+	if err != nil || !slices.Equal(got.Busy, []digest.Digest{a}) || !s.Has(a) {
+		t.Fatalf("drop of a held stage: %+v %v (cached: %v)", got, err, s.Has(a))
+	}
+	release1()
+	if got, _ := s.Drop([]digest.Digest{a}, false); len(got.Busy) != 1 {
+		t.Fatalf("drop while a second build holds it: %+v", got)
+	}
+	release2()
+	if got, err := s.Drop([]digest.Digest{a}, false); err != nil || len(got.Busy) != 0 || s.Has(a) {
+		t.Fatalf("drop once released: %+v %v", got, err)
+	}
+}

@@ -133,3 +133,44 @@ func samePath(f *os.File, path string) (bool, error) {
 	}
 	return os.SameFile(fi, pi), nil
 }
+
+// Hold marks stages as in use until release is called: Drop (purge,
+// gc) leaves a held stage alone, and a stage Drop is removing is held
+// only once Drop is done, so the holder then finds it missing (and
+// builds it again) rather than half removed. A build holds every stage
+// of its plan, those it builds and those it only reads, for as long as
+// it uses them; many builds can hold one stage at once.
+//
+// The marks are shared flock(2) locks on locks/<hex>.use, which Drop
+// tries to take exclusively; the kernel drops them when the holder dies.
+func (s *Store) Hold(stages []digest.Digest) (release func(), err error) {
+	var files []*os.File
+	release = func() {
+		for _, f := range files {
+			f.Close()
+		}
+		files = nil
+	}
+	for _, d := range stages {
+		if err := checkDigest(d); err != nil {
+			release()
+			return nil, fmt.Errorf("holding stage: %w", err)
+		}
+		f, err := os.OpenFile(s.usePath(d), os.O_RDWR|os.O_CREATE, 0o644)
+		if err == nil {
+			if err = flock(f, unix.LOCK_SH); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("holding stage %s: %w", d, err)
+		}
+		files = append(files, f)
+	}
+	return release, nil
+}
+
+func (s *Store) usePath(d digest.Digest) string {
+	return filepath.Join(s.root, "locks", d.Encoded()+".use")
+}

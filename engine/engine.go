@@ -26,6 +26,8 @@ type Store interface {
 	Has(digest.Digest) bool
 	// Lock holds the node's lock against other fgimg processes.
 	Lock(ctx context.Context, d digest.Digest) (unlock func(), err error)
+	// Hold marks stages in use, so that purge leaves them (cache.Store.Hold).
+	Hold(stages []digest.Digest) (release func(), err error)
 	Record(digest.Digest) (cache.Record, error)
 	PutRecord(cache.Record) error
 	// PutFile moves a file into the store as a blob.
@@ -73,11 +75,36 @@ type Engine struct {
 	Report func(Event)
 	// LogDir keeps the full logs of failed stages.
 	LogDir string
+
+	held bool // Hold is in force: Build need not hold
+}
+
+// Hold marks every stage of p in use until release: purge leaves them
+// alone. Build holds what it walks by itself; a caller that reads the
+// stages' records after Build (to catalog them) holds across both.
+func (e *Engine) Hold(p *planner.Plan) (release func(), err error) {
+	ds := make([]digest.Digest, len(p.Stages))
+	for i, s := range p.Stages {
+		ds[i] = s.Digest
+	}
+	rel, err := e.Store.Hold(ds)
+	if err != nil {
+		return nil, err
+	}
+	e.held = true
+	return func() { e.held = false; rel() }, nil
 }
 
 // Build builds every stage of the plan that is not cached and exports
 // every target. It returns a *Failure when stages failed.
 func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
+	if !e.held {
+		release, err := e.Hold(p)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	rep := newReporter(e.Report)
 	errs := p.Walk(ctx, e.Jobs, func(ctx context.Context, s *planner.Stage) error {
 		switch s.Node {

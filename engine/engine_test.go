@@ -41,6 +41,8 @@ func (s *fakeStore) Has(d digest.Digest) bool {
 
 func (s *fakeStore) Lock(context.Context, digest.Digest) (func(), error) { return func() {}, nil }
 
+func (s *fakeStore) Hold([]digest.Digest) (func(), error) { return func() {}, nil }
+
 func (s *fakeStore) Record(d digest.Digest) (cache.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

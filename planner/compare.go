@@ -28,6 +28,38 @@ type StageDiff struct {
 	Same         bool          `json:"same"`
 	Changes      []SpecChange  `json:"changes,omitempty"`
 	InputDiffers bool          `json:"input_differs,omitempty"`
+	// SpecUnknown: a side's spec is not known (a build recorded by an
+	// older fgimg), so the fields that differ cannot be named.
+	SpecUnknown bool `json:"spec_unknown,omitempty"`
+}
+
+// ChainStage is a stage as CompareStageChains sees it: a planned one
+// (ChainOf) or one an earlier build recorded.
+type ChainStage struct {
+	Digest digest.Digest `json:"digest"`
+	Kind   string        `json:"kind"`
+	// Spec is the canonical spec (SpecJSON); nil when not known.
+	Spec  json.RawMessage `json:"spec,omitempty"`
+	Input digest.Digest   `json:"input,omitempty"`
+}
+
+// SpecJSON is s's canonical spec as JSON: what its digest covers, and
+// what a build records so that a later one can be compared with it.
+func SpecJSON(s *Stage) json.RawMessage {
+	b, err := json.Marshal(s.Spec)
+	if err != nil {
+		panic("planner: spec does not marshal: " + err.Error())
+	}
+	return b
+}
+
+// ChainOf is a chain of planned stages as ChainStages.
+func ChainOf(chain []*Stage) []ChainStage {
+	out := make([]ChainStage, len(chain))
+	for i, s := range chain {
+		out[i] = ChainStage{Digest: s.Digest, Kind: s.Kind(), Spec: SpecJSON(s), Input: inputDigest(s)}
+	}
+	return out
 }
 
 // SpecChange is one field of a canonical spec that differs. Path names
@@ -84,32 +116,41 @@ func (d StageDiff) Reason() string {
 		return d.Changes[0].String()
 	case d.InputDiffers:
 		return fmt.Sprintf("its input (stage %d) differs", d.Index)
+	case d.SpecUnknown:
+		return "its spec differs; which field is unknown (a build recorded by an older fgimg keeps no spec)"
 	}
 	return "a spec that differs in no field (a different format version)"
 }
 
-// CompareChains compares two chains of stages (an image's, or an
-// image's and an earlier build's), position by position from the
-// origin up.
-func CompareChains(a, b []*Stage) []StageDiff {
+// CompareChains compares two chains of planned stages, position by
+// position from the origin up.
+func CompareChains(a, b []*Stage) []StageDiff { return CompareStageChains(ChainOf(a), ChainOf(b)) }
+
+// CompareStageChains compares two chains of stages (two images', an
+// image's and an earlier build's, or two builds'), position by position
+// from the origin up.
+func CompareStageChains(a, b []ChainStage) []StageDiff {
 	n := max(len(a), len(b))
 	out := make([]StageDiff, n)
 	for i := range n {
 		d := StageDiff{Index: i}
-		var sa, sb *Stage
 		if i < len(a) {
-			sa = a[i]
-			d.A, d.KindA = sa.Digest, sa.Kind()
+			d.A, d.KindA = a[i].Digest, a[i].Kind
 		}
 		if i < len(b) {
-			sb = b[i]
-			d.B, d.KindB = sb.Digest, sb.Kind()
+			d.B, d.KindB = b[i].Digest, b[i].Kind
 		}
-		if sa != nil && sb != nil {
-			d.Same = sa.Digest == sb.Digest
+		if i < len(a) && i < len(b) {
+			d.Same = d.A == d.B
 			if !d.Same && d.KindA == d.KindB {
-				d.Changes = CompareSpecs(sa.Spec, sb.Spec)
-				d.InputDiffers = inputDigest(sa) != inputDigest(sb)
+				d.InputDiffers = a[i].Input != b[i].Input
+				if a[i].Spec == nil || b[i].Spec == nil {
+					d.SpecUnknown = true
+				} else if ch, err := CompareSpecJSON(d.KindA, a[i].Spec, b[i].Spec); err == nil {
+					d.Changes = ch
+				} else {
+					d.SpecUnknown = true
+				}
 			}
 		}
 		out[i] = d

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/user"
@@ -21,7 +22,7 @@ import (
 
 // schemaVersion is the index's PRAGMA user_version; an index with another
 // is rebuilt from the records.
-const schemaVersion = 3
+const schemaVersion = 4
 
 const schema = `
 CREATE TABLE entries (
@@ -49,26 +50,47 @@ CREATE TABLE pkgnames (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE packages (entry INTEGER NOT NULL, name INTEGER NOT NULL, version TEXT, arch TEXT, source TEXT);
 CREATE INDEX packages_name ON packages(name, version, entry);
 CREATE INDEX packages_entry ON packages(entry);
-CREATE TABLE usage (key TEXT NOT NULL, who TEXT, at INTEGER NOT NULL, what TEXT NOT NULL);
-CREATE INDEX usage_key ON usage(key);
+-- An event is unique: the pending journal may be read twice (see ingest).
+CREATE TABLE usage (key TEXT NOT NULL, who TEXT NOT NULL, at INTEGER NOT NULL, what TEXT NOT NULL);
+CREATE UNIQUE INDEX usage_event ON usage(key, at, who, what);
 `
 
 // Catalog is the record files and their index.
 type Catalog struct {
 	files *Files
-	db    *sql.DB
-	// Rebuilt says Open rebuilt the index (it was missing or old).
+	db    *sql.DB // nil until a method needs the index
+	// Rebuilt says the index was rebuilt (it was missing or old).
 	Rebuilt bool
 }
 
-// Open opens the catalog of store, building its index from the records
-// when the index is missing or of an older schema.
+// Open opens the catalog of store. The index is opened when first
+// needed (a build that only records never opens it): then it is built
+// from the records when missing or of an older schema, and takes in
+// the pending journal.
 func Open(store *cache.Store) (*Catalog, error) {
 	files, err := NewFiles(store)
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(files.dir, "index.db")
+	return &Catalog{files: files}, nil
+}
+
+// index opens the index if it is not open, and takes in what builds
+// recorded since it was last read.
+func (c *Catalog) index() (*sql.DB, error) {
+	if c.db == nil {
+		if err := c.openIndex(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.ingest(); err != nil {
+		return nil, err
+	}
+	return c.db, nil
+}
+
+func (c *Catalog) openIndex() error {
+	path := filepath.Join(c.files.dir, "index.db")
 	// mmap: a query's scan reads pages without a pread(2) each.
 	// busy_timeout first, so that switching to WAL waits for a
 	// concurrent opener too; _txlock=immediate takes the write lock at
@@ -77,19 +99,25 @@ func Open(store *cache.Store) (*Catalog, error) {
 		"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=mmap_size(1073741824)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
+		return fmt.Errorf("catalog: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	c := &Catalog{files: files, db: db}
+	c.db = db
 	if err := c.migrate(); err != nil {
 		db.Close()
-		return nil, err
+		c.db = nil
+		return err
 	}
-	return c, nil
+	return nil
 }
 
-// Close closes the index.
-func (c *Catalog) Close() error { return c.db.Close() }
+// Close closes the index, if it was opened.
+func (c *Catalog) Close() error {
+	if c.db == nil {
+		return nil
+	}
+	return c.db.Close()
+}
 
 // Files returns the record files.
 func (c *Catalog) Files() *Files { return c.files }
@@ -105,8 +133,21 @@ func (c *Catalog) migrate() error {
 	return c.rebuild(schemaVersion)
 }
 
-// Rebuild rebuilds the index from the record files.
-func (c *Catalog) Rebuild() error { return c.rebuild(-1) }
+// Rebuild rebuilds the index from the record files, unless opening it
+// just did.
+func (c *Catalog) Rebuild() error {
+	if c.db == nil {
+		if err := c.openIndex(); err != nil {
+			return err
+		}
+	}
+	if !c.Rebuilt {
+		if err := c.rebuild(-1); err != nil {
+			return err
+		}
+	}
+	return c.ingest()
+}
 
 // rebuild recreates the index in one transaction. With onlyFrom ≥ 0 it
 // does nothing when another process has brought the index to that
@@ -233,13 +274,17 @@ func insert(tx *stmts, e *Entry, keep bool) error {
 	return nil
 }
 
-// addUse records one use of k in the index.
+// addUse records one use of k in the index, once.
 func addUse(tx *stmts, k string, ev Event) error {
 	at := ev.When.UnixNano()
-	if _, err := tx.Exec("INSERT INTO usage (key, who, at, what) VALUES (?, ?, ?, ?)", k, ev.Who, at, ev.What); err != nil {
+	res, err := tx.Exec("INSERT OR IGNORE INTO usage (key, who, at, what) VALUES (?, ?, ?, ?)", k, ev.Who, at, ev.What)
+	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	_, err := tx.Exec(`UPDATE entries SET access_count = access_count + 1,
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // counted already
+	}
+	_, err = tx.Exec(`UPDATE entries SET access_count = access_count + 1,
 		last_access = max(coalesce(last_access, 0), ?) WHERE key = ?`, at, k)
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -301,65 +346,80 @@ type Use struct {
 	Event
 }
 
-// Record adds what a build made and how it was used: every entry whose
-// record is new is written and indexed, every entry is indexed if the
-// index lacks it (a crash between record and index), a purged entry
-// becomes built again (the build has stored its bytes), and every use is
-// logged and counted. One transaction: a no-op build pays one commit.
+// Record adds what a build made and how it was used: the record of
+// every entry new to the catalog is written, every use is appended to
+// its entry's usage log, and one line naming them all to the pending
+// journal, which the index takes in when next opened (see ingest). A
+// no-op build so writes two small appends and never opens the index.
 func (c *Catalog) Record(entries []*Entry, uses []Use) error {
-	var fresh []*Entry
+	var p pending
 	for _, e := range entries {
-		if c.files.Exists(e.ID, e.Name) {
-			continue
+		if !c.files.Exists(e.ID, e.Name) {
+			if err := c.files.Put(e); err != nil {
+				return err
+			}
 		}
-		if err := c.files.Put(e); err != nil {
-			return err
-		}
-		fresh = append(fresh, e)
+		p.Keys = append(p.Keys, e.Key())
 	}
 	for _, u := range uses {
-		if err := c.files.appendUsage(key(u.ID, u.Name), u.Event); err != nil {
+		k := key(u.ID, u.Name)
+		if err := c.files.appendUsage(k, u.Event); err != nil {
+			return err
+		}
+		p.Uses = append(p.Uses, pendingUse{Key: k, Event: u.Event})
+	}
+	return c.files.appendPending(p)
+}
+
+// index takes in one pending line: every entry is indexed if the index
+// lacks it (a new build, or a crash between record and index), a purged
+// entry becomes built again (the build has stored its bytes), and every
+// use is counted once.
+func (c *Catalog) indexPending(st *stmts, p pending) error {
+	for _, k := range p.Keys {
+		var status string
+		err := st.QueryRow("SELECT status FROM entries WHERE key = ?", k).Scan(&status)
+		if err == nil && status != StatusPurged {
+			continue
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("catalog: %w", err)
+		}
+		rec, err := c.files.Get(k)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // its record was removed since
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Status == StatusPurged {
+			rec.Status, rec.Purged = StatusBuilt, nil
+			if err := c.files.Put(rec); err != nil {
+				return err
+			}
+		}
+		if err := insert(st, rec, c.files.kept(k)); err != nil {
 			return err
 		}
 	}
-	return c.inTx(func(st *stmts) error {
-		for _, e := range fresh {
-			if err := insert(st, e, c.files.kept(e.Key())); err != nil {
+	for _, u := range p.Uses {
+		if c.files.has(u.Key) {
+			if err := addUse(st, u.Key, u.Event); err != nil {
 				return err
 			}
 		}
-		for _, e := range entries {
-			var status string
-			err := st.QueryRow("SELECT status FROM entries WHERE key = ?", e.Key()).Scan(&status)
-			if errors.Is(err, sql.ErrNoRows) || status == StatusPurged {
-				// Indexed from its record, which another build may have
-				// written; a purged entry the build made again is built.
-				var rec *Entry
-				if rec, err = c.files.Get(e.Key()); err == nil && rec.Status == StatusPurged {
-					rec.Status, rec.Purged = StatusBuilt, nil
-					err = c.files.Put(rec)
-				}
-				if err == nil {
-					err = insert(st, rec, c.files.kept(e.Key()))
-				}
-			}
-			if err != nil {
-				return err
-			}
-		}
-		for _, u := range uses {
-			if err := addUse(st, key(u.ID, u.Name), u.Event); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // inTx runs fn in a write transaction and commits what it did, unless
 // it failed.
 func (c *Catalog) inTx(fn func(st *stmts) error) error {
-	tx, err := c.db.Begin()
+	db, err := c.index()
+	if err != nil {
+		return err
+	}
+	tx, err := db.Begin()
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
@@ -427,12 +487,15 @@ func User() string {
 // or a unique prefix of one (with or without "sha256:"), optionally
 // followed by "/NAME" when several entries share the digest.
 func (c *Catalog) Find(ref string) (*Entry, error) {
-	var keys []string
-	rows, err := c.db.Query("SELECT key FROM entries WHERE name = ? ORDER BY created DESC, key LIMIT 1", ref)
+	db, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Query("SELECT key FROM entries WHERE name = ? ORDER BY created DESC, key LIMIT 1", ref)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	keys, err = scanKeys(rows)
+	keys, err := scanKeys(rows)
 	if err != nil {
 		return nil, err
 	}
@@ -447,7 +510,7 @@ func (c *Catalog) Find(ref string) (*Entry, error) {
 			q += " AND name = ?"
 			args = append(args, name)
 		}
-		rows, err := c.db.Query(q+" ORDER BY key LIMIT 10", args...)
+		rows, err := db.Query(q+" ORDER BY key LIMIT 10", args...)
 		if err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
@@ -460,6 +523,24 @@ func (c *Catalog) Find(ref string) (*Entry, error) {
 		return nil, fmt.Errorf("no image or target %q in the catalog", ref)
 	case len(keys) > 1:
 		return nil, fmt.Errorf("%q is ambiguous: it names %s", ref, strings.Join(keys, ", "))
+	}
+	return c.files.Get(keys[0])
+}
+
+// Latest returns the newest entry of type typ (TypeImage, TypeTarget)
+// named name, or nil when there is none.
+func (c *Catalog) Latest(name, typ string) (*Entry, error) {
+	db, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Query("SELECT key FROM entries WHERE name = ? AND type = ? ORDER BY created DESC, key LIMIT 1", name, typ)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	keys, err := scanKeys(rows)
+	if err != nil || len(keys) == 0 {
+		return nil, err
 	}
 	return c.files.Get(keys[0])
 }
@@ -479,7 +560,11 @@ func scanKeys(rows *sql.Rows) ([]string, error) {
 
 // Usage returns e's usage events, oldest first.
 func (c *Catalog) Usage(e *Entry) ([]Event, error) {
-	rows, err := c.db.Query("SELECT who, at, what FROM usage WHERE key = ? ORDER BY at", e.Key())
+	db, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.Query("SELECT who, at, what FROM usage WHERE key = ? ORDER BY at", e.Key())
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
@@ -502,7 +587,11 @@ func (c *Catalog) SetKeep(e *Entry, keep bool) error {
 	if err := c.files.setKeep(e.Key(), keep); err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	if _, err := c.db.Exec("UPDATE entries SET keep = ? WHERE key = ?", keep, e.Key()); err != nil {
+	db, err := c.index()
+	if err != nil {
+		return err
+	}
+	if _, err := db.Exec("UPDATE entries SET keep = ? WHERE key = ?", keep, e.Key()); err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	return nil
@@ -527,7 +616,11 @@ type Summary struct {
 
 // All returns a summary of every entry, oldest first.
 func (c *Catalog) All(ctx context.Context) ([]Summary, error) {
-	rows, err := c.db.QueryContext(ctx, "SELECT r.record, e.keep, e.access_count, coalesce(e.last_access, e.created) FROM entries e JOIN records r ON r.key = e.key ORDER BY e.created, e.key")
+	db, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, "SELECT r.record, e.keep, e.access_count, coalesce(e.last_access, e.created) FROM entries e JOIN records r ON r.key = e.key ORDER BY e.created, e.key")
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}

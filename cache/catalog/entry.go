@@ -9,6 +9,7 @@
 //	catalog/usage/<hex>-<name>.log     its usage events, one JSON line each
 //	catalog/keep/<hex>-<name>          present: the entry is never purged
 //	catalog/stacks/<hex>.json          the software stack of image <hex>
+//	catalog/pending.log                what builds recorded since the index last read it
 //	catalog/index.db                   the SQLite index (WAL mode)
 package catalog
 
@@ -79,7 +80,12 @@ type Entry struct {
 	Artifacts []Artifact `json:"artifacts,omitempty"`
 	// Templates are the template files of the configuration built.
 	Templates []Template `json:"templates,omitempty"`
-	Git       *Git       `json:"git,omitempty"`
+	// Vars are the -var and -var-file arguments of the build, in order
+	// (regenerate gives them again); Variables the value every declared
+	// variable ended with, as JSON (diff names those that differ).
+	Vars      []Var                      `json:"vars,omitempty"`
+	Variables map[string]json.RawMessage `json:"variables,omitempty"`
+	Git       *Git                       `json:"git,omitempty"`
 	// Version is fgimg's version.
 	Version         string `json:"fgimg_version"`
 	SourceDateEpoch *int64 `json:"source_date_epoch,omitempty"`
@@ -103,6 +109,16 @@ type Stage struct {
 	// Outputs are the digests of its stored outputs (a layer, or a
 	// target's artifacts): what regenerate verifies an image by.
 	Outputs []digest.Digest `json:"outputs,omitempty"`
+	// Spec is its canonical spec (planner.SpecJSON), what its digest
+	// covers: diff names the fields in which two builds' stages differ.
+	Spec json.RawMessage `json:"spec,omitempty"`
+}
+
+// Var is one -var NAME=VALUE or -var-file FILE argument of a build.
+type Var struct {
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+	File  string `json:"file,omitempty"` // absolute
 }
 
 // Artifact is one of a target's artifacts.
@@ -176,8 +192,10 @@ func (f *Files) usagePath(k string) string { return filepath.Join(f.dir, "usage"
 func (f *Files) keepPath(k string) string  { return filepath.Join(f.dir, "keep", k) }
 
 // Exists reports whether the record of entry (id, name) exists.
-func (f *Files) Exists(id digest.Digest, name string) bool {
-	_, err := os.Stat(f.entryPath(key(id, name)))
+func (f *Files) Exists(id digest.Digest, name string) bool { return f.has(key(id, name)) }
+
+func (f *Files) has(k string) bool {
+	_, err := os.Stat(f.entryPath(k))
 	return err == nil
 }
 

@@ -57,7 +57,11 @@ func (c *Catalog) Run(ctx context.Context, q *Query) ([]Row, error) {
 	if q.limit > 0 {
 		stmt += fmt.Sprintf(" LIMIT %d", q.limit)
 	}
-	rows, err := c.db.QueryContext(ctx, stmt, q.args...)
+	db, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, stmt, q.args...)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}

@@ -123,6 +123,13 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		Report: prog.event,
 		LogDir: filepath.Join(store.Dir(), "logs"),
 	}
+	// Held until the catalog has read the stages' records.
+	release, err := eng.Hold(plan)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed, nil, nil
+	}
+	defer release()
 	err = eng.Build(ctx, plan)
 	prog.finish(err)
 	if err != nil {
@@ -132,7 +139,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		}
 		return exitFailed, nil, nil
 	}
-	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch}
+	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch, vars: cf.vars}
 	if err := cb.record(ctx); err != nil {
 		fmt.Fprintf(errw, "fgimg: recording the build in the catalog: %s\n", err)
 		return exitFailed, nil, nil

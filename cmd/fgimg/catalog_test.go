@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -274,5 +276,96 @@ func TestCatalogRebuildAndKill(t *testing.T) {
 	}
 	if n := len(e.images("name")); n != 3005 {
 		t.Errorf("after rebuild: %d entries", n)
+	}
+}
+
+// A purge while a build runs leaves what the build uses, the cached
+// parent it only reads included; the build succeeds and the cache
+// verifies.
+func TestPurgeDuringBuild(t *testing.T) {
+	e := newEnv(t)
+	e.write(strings.Replace(buildVar, `run    = ["echo ${var.n} > /etc/n"]`, `run    = ["sleep ${var.n}", "echo ${var.n} > /etc/n"]`, 1))
+	e.mustBuildT("-var", "n=0")
+	base := e.images("id where name=base")[0]["id"].(string)
+	cmd := e.command(context.Background(), nil, "build", "--json", "-o", e.out, "-var", "n=3")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !(strings.Contains(sc.Text(), `"event":"start"`) && strings.Contains(sc.Text(), "child: run")) {
+	}
+	go io.Copy(io.Discard, stdout)
+	code, out, errs := e.fgimg("purge", "-unused-for", "0s", "-keep-last", "0")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the build during the purge: %v\n%s", err, stderr.String())
+	}
+	if code != 0 {
+		t.Fatalf("purge: exit %d\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "kept image base "+base[7:19]+": in use by a running build") || !strings.Contains(out, "purged image child") {
+		t.Errorf("purge during a build of a child of base:\n%s", out)
+	}
+	store, err := cache.Open(e.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if !store.Has(digest.Digest(base)) {
+		t.Errorf("the parent the build read was purged")
+	}
+	e.verifyCache()
+	if got := e.images("status where name=child, status=built"); len(got) != 1 {
+		t.Errorf("%d built child entries after the build, want 1 (the new one)", len(got))
+	}
+}
+
+// kill -9 while a command takes in a long pending journal: the next
+// command sees the index as before or with the whole journal, and no
+// use is counted twice.
+func TestCatalogKillWhileTakingJournal(t *testing.T) {
+	e := newEnv(t)
+	e.mustBuildT()
+	before := len(e.images("name"))
+	dir := filepath.Join(e.cache, "catalog")
+	src, _ := filepath.Glob(filepath.Join(dir, "entries", "*-base.json"))
+	data, _ := os.ReadFile(src[0])
+	var rec map[string]any
+	json.Unmarshal(data, &rec)
+	var keys []string
+	var uses []map[string]any
+	when := time.Now().UTC()
+	for i := range 3000 {
+		id := digest.FromString(fmt.Sprint("journal ", i))
+		rec["id"], rec["name"] = id.String(), fmt.Sprint("copy", i)
+		b, _ := json.Marshal(rec)
+		k := id.Encoded() + "-" + fmt.Sprint("copy", i)
+		os.WriteFile(filepath.Join(dir, "entries", k+".json"), b, 0o644)
+		keys = append(keys, k)
+		uses = append(uses, map[string]any{"key": k, "who": "u", "when": when, "what": "export"})
+	}
+	line, _ := json.Marshal(map[string]any{"keys": keys, "uses": uses})
+	if err := os.WriteFile(filepath.Join(dir, "pending.log"), append(line, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, delay := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 400 * time.Millisecond} {
+		cmd := e.command(context.Background(), nil, "images", "name")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
+	if n := len(e.images("name")); n != before+3000 {
+		t.Errorf("after kills while taking the journal in: %d entries, want %d", n, before+3000)
+	}
+	if n := len(e.images("name where name~^copy, access_count=1")); n != 3000 {
+		t.Errorf("%d copies used once, want 3000 (none counted twice)", n)
 	}
 }

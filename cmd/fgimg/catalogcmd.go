@@ -375,7 +375,7 @@ func cmdCatalog(_ context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintln(out, "The cache is empty: no catalog to rebuild.")
 		return exitOK
 	}
-	if err == nil && !cat.Rebuilt {
+	if err == nil {
 		err = cat.Rebuild()
 	}
 	if cat != nil {

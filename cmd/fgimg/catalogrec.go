@@ -19,6 +19,7 @@ import (
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/register"
 	"github.com/opencontainers/go-digest"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
 // catalogBuild records in the catalog every image and target of a
@@ -32,6 +33,7 @@ type catalogBuild struct {
 	plan  *planner.Plan
 	out   string // OUT; "" when nothing was exported
 	epoch *time.Time
+	vars  []lang.VarArg // -var and -var-file, in order
 
 	cat   *catalog.Catalog
 	now   time.Time
@@ -96,7 +98,7 @@ func (b *catalogBuild) common(e *catalog.Entry, im *planner.Image, chain []*plan
 		if err != nil {
 			return err
 		}
-		st := catalog.Stage{Digest: s.Digest, Kind: s.Kind(), Inputs: rec.Inputs}
+		st := catalog.Stage{Digest: s.Digest, Kind: s.Kind(), Inputs: rec.Inputs, Spec: planner.SpecJSON(s)}
 		for _, o := range rec.Outputs {
 			st.Size += o.Size
 			st.Outputs = append(st.Outputs, o.Digest)
@@ -105,7 +107,51 @@ func (b *catalogBuild) common(e *catalog.Entry, im *planner.Image, chain []*plan
 	}
 	b.prov.Do(b.provenance)
 	e.Templates, e.Git = b.tmpls, b.git
+	e.Vars, e.Variables = recordVars(b.vars), variableValues(b.cfg)
 	return nil
+}
+
+// recordVars is the -var and -var-file arguments as a record keeps
+// them: a file by its absolute path.
+func recordVars(args []lang.VarArg) []catalog.Var {
+	var out []catalog.Var
+	for _, a := range args {
+		v := catalog.Var{Name: a.Name, Value: a.Value, File: a.File}
+		if v.File != "" {
+			if abs, err := filepath.Abs(v.File); err == nil {
+				v.File = abs
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// varArgs turns recorded arguments back into -var and -var-file ones.
+func varArgs(vars []catalog.Var) []lang.VarArg {
+	var out []lang.VarArg
+	for _, v := range vars {
+		out = append(out, lang.VarArg{Name: v.Name, Value: v.Value, File: v.File})
+	}
+	return out
+}
+
+// variableValues is the value each declared variable of cfg ended with,
+// as JSON.
+func variableValues(cfg *lang.Config) map[string]json.RawMessage {
+	if len(cfg.Variables) == 0 {
+		return nil
+	}
+	m := map[string]json.RawMessage{}
+	for _, v := range cfg.Variables {
+		if !v.Value.IsWhollyKnown() {
+			continue
+		}
+		if b, err := ctyjson.Marshal(v.Value, v.Value.Type()); err == nil {
+			m[v.Name] = b
+		}
+	}
+	return m
 }
 
 func (b *catalogBuild) imageEntry(ctx context.Context, e *catalog.Entry, im *planner.Image) error {
@@ -147,7 +193,7 @@ func (b *catalogBuild) targetEntry(ctx context.Context, e *catalog.Entry, t *pla
 	}
 	if img != nil && img.Stages != nil {
 		e.Stack, e.StackError = img.Stack, img.StackError
-	} else if prev, err := b.cat.Find(string(t.Image.ID()) + "/" + t.Image.Image.Name); err == nil {
+	} else if prev, err := b.cat.Files().Get((&catalog.Entry{ID: t.Image.ID(), Name: t.Image.Image.Name}).Key()); err == nil {
 		e.Stack, e.StackError = prev.Stack, prev.StackError
 	}
 	if b.out != "" {
@@ -197,22 +243,28 @@ func (b *catalogBuild) indexRegistrations(e *catalog.Entry, t *planner.Target) e
 	return nil
 }
 
-// provenance reads the templates' digests and the git commit holding them.
-func (b *catalogBuild) provenance() {
-	var dirs []string
-	for name, f := range b.cfg.Files {
+// templateDigests is every file of cfg (templates and variable files)
+// by absolute path, in path order, with its content's digest.
+func templateDigests(cfg *lang.Config) []catalog.Template {
+	var out []catalog.Template
+	for name, f := range cfg.Files {
 		if abs, err := filepath.Abs(name); err == nil {
 			name = abs
 		}
-		b.tmpls = append(b.tmpls, catalog.Template{Path: name, Digest: digest.FromBytes(f.Bytes)})
-		dirs = append(dirs, filepath.Dir(name))
+		out = append(out, catalog.Template{Path: name, Digest: digest.FromBytes(f.Bytes)})
 	}
-	slices.SortFunc(b.tmpls, func(x, y catalog.Template) int { return strings.Compare(x.Path, y.Path) })
-	if len(dirs) == 0 {
+	slices.SortFunc(out, func(x, y catalog.Template) int { return strings.Compare(x.Path, y.Path) })
+	return out
+}
+
+// provenance reads the templates' digests and the git commit holding them.
+func (b *catalogBuild) provenance() {
+	b.tmpls = templateDigests(b.cfg)
+	if len(b.tmpls) == 0 {
 		return
 	}
 	// One git call: the work tree's root, then HEAD; it fails outside git.
-	head, err := exec.Command("git", "-C", dirs[0], "rev-parse", "--show-toplevel", "HEAD").Output()
+	head, err := exec.Command("git", "-C", filepath.Dir(b.tmpls[0].Path), "rev-parse", "--show-toplevel", "HEAD").Output()
 	lines := strings.Fields(string(head))
 	if err != nil || len(lines) != 2 {
 		return

@@ -31,14 +31,7 @@ func TestDebianExamples(t *testing.T) {
 		t.Skip("end-to-end: building needs root")
 	}
 	testkit.Need(t, "debootstrap", "skopeo")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, lang.DefaultMirror+"/dists/bookworm/Release", nil)
-	if resp, err := http.DefaultClient.Do(req); err != nil {
-		t.Skipf("end-to-end: the Debian mirror is unreachable: %v", err)
-	} else {
-		resp.Body.Close()
-	}
+	needMirror(t)
 	examples, _ := filepath.Abs("../../examples/debian")
 	e := &env{t: t, dir: examples, cache: t.TempDir(), out: t.TempDir()}
 	code, events, stderr := e.build(nil)
@@ -126,4 +119,17 @@ func gunzipTo(t *testing.T, path string) string {
 func extract(t *testing.T, tarball, name string) string {
 	b, _ := exec.Command("tar", "-xzOf", tarball, name).Output()
 	return string(b)
+}
+
+// needMirror skips when the Debian mirror the examples build from is
+// unreachable.
+func needMirror(tb testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, lang.DefaultMirror+"/dists/bookworm/Release", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		tb.Skipf("end-to-end: the Debian mirror is unreachable: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 }

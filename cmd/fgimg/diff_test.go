@@ -118,7 +118,7 @@ func TestDiff(t *testing.T) {
 	if code, _, stderr := e.run("diff", "a", "nope"); code != exitFailed || !strings.Contains(stderr, `there is no image "nope"`) {
 		t.Errorf("unknown image: exit %d, %s", code, stderr)
 	}
-	if code, _, stderr := e.run("diff", "a"); code != exitUsage || !strings.Contains(stderr, "diff needs two image names") {
+	if code, _, stderr := e.run("diff", "a"); code != exitUsage || !strings.Contains(stderr, "diff needs two images") {
 		t.Errorf("one image: exit %d, %s", code, stderr)
 	}
 }
@@ -134,4 +134,59 @@ func imageID(t *testing.T, e *env, image string) digest.Digest {
 		t.Fatalf("inspect: exit %d\n%s", code, stderr)
 	}
 	return v.ID
+}
+
+// Two recorded builds of one image, by ID, name the command and the
+// variable that differ; -last explains why the image as the templates
+// now define it is not cached: against its last build.
+func TestDiffRecordedBuilds(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildVar)
+	e.mustBuildT("-var", "n=1")
+	e.mustBuildT("-var", "n=2")
+	ids := e.images("id where name=child, type=image order by created")
+	if len(ids) != 2 {
+		t.Fatalf("%d child builds recorded, want 2", len(ids))
+	}
+	first, second := ids[0]["id"].(string), ids[1]["id"].(string)
+	code, out, stderr := e.run("diff", first[7:19], second)
+	if code != 0 {
+		t.Fatalf("diff of two builds: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		"recorded build of ",
+		"  var.n: \"1\" → \"2\"\n",
+		"\n  0  bootstrap  same ",
+		"  1  run        differs  ",
+		"run.commands[0]: echo 1 > /etc/n → echo 2 > /etc/n",
+		"  ~ ", // no package differs, but the stacks were compared:
+	} {
+		if want == "  ~ " {
+			if !strings.Contains(out, "software stack (B against A)\n  the same") {
+				t.Errorf("the recorded stacks were not compared:\n%s", out)
+			}
+			continue
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("diff of two recorded builds lacks %q:\n%s", want, out)
+		}
+	}
+
+	var r diffResult
+	code, out, stderr = e.run("diff", "--json", "-last", "child", "-var", "n=3")
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+		t.Fatalf("diff -last: exit %d\n%s%s", code, out, stderr)
+	}
+	if r.A.ID != digest.Digest(second) || r.A.Recorded == nil || r.B.Recorded != nil {
+		t.Errorf("diff -last compared %s (recorded %v) with %s, want the last build %s with the templates", r.A.ID, r.A.Recorded, r.B.ID, second)
+	}
+	if len(r.Stages) != 2 || !r.Stages[0].Same || r.Stages[1].Why != "run.commands[0]: echo 2 > /etc/n → echo 3 > /etc/n" {
+		t.Errorf("diff -last stages: %+v", r.Stages)
+	}
+	if len(r.Variables) != 1 || r.Variables[0].Path != "var.n" || r.Variables[0].To != `"3"` || len(r.Templates) != 0 {
+		t.Errorf("diff -last inputs: variables %+v, templates %+v", r.Variables, r.Templates)
+	}
+	if code, _, stderr := e.run("diff", "-last", "nope"); code != exitFailed || !strings.Contains(stderr, `no build of image "nope"`) {
+		t.Errorf("diff -last of an image never built: exit %d, %s", code, stderr)
+	}
 }

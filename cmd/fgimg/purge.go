@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/fgimg/fgimg/cache/catalog"
@@ -83,18 +84,28 @@ Flags:`)
 	seen := map[digest.Digest]bool{} // stages of entries purged before
 	for _, c := range catalog.Choose(all, pol) {
 		e := c.Entry
-		// A stage a running build holds keeps the whole entry.
+		// A stage a running build holds (builds or reads) stays; the
+		// entry is kept when its own stage is one, and purged otherwise.
 		probe, err := store.Drop(c.Stages, true)
-		if err == nil && len(probe.Busy) == 0 {
+		busy := map[digest.Digest]bool{}
+		if err == nil {
+			for _, d := range probe.Busy {
+				busy[d] = true
+			}
+		}
+		if err == nil && !busy[e.ID] {
 			var fresh []digest.Digest
 			for _, d := range c.Stages {
-				if !seen[d] {
+				if !seen[d] && !busy[d] {
 					fresh = append(fresh, d)
 				}
 				seen[d] = true
 			}
 			probe, err = store.Drop(fresh, *dryRun)
-			if err == nil && len(probe.Busy) == 0 && !*dryRun {
+			if err == nil && slices.Contains(probe.Busy, e.ID) {
+				busy[e.ID] = true // a build took it since
+			}
+			if err == nil && !busy[e.ID] && !*dryRun {
 				now := time.Now().UTC()
 				e.Status, e.Purged = catalog.StatusPurged, &now
 				err = cat.Update(e)
@@ -104,8 +115,8 @@ Flags:`)
 			fmt.Fprintf(errw, "fgimg: purging %s %s: %s\n", e.Name, planner.Short(e.ID), err)
 			return exitFailed
 		}
-		if len(probe.Busy) > 0 {
-			fmt.Fprintf(out, "kept %s %s %s: in use by a running build (stage %s is locked)\n", e.Type, e.Name, planner.Short(e.ID), planner.Short(probe.Busy[0]))
+		if busy[e.ID] {
+			fmt.Fprintf(out, "kept %s %s %s: in use by a running build\n", e.Type, e.Name, planner.Short(e.ID))
 			continue
 		}
 		fmt.Fprintf(out, "%s %s %s %s: %s; frees %s\n", verb, e.Type, e.Name, planner.Short(e.ID), c.Why, bytesize.Format(probe.Bytes))

@@ -20,7 +20,9 @@ import (
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
+	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/outdir"
+	"github.com/fgimg/fgimg/lang"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
 )
@@ -39,11 +41,19 @@ type regenResult struct {
 	Difference string      `json:"difference,omitempty"`
 	Artifacts  []regenBlob `json:"artifacts,omitempty"`
 	Kept       []string    `json:"kept,omitempty"` // where the copies of a result not reproduced are
-	Out        string      `json:"out,omitempty"`  // where a verified target's artifacts were exported
-	Warnings   []string    `json:"warnings,omitempty"`
-	entry      *catalog.Entry
-	cat        *catalog.Catalog
-	store      *cache.Store
+	// Unreproduced names the first stage whose bytes differ from the
+	// recorded ones; Files every file of the root filesystem that
+	// differs between the recorded and the new artifacts (when the
+	// recorded ones are still at their location and are archives);
+	// FilesNote says why Files could not be listed.
+	Unreproduced string      `json:"unreproduced,omitempty"`
+	Files        []regenFile `json:"files,omitempty"`
+	FilesNote    string      `json:"files_note,omitempty"`
+	Out          string      `json:"out,omitempty"` // where a verified target's artifacts were exported
+	Warnings     []string    `json:"warnings,omitempty"`
+	entry        *catalog.Entry
+	cat          *catalog.Catalog
+	store        *cache.Store
 }
 
 type regenStage struct {
@@ -80,7 +90,8 @@ SOURCE_DATE_EPOCH, taking every stage still cached, and verifies it:
 every stage digest and every artifact digest must equal the recorded
 ones. Only then is the entry marked "regenerated, verified" and a
 target's artifacts exported to OUT/<target>/. Exits 0 only when verified.
-Variables given to the original build (-var, -var-file) must be given again.
+The build's -var and -var-file arguments are given again, as recorded,
+unless -var or -var-file is given.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -131,7 +142,7 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 		fmt.Fprintf(errw, "fgimg: regenerating %s %s: %s\n", e.Name, planner.Short(e.ID), fmt.Sprintf(format, args...))
 		return exitFailed
 	}
-	paths, from, cleanup, warnings, err := regenTemplates(e)
+	paths, varFiles, from, cleanup, warnings, err := regenTemplates(e)
 	if err != nil {
 		return fail("%s", err)
 	}
@@ -142,7 +153,15 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 	r.Warnings = warnings
 	defer cf.useCache(r.store)()
 	cf.only = []string{e.Name}
-	_, plan := cf.load(paths, errw)
+	if len(cf.vars) == 0 {
+		cf.vars = varArgs(e.Vars)
+		for i, v := range cf.vars {
+			if p, ok := varFiles[v.File]; ok {
+				cf.vars[i].File = p
+			}
+		}
+	}
+	cfg, plan := cf.load(paths, errw)
 	if plan == nil {
 		return fail("the templates do not plan")
 	}
@@ -193,7 +212,7 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 			s.Now, s.Same = chain[i].Digest, chain[i].Digest == st.Digest
 		}
 		if !s.Same && r.Difference == "" {
-			r.Difference = stageDifference(e, i, chain)
+			r.Difference = stageDifference(e, i, chain, cfg)
 		}
 		r.Stages = append(r.Stages, s)
 	}
@@ -248,7 +267,10 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 	}
 	if !same {
 		keepScratch = true
-		r.Kept = r.keptCopies(scratch, target)
+		r.Unreproduced = r.firstUnreproduced()
+		recorded := ""
+		r.Kept, recorded = r.keptCopies(scratch, target)
+		r.Files, r.FilesNote = r.differingFiles(filepath.Join(scratch, e.Name), recorded)
 		return exitFailed
 	}
 	// Verified: export as build does, from the stages now all cached.
@@ -273,21 +295,30 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 
 // regenTemplates returns the template files to regenerate e from: a
 // detached git worktree of the recorded commit when the templates were
-// committed and clean, else the recorded files as they are now.
-func regenTemplates(e *catalog.Entry) (paths []string, from string, cleanup func(), warnings []string, err error) {
+// committed and clean, else the recorded files as they are now; and
+// where each recorded -var-file is in the same place (the worktree's
+// copy of one in git).
+func regenTemplates(e *catalog.Entry) (paths []string, varFiles map[string]string, from string, cleanup func(), warnings []string, err error) {
+	varFiles = map[string]string{}
+	isVarFile := map[string]bool{}
+	for _, v := range e.Vars {
+		if v.File != "" {
+			isVarFile[v.File] = true
+		}
+	}
 	cleanup = func() {}
 	if len(e.Templates) == 0 {
-		return nil, "", cleanup, nil, errors.New("the entry records no template files")
+		return nil, nil, "", cleanup, nil, errors.New("the entry records no template files")
 	}
 	if g := e.Git; g != nil && !g.Dirty && g.Commit != "" {
 		tmp, err := os.MkdirTemp("", "fgimg-regenerate-git-")
 		if err != nil {
-			return nil, "", cleanup, nil, err
+			return nil, nil, "", cleanup, nil, err
 		}
 		wt := filepath.Join(tmp, "tree")
 		if msg, err := exec.Command("git", "-C", g.Root, "worktree", "add", "--detach", wt, g.Commit).CombinedOutput(); err != nil {
 			os.RemoveAll(tmp)
-			return nil, "", cleanup, nil, fmt.Errorf("git worktree add of commit %s in %s: %s: %s", g.Commit, g.Root, err, strings.TrimSpace(string(msg)))
+			return nil, nil, "", cleanup, nil, fmt.Errorf("git worktree add of commit %s in %s: %s: %s", g.Commit, g.Root, err, strings.TrimSpace(string(msg)))
 		}
 		cleanup = func() {
 			exec.Command("git", "-C", g.Root, "worktree", "remove", "--force", wt).Run()
@@ -296,13 +327,21 @@ func regenTemplates(e *catalog.Entry) (paths []string, from string, cleanup func
 		}
 		for _, t := range e.Templates {
 			rel, err := filepath.Rel(g.Root, t.Path)
+			if isVarFile[t.Path] && (err != nil || strings.HasPrefix(rel, "..")) {
+				varFiles[t.Path] = t.Path // outside git: as it is now
+				continue
+			}
 			if err != nil || strings.HasPrefix(rel, "..") {
 				cleanup()
-				return nil, "", func() {}, nil, fmt.Errorf("template %s is outside the git tree %s", t.Path, g.Root)
+				return nil, nil, "", func() {}, nil, fmt.Errorf("template %s is outside the git tree %s", t.Path, g.Root)
+			}
+			if isVarFile[t.Path] {
+				varFiles[t.Path] = filepath.Join(wt, rel)
+				continue
 			}
 			paths = append(paths, filepath.Join(wt, rel))
 		}
-		return paths, "git " + g.Commit, cleanup, nil, nil
+		return paths, varFiles, "git " + g.Commit, cleanup, nil, nil
 	}
 	why := "were not in git"
 	if e.Git != nil {
@@ -312,14 +351,16 @@ func regenTemplates(e *catalog.Entry) (paths []string, from string, cleanup func
 	for _, t := range e.Templates {
 		b, err := os.ReadFile(t.Path)
 		if err != nil {
-			return nil, "", cleanup, nil, fmt.Errorf("template %s: %w", t.Path, err)
+			return nil, nil, "", cleanup, nil, fmt.Errorf("template %s: %w", t.Path, err)
 		}
 		if digest.FromBytes(b) != t.Digest {
 			warnings = append(warnings, fmt.Sprintf("template %s changed since the build", t.Path))
 		}
-		paths = append(paths, t.Path)
+		if !isVarFile[t.Path] {
+			paths = append(paths, t.Path)
+		}
 	}
-	return paths, "files", cleanup, warnings, nil
+	return paths, varFiles, "files", cleanup, warnings, nil
 }
 
 // regenChain is the chain of stages of e's image or target in plan,
@@ -342,41 +383,112 @@ func regenChain(plan *planner.Plan, e *catalog.Entry) ([]*planner.Stage, *planne
 }
 
 // stageDifference names the first stage of the chain whose digest is
-// not the recorded one and why: another kind, another input stage, or
-// (its input being the recorded one) its own spec. The recorded entry
-// holds no specs, so the spec's fields cannot be named; the templates
-// changed since are.
-func stageDifference(e *catalog.Entry, i int, chain []*planner.Stage) string {
+// not the recorded one and why, as diff does: another kind, the first
+// spec field that differs, or another input stage; and the variables
+// that differ from the recorded build's.
+func stageDifference(e *catalog.Entry, i int, chain []*planner.Stage, cfg *lang.Config) string {
 	rec := e.Stages[i]
 	head := fmt.Sprintf("stage %d (%s) differs: recorded %s", i, rec.Kind, planner.Short(rec.Digest))
 	if i >= len(chain) {
 		return head + ", now absent: the templates have fewer stages than recorded"
 	}
-	s := chain[i]
-	head += ", now " + planner.Short(s.Digest)
-	switch {
-	case s.Kind() != rec.Kind:
-		return head + fmt.Sprintf(": a %s stage against a %s stage", rec.Kind, s.Kind())
-	case s.Input != nil && !slices.Contains(rec.Inputs, s.Input.Digest):
-		return head + ": its input stage differs"
+	d := planner.CompareStageChains(entryChain(e)[i:i+1], planner.ChainOf(chain[i:i+1]))[0]
+	d.Index = i
+	why := head + ", now " + planner.Short(chain[i].Digest) + ": " + d.Reason()
+	if d.SpecUnknown && len(d.Changes) == 0 {
+		why = head + ", now " + planner.Short(chain[i].Digest) + ": its " + rec.Kind + " spec differs (the templates or the files they read changed)"
 	}
-	return head + ": its " + rec.Kind + " spec differs (the templates or the files they read changed)"
+	if vs := compareVariables(e.Variables, variableValues(cfg)); len(vs) > 0 && e.Variables != nil {
+		var parts []string
+		for _, v := range vs {
+			parts = append(parts, v.String())
+		}
+		why += "; variables differ: " + strings.Join(parts, ", ")
+	}
+	return why
 }
 
-// keptCopies says where the two copies of a result not reproduced are.
-func (r *regenResult) keptCopies(scratch string, target *planner.Target) []string {
-	var kept []string
+// keptCopies says where the two copies of a result not reproduced
+// are; recorded is the directory of the recorded copy, "" when gone.
+func (r *regenResult) keptCopies(scratch string, target *planner.Target) (kept []string, recorded string) {
 	if target == nil {
-		return append(kept, "the new layers are in the cache under their stage digests; the recorded ones are gone when purged")
+		return append(kept, "the new layers are in the cache under their stage digests; the recorded ones are gone when purged"), ""
 	}
 	e := r.entry
 	kept = append(kept, "new: "+filepath.Join(scratch, e.Name))
 	for _, loc := range e.Locations {
 		if fi, err := os.Stat(loc); err == nil && fi.IsDir() && recordedCopy(loc, e.Artifacts) {
-			return append(kept, "recorded: "+loc)
+			return append(kept, "recorded: "+loc), loc
 		}
 	}
-	return append(kept, "the recorded copy is gone (purged and no longer at its locations)")
+	return append(kept, "the recorded copy is gone (purged and no longer at its locations)"), ""
+}
+
+// regenFile is one file of the root filesystem that differs between the
+// recorded artifact and the regenerated one.
+type regenFile struct {
+	Artifact string `json:"artifact"`
+	layer.FileDiff
+}
+
+// firstUnreproduced names the first stage of the entry whose stored
+// output (layer or artifacts) is not the recorded one.
+func (r *regenResult) firstUnreproduced() string {
+	for i, st := range r.entry.Stages {
+		rec, err := r.store.Record(st.Digest)
+		if err != nil {
+			continue
+		}
+		for j, d := range st.Outputs {
+			if j < len(rec.Outputs) && rec.Outputs[j].Digest != d {
+				return fmt.Sprintf("stage %d (%s) %s made other bytes from the same inputs: %s was %s, now %s",
+					i, st.Kind, planner.Short(st.Digest), rec.Outputs[j].Name, planner.Short(d), planner.Short(rec.Outputs[j].Digest))
+			}
+		}
+	}
+	return ""
+}
+
+// differingFiles lists every file that differs between each artifact
+// of the recorded copy (in dir recorded) and of the new one (in dir
+// now) that is an archive of the root filesystem (tar, plain or
+// compressed); note says why nothing could be listed.
+func (r *regenResult) differingFiles(now, recorded string) (files []regenFile, note string) {
+	if recorded == "" {
+		return nil, "the recorded artifacts are gone: the files that differ cannot be listed (fgimg keep keeps an entry from purge)"
+	}
+	compared := 0
+	for _, a := range r.Artifacts {
+		if a.Same {
+			continue
+		}
+		diffs, err := diffArchiveFiles(filepath.Join(recorded, a.Path), filepath.Join(now, a.Path))
+		if err != nil {
+			continue // not an archive (a disk image): diffoscope reads those
+		}
+		compared++
+		for _, d := range diffs {
+			files = append(files, regenFile{Artifact: a.Path, FileDiff: d})
+		}
+	}
+	if compared == 0 {
+		return nil, fmt.Sprintf("no differing artifact is an archive fgimg can read: compare them with diffoscope %s %s", recorded, now)
+	}
+	return files, ""
+}
+
+func diffArchiveFiles(a, b string) ([]layer.FileDiff, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return nil, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return nil, err
+	}
+	defer fb.Close()
+	return layer.DiffArchives(fa, fb)
 }
 
 // recordedCopy reports whether dir holds the recorded artifacts.
@@ -416,8 +528,27 @@ func (r *regenResult) print(out io.Writer) {
 	}
 	if len(differ) > 0 {
 		fmt.Fprintf(out, "Not reproducible: %d of %d differ:\n%s\n", len(differ), len(r.Artifacts), strings.Join(differ, "\n"))
+		if r.Unreproduced != "" {
+			fmt.Fprintf(out, "The first: %s.\n", r.Unreproduced)
+		}
+		fmt.Fprintf(out, "Both copies are kept, for diffoscope:\n")
 		for _, k := range r.Kept {
 			fmt.Fprintf(out, "  %s\n", k)
+		}
+		if r.FilesNote != "" {
+			fmt.Fprintf(out, "%s\n", r.FilesNote)
+			return
+		}
+		fmt.Fprintf(out, "%d files of the root filesystem differ (recorded → new):\n", len(r.Files))
+		for _, f := range r.Files {
+			switch {
+			case f.A == "":
+				fmt.Fprintf(out, "  + %s: %s\n", f.Path, f.B)
+			case f.B == "":
+				fmt.Fprintf(out, "  - %s: %s\n", f.Path, f.A)
+			default:
+				fmt.Fprintf(out, "  ~ %s: %s\n", f.Path, fileChange(f.A, f.B))
+			}
 		}
 		return
 	}
@@ -427,4 +558,31 @@ func (r *regenResult) print(out io.Writer) {
 			fmt.Fprintf(out, "Exported to %s\n", r.Out)
 		}
 	}
+}
+
+// fileChange says what differs between two descriptions of one file
+// (layer.FileDiff's): "size 21 → 20, content sha256:7ac37cb44966 →
+// sha256:0a9f3fa383b4", or both descriptions when they do not align.
+func fileChange(a, b string) string {
+	ta, tb := strings.Fields(a), strings.Fields(b)
+	if len(ta) != len(tb) {
+		return a + " → " + b
+	}
+	var parts []string
+	for i := range ta {
+		if ta[i] == tb[i] {
+			continue
+		}
+		label, x, y := "", ta[i], tb[i]
+		switch {
+		case i > 0 && slices.Contains([]string{"type", "mode", "owner", "mtime", "device", "xattrs", "->"}, ta[i-1]):
+			label = ta[i-1]
+		case i+1 < len(ta) && ta[i+1] == "bytes":
+			label = "size"
+		case strings.HasPrefix(x, "sha256:") && strings.HasPrefix(y, "sha256:"):
+			label, x, y = "content", "sha256:"+x[7:min(19, len(x))], "sha256:"+y[7:min(19, len(y))]
+		}
+		parts = append(parts, strings.TrimSpace(label+" "+x+" → "+y))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -167,6 +167,21 @@ target "tar" "clock-rootfs" {
 		t.Fatalf("regenerate of a stage writing the time: exit %d\n%s%s", code, out, errs)
 	}
 	t.Logf("%s", out)
+	// Both copies are kept and named; the first stage that made other
+	// bytes and every differing file of the root filesystem are listed.
+	for _, want := range []string{
+		"The first: stage 1 (run) ",
+		"  new: " + filepath.Join(e.dir, ".fgimg-regenerate-clock-rootfs-"),
+		"  recorded: " + filepath.Join(e.out, "clock-rootfs") + "\n",
+		"  ~ etc/clock: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("regenerate of a result not reproduced lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "  ~ bin/busybox") {
+		t.Errorf("a file that did not change is listed")
+	}
 	if got := e.images("status where name=clock-rootfs"); len(got) != 1 || got[0]["status"] != "purged" {
 		t.Errorf("status after a failed verification: %v, want purged", got)
 	}
@@ -225,5 +240,28 @@ target "tar" "shared-rootfs" {
 	}
 	if code, r, errs := e.regenerate("--allow-read", shared, "-o", out2, "shared-rootfs"); code != 0 || !r.Verified || !strings.HasPrefix(r.From, "git ") {
 		t.Fatalf("regenerate with --allow-read: exit %d %+v\n%s", code, r, errs)
+	}
+}
+
+// The build's -var-file and -var arguments are recorded and given
+// again: regenerate needs none of them.
+func TestRegenerateRecordedVariables(t *testing.T) {
+	e := newEnv(t)
+	e.write(buildVar)
+	os.WriteFile(filepath.Join(e.dir, "vars.hcl"), []byte("n = \"from-file\"\n"), 0o644)
+	for _, args := range [][]string{{"-var-file", "vars.hcl"}, {"-var", "n=7"}} {
+		if code, _, errs := e.build(sde, args...); code != 0 {
+			t.Fatalf("build %v: %d\n%s", args, code, errs)
+		}
+	}
+	e.purgeAll()
+	for _, c := range []struct{ id, n string }{
+		{e.images(`id where name=child, created<1y order by created limit 1`)[0]["id"].(string), "from-file"},
+		{e.images(`id where name=child order by created desc limit 1`)[0]["id"].(string), "7"},
+	} {
+		code, r, errs := e.regenerate(c.id)
+		if code != 0 || !r.Verified {
+			t.Errorf("regenerate of the build with n=%s: exit %d %+v\n%s", c.n, code, r, errs)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Compare reports, as an error naming the first path that differs,
@@ -79,10 +80,12 @@ func compareSummaries(want, got []entrySummary, source string) error {
 	return nil
 }
 
-// entrySummary is what Compare compares of one tar entry.
+// entrySummary is what Compare compares of one tar entry, and its
+// modification time, which only DiffArchives compares.
 type entrySummary struct {
-	name string
-	what string
+	name  string
+	what  string
+	mtime time.Time
 }
 
 // summarize lists a layer's entries, sorted by name, each described
@@ -148,8 +151,58 @@ func summarize(r io.Reader, lenient bool) ([]entrySummary, error) {
 		if len(xattrs) > 0 {
 			what += " xattrs " + strings.Join(xattrs, " ")
 		}
-		out = append(out, entrySummary{name: name, what: what})
+		out = append(out, entrySummary{name: name, what: what, mtime: hdr.ModTime})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+// FileDiff is one path in which two archives differ: only in A, only
+// in B, or in both with another type, mode, owner, content, link
+// target, device, extended attributes or modification time.
+type FileDiff struct {
+	Path string `json:"path"`
+	// A and B describe the entry in each archive; empty: absent.
+	A string `json:"a,omitempty"`
+	B string `json:"b,omitempty"`
+}
+
+// DiffArchives lists every path in which the tar archives a and b
+// (each plain, gzip or zstd) differ, in path order: what a user needs
+// to see of two artifacts that should have been bit-identical.
+func DiffArchives(a, b io.Reader) ([]FileDiff, error) {
+	var sums [2][]entrySummary
+	for i, r := range []io.Reader{a, b} {
+		rd, closeFn, err := decompress(r)
+		if err != nil {
+			return nil, err
+		}
+		sums[i], err = summarize(rd, false)
+		closeFn()
+		if err != nil {
+			return nil, fmt.Errorf("reading archive %c: %w", 'A'+i, err)
+		}
+	}
+	describe := func(e entrySummary) string {
+		return e.what + " mtime " + e.mtime.UTC().Format(time.RFC3339Nano)
+	}
+	var out []FileDiff
+	x, y := sums[0], sums[1]
+	i, j := 0, 0
+	for i < len(x) || j < len(y) {
+		switch {
+		case j == len(y) || (i < len(x) && x[i].name < y[j].name):
+			out = append(out, FileDiff{Path: x[i].name, A: describe(x[i])})
+			i++
+		case i == len(x) || y[j].name < x[i].name:
+			out = append(out, FileDiff{Path: y[j].name, B: describe(y[j])})
+			j++
+		default:
+			if x[i].what != y[j].what || !x[i].mtime.Equal(y[j].mtime) {
+				out = append(out, FileDiff{Path: x[i].name, A: describe(x[i]), B: describe(y[j])})
+			}
+			i, j = i+1, j+1
+		}
+	}
 	return out, nil
 }

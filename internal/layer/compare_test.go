@@ -3,6 +3,8 @@ package layer
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,3 +75,61 @@ func TestCompare(t *testing.T) {
 }
 
 func removeXattr(path, name string) error { return unix.Removexattr(path, name) }
+
+// DiffArchives lists every path two archives differ in, times
+// included, and reads a compressed one like a plain one.
+func TestDiffArchives(t *testing.T) {
+	a := mkTar(t,
+		ent{name: "etc/", typ: tar.TypeDir},
+		ent{name: "etc/clock", typ: tar.TypeReg, body: "1\n"},
+		ent{name: "etc/same", typ: tar.TypeReg, body: "same\n"},
+		ent{name: "etc/gone", typ: tar.TypeReg, body: "x"},
+		ent{name: "bin/sh", typ: tar.TypeSymlink, link: "busybox"},
+	)
+	b := mkTar(t,
+		ent{name: "etc/", typ: tar.TypeDir},
+		ent{name: "etc/clock", typ: tar.TypeReg, body: "2\n"},
+		ent{name: "etc/same", typ: tar.TypeReg, body: "same\n"},
+		ent{name: "etc/new", typ: tar.TypeReg, body: "y"},
+		ent{name: "bin/sh", typ: tar.TypeSymlink, link: "dash"},
+	)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(b)
+	zw.Close()
+	diffs, err := DiffArchives(bytes.NewReader(a), &gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range diffs {
+		got = append(got, d.Path)
+	}
+	if strings.Join(got, " ") != "bin/sh etc/clock etc/gone etc/new" {
+		t.Fatalf("differing paths %v", got)
+	}
+	if diffs[2].B != "" || diffs[3].A != "" || !strings.Contains(diffs[0].B, `-> "dash"`) {
+		t.Errorf("diffs %+v", diffs)
+	}
+	// Only a time differs.
+	c := bytes.Replace(a, []byte(fmt.Sprintf("%011o", 1000000000)), []byte(fmt.Sprintf("%011o", 1000000001)), 1)
+	diffs, err = DiffArchives(bytes.NewReader(a), bytes.NewReader(fixChecksum(c)))
+	if err != nil || len(diffs) != 1 || diffs[0].Path != "etc" || !strings.Contains(diffs[0].B, "mtime 2001-09-09T01:46:41Z") {
+		t.Errorf("a changed time: %+v %v", diffs, err)
+	}
+	if _, err := DiffArchives(strings.NewReader("not a tar archive at all, and long enough to fail the header read..........................................................................................................................................................................................................................................................................................................................................................................................................................................................................................................................."), bytes.NewReader(a)); err == nil {
+		t.Errorf("no error for something not an archive")
+	}
+}
+
+// fixChecksum recomputes the checksum of the first tar header in b.
+func fixChecksum(b []byte) []byte {
+	h := b[:512]
+	copy(h[148:156], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
