@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"oras.land/oras-go/v2/registry/remote/auth"
+
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
@@ -16,6 +18,9 @@ var ErrAuth = errors.New("authentication failed")
 // registry and says what to do. Credentials never appear in it: oras-go's
 // errors name the request's method and URL only.
 func explain(host string, err error) error {
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		return fmt.Errorf("%w: registry %s asks for credentials and none were found: log in with `docker login %s` or `podman login %s`, or set FGIMG_REMOTE_USERNAME and FGIMG_REMOTE_PASSWORD", ErrAuth, host, host, host)
+	}
 	var resp *errcode.ErrorResponse
 	if errors.As(err, &resp) {
 		switch resp.StatusCode {

@@ -1,0 +1,272 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/internal/registrytest"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
+)
+
+func openStore(t *testing.T) *cache.Store {
+	t.Helper()
+	s, err := cache.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// putStage stores a record of kind with one output per body.
+func putStage(t *testing.T, s *cache.Store, seed string, bodies ...[]byte) cache.Record {
+	t.Helper()
+	rec := cache.Record{Digest: digest.FromString(seed), Kind: "packages", Inputs: []digest.Digest{digest.FromString(seed + "-in")},
+		Info: map[string]string{"k": "v"}}
+	for i, b := range bodies {
+		d, err := s.PutBlob(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Outputs = append(rec.Outputs, cache.Output{Name: "out" + string(rune('a'+i)), Digest: d.Digest, Size: d.Size})
+	}
+	if err := s.PutRecord(rec); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = s.Record(rec.Digest)
+	return rec
+}
+
+func random(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func openRemote(t *testing.T, addr string, creds CredentialStore) *Remote {
+	t.Helper()
+	if creds == nil {
+		creds = staticCredential{}
+	}
+	r, err := Open(addr+"/fgimg", Options{Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Runner A pushes a stage and a target with a referrer; the registry's
+// garbage collector runs; runner B finds both in one batched lookup,
+// pulls them into its empty cache byte for byte, and lists the
+// referrer.
+func TestPushGCPull(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ctx := context.Background()
+	a, b := openStore(t), openStore(t)
+	stage := putStage(t, a, "stage", random(t, 3<<20))
+	target := putStage(t, a, "target", random(t, 1<<20), []byte(`{"spdx":1}`))
+	ra := openRemote(t, reg.Addr, nil)
+	sk := Key{Namespace: "public", Kind: Stage, Digest: stage.Digest}
+	tk := Key{Namespace: "users/alice", Kind: Target, Digest: target.Digest}
+	if _, err := ra.Push(ctx, a, sk, nil); err != nil {
+		t.Fatal(err)
+	}
+	tdesc, err := ra.Push(ctx, a, tk, map[string]string{AnnotationTargets: "disk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.PushReferrer(ctx, tk, ArtifactTargetManifest, "manifest.json", []byte(`{"target":"disk"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Pushing again sends nothing new and gives the same manifest.
+	if d2, err := ra.Push(ctx, a, tk, map[string]string{AnnotationTargets: "disk"}); err != nil || d2.Digest != tdesc.Digest {
+		t.Fatalf("second push: %v, %s != %s", err, d2.Digest, tdesc.Digest)
+	}
+	out := reg.GC()
+	if !strings.Contains(out, "blobs marked") {
+		t.Logf("gc output: %s", out)
+	}
+
+	rb := openRemote(t, reg.Addr, nil)
+	missing := Key{Namespace: "public", Kind: Stage, Digest: digest.FromString("never built")}
+	found, err := rb.Lookup(ctx, []Key{sk, tk, missing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 2 || found[missing] != nil {
+		t.Fatalf("lookup found %d objects, want the stage and the target", len(found))
+	}
+	if got := found[tk].Manifest.Annotations[AnnotationTargets]; got != "disk" {
+		t.Errorf("target annotation %q", got)
+	}
+	for _, k := range []Key{sk, tk} {
+		if _, err := rb.Pull(ctx, b, found[k]); err != nil {
+			t.Fatal(err)
+		}
+		if !b.Has(k.Digest) {
+			t.Fatalf("%s not in B's cache after the pull", k)
+		}
+		want, _ := a.Record(k.Digest)
+		got, _ := b.Record(k.Digest)
+		for i, o := range want.Outputs {
+			if got.Outputs[i] != o {
+				t.Errorf("%s output %d: %+v, want %+v", k, i, got.Outputs[i], o)
+			}
+		}
+		if got.Inputs[0] != want.Inputs[0] || got.Info["k"] != "v" {
+			t.Errorf("%s record %+v", k, got)
+		}
+	}
+	refs, err := rb.Referrers(ctx, tk, ArtifactTargetManifest)
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("referrers after gc: %v, %d", err, len(refs))
+	}
+	data, err := rb.ReadReferrer(ctx, tk, refs[0])
+	if err != nil || string(data) != `{"target":"disk"}` {
+		t.Fatalf("referrer content %q: %v", data, err)
+	}
+}
+
+// A blob corrupted on the registry's disk is refused: nothing is
+// stored, and the error says it is corrupt.
+func TestCorruptBlobRefused(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ctx := context.Background()
+	a, b := openStore(t), openStore(t)
+	rec := putStage(t, a, "stage", random(t, 1<<20))
+	r := openRemote(t, reg.Addr, nil)
+	k := Key{Namespace: "public", Kind: Stage, Digest: rec.Digest}
+	if _, err := r.Push(ctx, a, k, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg.Corrupt(rec.Outputs[0].Digest)
+	o, err := r.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Pull(ctx, b, o)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("pull of a corrupt blob: %v, want ErrCorrupt", err)
+	}
+	if b.HasBlob(rec.Outputs[0].Digest) || b.Has(rec.Digest) {
+		t.Fatal("the corrupt blob or its record was stored")
+	}
+}
+
+// A registry with htpasswd: the right account from a docker config.json
+// pushes; a wrong password gives an error naming the registry, without
+// the password.
+func TestAuth(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{Auth: true})
+	ctx := context.Background()
+	a := openStore(t)
+	rec := putStage(t, a, "stage", random(t, 1000))
+	k := Key{Namespace: "public", Kind: Stage, Digest: rec.Digest}
+
+	t.Setenv("DOCKER_CONFIG", reg.DockerConfig(t.TempDir(), reg.Password))
+	creds, err := DefaultCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openRemote(t, reg.Addr, creds).Push(ctx, a, k, nil); err != nil {
+		t.Fatalf("push with the right credentials: %v", err)
+	}
+
+	bad := "wrong-password-42"
+	for name, c := range map[string]CredentialStore{
+		"wrong password": staticCredential{auth.Credential{Username: reg.User, Password: bad}},
+		"none":           staticCredential{},
+	} {
+		_, err := openRemote(t, reg.Addr, c).Get(ctx, k)
+		if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "registry "+reg.Addr) {
+			t.Errorf("%s: %v, want an authentication error naming %s", name, err, reg.Addr)
+		}
+		if err != nil && strings.Contains(err.Error(), bad) {
+			t.Errorf("%s: the error shows the password: %v", name, err)
+		}
+	}
+}
+
+// A registry stopped mid-pull fails the pull without storing anything.
+func TestRegistryStopsMidPull(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	ctx := context.Background()
+	a, b := openStore(t), openStore(t)
+	rec := putStage(t, a, "stage", random(t, 64<<20))
+	r := openRemote(t, reg.Addr, nil)
+	k := Key{Namespace: "public", Kind: Stage, Digest: rec.Digest}
+	if _, err := r.Push(ctx, a, k, nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := r.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk, _ := r.Repo("public")
+	rc, err := bk.Fetch(ctx, o.Manifest.Layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.CopyN(io.Discard, rc, 1<<20)
+	reg.Stop()
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	_, perr := r.Pull(ctx, b, o)
+	if perr == nil {
+		t.Fatal("pull from a stopped registry succeeded")
+	}
+	if b.HasBlob(rec.Outputs[0].Digest) || b.Has(rec.Digest) {
+		t.Fatal("a partial blob or its record was stored")
+	}
+	_ = err
+}
+
+func TestParseRef(t *testing.T) {
+	for in, want := range map[string]Ref{
+		"localhost:5000/fgimg":         {Scheme: "oci", Host: "localhost:5000", Path: "fgimg"},
+		"docker://ghcr.io/acme/images": {Scheme: "oci", Host: "ghcr.io", Path: "acme/images"},
+		"s3://bucket/some/prefix/":     {Scheme: "s3", Host: "bucket", Path: "some/prefix"},
+	} {
+		got, err := ParseRef(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRef(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "localhost:5000/Fgimg", "ghcr.io/acme:latest", "http://x/y", "s3:///x"} {
+		if _, err := ParseRef(in); err == nil {
+			t.Errorf("ParseRef(%q) accepted", in)
+		}
+	}
+	_, err := Open("s3://bucket/prefix", Options{})
+	if err == nil || !strings.Contains(err.Error(), "not supported yet") {
+		t.Errorf("s3 ref: %v", err)
+	}
+	if !isLoopback("127.0.0.1:5000") || !isLoopback("localhost") || !isLoopback("[::1]:80") || isLoopback("registry.example.org:5000") {
+		t.Error("isLoopback")
+	}
+}
+
+func TestNamespace(t *testing.T) {
+	for _, c := range [][4]string{
+		{"Alice", "private", "", "users/alice"},
+		{"bob", "group:HPC Team", "", "groups/hpc-team"},
+		{"bob", "public", "shared/public", "shared/public"},
+		{"bob", "public", "", "public"},
+	} {
+		if got := Namespace(c[0], c[1], c[2]); got != c[3] {
+			t.Errorf("Namespace(%q, %q, %q) = %q, want %q", c[0], c[1], c[2], got, c[3])
+		}
+	}
+}
+
+var _ = errdef.ErrNotFound
+var _ ocispec.Descriptor
