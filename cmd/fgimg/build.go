@@ -23,6 +23,7 @@ import (
 // that the two cannot drift apart.
 type buildFlags struct {
 	configFlags
+	remote remoteFlags
 	outDir string
 	jobs   int
 	json   bool
@@ -33,6 +34,7 @@ type buildFlags struct {
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
 	b.configFlags.register(fs, true)
+	b.remote.register(fs)
 	fs.StringVar(&b.outDir, "o", "out", "each target's artifacts are in `DIR`/<target>/")
 	fs.IntVar(&b.jobs, "j", runtime.NumCPU(), "build at most `N` stages at once")
 	fs.BoolVar(&b.json, "json", false, "print one JSON build event per line, for CI")
@@ -108,6 +110,11 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	if plan == nil {
 		return exitFailed, nil, nil
 	}
+	repo, err := bf.remote.shared(store)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed, nil, nil
+	}
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
 	eng := &engine.Engine{
 		Store:  store,
@@ -117,6 +124,9 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		Epoch:  epoch,
 		Report: prog.event,
 		LogDir: filepath.Join(store.Dir(), "logs"),
+	}
+	if repo != nil {
+		eng.Shared = repo
 	}
 	err = eng.Build(ctx, plan)
 	prog.finish(err)
