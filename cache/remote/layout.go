@@ -36,6 +36,9 @@ const (
 	// MediaTypeRecord is the config of stage and target manifests: the
 	// cache.Record of the stage or write.
 	MediaTypeRecord = "application/vnd.fgimg.record.v1+json"
+	// MediaTypeBlob is a stored blob's media type where it has none of
+	// its own (a stage's layer) or one a registry would misread.
+	MediaTypeBlob = "application/vnd.fgimg.blob.v1"
 )
 
 // Tag prefixes; see the package comment.

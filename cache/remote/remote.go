@@ -155,8 +155,11 @@ func (r *Remote) push(ctx context.Context, store *cache.Store, k Key, annotation
 	layers := make([]ocispec.Descriptor, len(rec.Outputs))
 	for i, o := range rec.Outputs {
 		mt := o.MediaType
-		if mt == "" {
-			mt = "application/vnd.fgimg.layer.v1.tar"
+		if mt == "" || isManifestType(mt) {
+			// A registry would take a blob with a manifest's media type
+			// (an OCI target's own manifests) for a manifest; the
+			// record keeps the real media type.
+			mt = MediaTypeBlob
 		}
 		layers[i] = ocispec.Descriptor{MediaType: mt, Digest: o.Digest, Size: o.Size,
 			Annotations: map[string]string{ocispec.AnnotationTitle: o.Name}}
@@ -182,6 +185,17 @@ func (r *Remote) push(ctx context.Context, store *cache.Store, k Key, annotation
 		ann[key] = v
 	}
 	return pushManifest(ctx, b, ocispec.Manifest{ArtifactType: k.Kind.artifactType(), Config: cfg, Layers: layers, Annotations: ann}, k.Kind.tag(k.Digest))
+}
+
+// isManifestType says whether a registry treats mediaType as a manifest.
+func isManifestType(mediaType string) bool {
+	switch mediaType {
+	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+		"application/vnd.docker.distribution.manifest.v2+json",
+		"application/vnd.docker.distribution.manifest.list.v2+json":
+		return true
+	}
+	return false
 }
 
 func pushBlob(ctx context.Context, b Backend, store *cache.Store, l ocispec.Descriptor) error {

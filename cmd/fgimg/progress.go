@@ -74,6 +74,9 @@ func (p *progress) event(ev engine.Event) {
 	if ev.Kind == engine.Failed && errors.As(ev.Err, &se) {
 		p.failed = append(p.failed, se)
 	}
+	if ev.Kind == engine.NotShared {
+		p.notShared = append(p.notShared, fmt.Sprintf("%s: %v", ev.Name, ev.Err))
+	}
 	if p.jsonOut != nil {
 		p.emitJSON(ev)
 		return
@@ -93,7 +96,6 @@ func (p *progress) event(ev engine.Event) {
 	case engine.Pushed:
 		p.line("%s pushed   %s  %s", strings.Repeat(" ", len(counter)), ev.Name, ev.Duration.Round(100*time.Millisecond))
 	case engine.NotShared:
-		p.notShared = append(p.notShared, fmt.Sprintf("%s: %v", ev.Name, ev.Err))
 		p.line("%s not shared  %s: %v", strings.Repeat(" ", len(counter)), ev.Name, ev.Err)
 	case engine.Failed:
 		p.line("%s FAILED   %s  %s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond))

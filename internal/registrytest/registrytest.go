@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +34,11 @@ type Registry struct {
 	// User and Password are the one account, when started with auth.
 	User, Password string
 
-	bin string
-	cmd *exec.Cmd
-	log *testkit.SyncBuffer
-	tb  testing.TB
+	bin      string
+	cmd      *exec.Cmd
+	original map[digest.Digest][]byte // blobs before Corrupt
+	log      *testkit.SyncBuffer
+	tb       testing.TB
 }
 
 // Options say how to start a registry.
@@ -162,8 +164,20 @@ func (r *Registry) Corrupt(d digest.Digest) {
 	if err != nil {
 		r.tb.Fatal(err)
 	}
+	if r.original == nil {
+		r.original = map[digest.Digest][]byte{}
+	}
+	r.original[d] = slices.Clone(b)
 	b[len(b)/2] ^= 0xff
 	if err := os.WriteFile(p, b, 0o644); err != nil {
+		r.tb.Fatal(err)
+	}
+}
+
+// Restore undoes Corrupt.
+func (r *Registry) Restore(d digest.Digest) {
+	r.tb.Helper()
+	if err := os.WriteFile(r.BlobPath(d), r.original[d], 0o644); err != nil {
 		r.tb.Fatal(err)
 	}
 }
@@ -173,8 +187,19 @@ func (r *Registry) Corrupt(d digest.Digest) {
 // DOCKER_CONFIG.
 func (r *Registry) DockerConfig(dir, password string) string {
 	r.tb.Helper()
+	return r.dockerConfig(dir, r.Addr, password)
+}
+
+// DockerConfigFor writes a docker config.json with the registry's
+// account for another address (a Proxy's) in dir and returns dir.
+func (r *Registry) DockerConfigFor(dir, addr string) string {
+	r.tb.Helper()
+	return r.dockerConfig(dir, addr, r.Password)
+}
+
+func (r *Registry) dockerConfig(dir, addr, password string) string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"auths":{%q:{"auth":%q}}}`, r.Addr, basic(r.User, password))
+	fmt.Fprintf(&b, `{"auths":{%q:{"auth":%q}}}`, addr, basic(r.User, password))
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), b.Bytes(), 0o600); err != nil {
 		r.tb.Fatal(err)
 	}
