@@ -87,23 +87,25 @@ func (r *Remote) wrap(what string, err error) error {
 	return fmt.Errorf("%s %s: %w", what, r.root, explain(host, err))
 }
 
-// Lookup asks for many objects at once, concurrently, and returns those
-// the shared repository holds. Objects it could not ask about are left
-// out and reported in the error, so a caller may use the rest.
-func (r *Remote) Lookup(ctx context.Context, keys []Key) (map[Key]*Object, error) {
-	found := map[Key]*Object{}
+// Lookup asks about many objects at once, concurrently, one small
+// request each (a HEAD of its tag), and returns the manifest
+// descriptors of those the shared repository holds; Get reads one in
+// full. Objects it could not ask about are left out and reported in the
+// error, so a caller may use the rest.
+func (r *Remote) Lookup(ctx context.Context, keys []Key) (map[Key]ocispec.Descriptor, error) {
+	found := map[Key]ocispec.Descriptor{}
 	var mu sync.Mutex
 	var errs []error
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4 * r.jobs())
 	for _, k := range keys {
 		g.Go(func() error {
-			o, err := r.Get(gctx, k)
+			desc, err := r.resolve(gctx, k)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
-				found[k] = o
+				found[k] = desc
 			case errors.Is(err, errdef.ErrNotFound):
 			default:
 				errs = append(errs, err)
@@ -116,6 +118,18 @@ func (r *Remote) Lookup(ctx context.Context, keys []Key) (map[Key]*Object, error
 		return found, errs[0] // one is enough: the rest say the same
 	}
 	return found, nil
+}
+
+func (r *Remote) resolve(ctx context.Context, k Key) (ocispec.Descriptor, error) {
+	b, err := r.Repo(k.Namespace)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	desc, err := b.Resolve(ctx, k.Kind.tag(k.Digest))
+	if errors.Is(err, errdef.ErrNotFound) {
+		return desc, err
+	}
+	return desc, r.wrap("looking up "+k.String()+" in", err)
 }
 
 // Get reads one object; a missing one gives an error matching

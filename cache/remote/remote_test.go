@@ -102,14 +102,18 @@ func TestPushGCPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(found) != 2 || found[missing] != nil {
-		t.Fatalf("lookup found %d objects, want the stage and the target", len(found))
-	}
-	if got := found[tk].Manifest.Annotations[AnnotationTargets]; got != "disk" {
-		t.Errorf("target annotation %q", got)
+	if _, ok := found[missing]; len(found) != 2 || ok || found[tk].Digest != tdesc.Digest {
+		t.Fatalf("lookup found %v, want the stage and the target", found)
 	}
 	for _, k := range []Key{sk, tk} {
-		if _, err := rb.Pull(ctx, b, found[k]); err != nil {
+		o, err := rb.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == tk && o.Manifest.Annotations[AnnotationTargets] != "disk" {
+			t.Errorf("target annotation %q", o.Manifest.Annotations[AnnotationTargets])
+		}
+		if _, err := rb.Pull(ctx, b, o); err != nil {
 			t.Fatal(err)
 		}
 		if !b.Has(k.Digest) {

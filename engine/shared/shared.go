@@ -7,7 +7,6 @@ package shared
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"github.com/fgimg/fgimg/planner"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2/errdef"
 )
 
 // Repo is the engine's Shared on a cache/remote.Remote.
@@ -34,8 +32,10 @@ type Repo struct {
 	// empty).
 	Runner string
 
-	mu    sync.Mutex
-	asked map[digest.Digest]*remote.Object // nil value: absent
+	mu sync.Mutex
+	// present says what Find learnt: whether the shared repository has
+	// a stage; absent digests were not asked about.
+	present map[digest.Digest]bool
 }
 
 var _ engine.Shared = (*Repo)(nil)
@@ -62,70 +62,56 @@ func (r *Repo) Key(s *planner.Stage) remote.Key {
 	return k
 }
 
-// Find looks up every stage the store lacks, concurrently.
+// Find looks up many stages, concurrently.
 func (r *Repo) Find(ctx context.Context, stages []*planner.Stage) error {
 	var keys []remote.Key
-	byKey := map[remote.Key]*planner.Stage{}
 	for _, s := range stages {
-		k := r.Key(s)
-		keys = append(keys, k)
-		byKey[k] = s
+		keys = append(keys, r.Key(s))
 	}
 	found, err := r.Remote.Lookup(ctx, keys)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.asked == nil {
-		r.asked = map[digest.Digest]*remote.Object{}
+	if r.present == nil {
+		r.present = map[digest.Digest]bool{}
 	}
 	for _, k := range keys {
-		if o, ok := found[k]; ok {
-			r.asked[k.Digest] = o
+		if _, ok := found[k]; ok {
+			r.present[k.Digest] = true
 		} else if err == nil {
-			r.asked[k.Digest] = nil
+			r.present[k.Digest] = false
 		}
 	}
 	return err
 }
 
-// Known reports whether an earlier Find or Pull found s in the shared
-// repository.
+// Known reports whether Find found s in the shared repository.
 func (r *Repo) Known(s *planner.Stage) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.asked[s.Digest] != nil
+	return r.present[s.Digest]
 }
 
-// object returns what the shared repository holds for s, asking when
-// Find did not.
-func (r *Repo) object(ctx context.Context, s *planner.Stage) (*remote.Object, error) {
+// has says whether the shared repository has s, asking when Find did not.
+func (r *Repo) has(ctx context.Context, s *planner.Stage) (bool, error) {
 	r.mu.Lock()
-	o, ok := r.asked[s.Digest]
+	ok, asked := r.present[s.Digest]
 	r.mu.Unlock()
-	if ok {
-		return o, nil
+	if asked {
+		return ok, nil
 	}
-	o, err := r.Remote.Get(ctx, r.Key(s))
-	if errors.Is(err, errdef.ErrNotFound) {
-		o, err = nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	if r.asked == nil {
-		r.asked = map[digest.Digest]*remote.Object{}
-	}
-	r.asked[s.Digest] = o
-	r.mu.Unlock()
-	return o, nil
+	err := r.Find(ctx, []*planner.Stage{s})
+	return r.Known(s), err
 }
 
 // Pull pulls s when the shared repository has it. A target write
 // pulled counts as a use of the shared catalog entry: this runner's
 // usage record is updated (unless read-only).
 func (r *Repo) Pull(ctx context.Context, s *planner.Stage) (bool, int64, error) {
-	o, err := r.object(ctx, s)
-	if err != nil || o == nil {
+	if ok, err := r.has(ctx, s); err != nil || !ok {
+		return false, 0, err
+	}
+	o, err := r.Remote.Get(ctx, r.Key(s))
+	if err != nil {
 		return false, 0, err
 	}
 	n, err := r.Remote.Pull(ctx, r.Store, o)
@@ -147,10 +133,8 @@ func (r *Repo) Push(ctx context.Context, s *planner.Stage) (bool, error) {
 	if r.Remote.ReadOnly {
 		return false, nil
 	}
-	if o, err := r.object(ctx, s); err != nil {
+	if ok, err := r.has(ctx, s); err != nil || ok {
 		return false, err
-	} else if o != nil {
-		return false, nil
 	}
 	k := r.Key(s)
 	var ann map[string]string
@@ -166,9 +150,7 @@ func (r *Repo) Push(ctx context.Context, s *planner.Stage) (bool, error) {
 		}
 	}
 	r.mu.Lock()
-	if r.asked != nil {
-		delete(r.asked, s.Digest) // ask again if wanted: it is there now
-	}
+	r.present[s.Digest] = true
 	r.mu.Unlock()
 	return true, nil
 }
