@@ -136,13 +136,13 @@ func (r *Registry) Stop() {
 	r.cmd = nil
 }
 
-// GC runs the registry's garbage collector (with the registry stopped,
-// as distribution requires, and started again after) and returns its
-// output.
+// GC runs the registry's garbage collector with --delete-untagged (with
+// the registry stopped, as distribution requires, and started again
+// after) and returns its output.
 func (r *Registry) GC() string {
 	r.tb.Helper()
 	r.Stop()
-	out, err := exec.Command(r.bin, "garbage-collect", r.Config).CombinedOutput()
+	out, err := exec.Command(r.bin, "garbage-collect", "--delete-untagged", r.Config).CombinedOutput()
 	if err != nil {
 		r.tb.Fatalf("docker-registry garbage-collect: %v\n%s", err, out)
 	}
