@@ -85,19 +85,13 @@ Flags:`)
 	if jobs < 1 {
 		return flagResult(usageError{"-j must be at least 1"}, errw)
 	}
-	store, err := openCache(cf.cacheDir, true, errw)
-	if err != nil {
-		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
-	}
-	defer store.Close()
-	memo := store.FileHashes()
-	defer memo.Save()
-	defer cf.useCache(store)()
-	_, plan := cf.load(paths, errw)
+	store, plan, done := cf.planWithCache(paths, errw)
 	if plan == nil {
 		return exitFailed
 	}
+	defer done()
+	memo := store.FileHashes()
+	defer memo.Save()
 	names, err := cloudTargets(plan, outDir)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)

@@ -131,17 +131,11 @@ func transfer(ctx context.Context, verb string, args []string, out, errw io.Writ
 	if verb == "push" && rf.readOnly {
 		return flagResult(usageError{"fgimg push cannot be --remote-read-only"}, errw)
 	}
-	store, err := openCache(cf.cacheDir, true, errw)
-	if err != nil {
-		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
-	}
-	defer store.Close()
-	defer cf.useCache(store)()
-	_, plan := cf.load(paths, errw)
+	store, plan, done := cf.planWithCache(paths, errw)
 	if plan == nil {
 		return exitFailed
 	}
+	defer done()
 	repo, err := rf.shared(store)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
