@@ -100,6 +100,15 @@ func TestSharedRepositoryTwoRunners(t *testing.T) {
 	if code != 0 || len(names(events, "built")) != 0 || len(names(events, "pushed")) != 0 {
 		t.Errorf("C read-only: exit %d, built %v, pushed %v\n%s", code, names(events, "built"), names(events, "pushed"), stderr)
 	}
+	// C purges its target; regenerate --remote pulls it back instead of
+	// building it, and verifies it.
+	if code, out, errOut := c.run("purge", "-unused-for", "0s", "-keep-last", "0"); code != 0 {
+		t.Fatalf("purge: %s%s", out, errOut)
+	}
+	code, stdout, stderr = c.runEnv(append(creds, "FGIMG_REMOTE_READ_ONLY=1"), "regenerate", "-o", filepath.Join(t.TempDir(), "regen"), "child-rootfs")
+	if code != 0 || !strings.Contains(stdout, "verified") || !strings.Contains(stderr, "pulled") || strings.Contains(stderr, "built ") {
+		t.Errorf("regenerate --remote of a purged target: exit %d\n%s%s", code, stdout, stderr)
+	}
 }
 
 func jsonString(v any) string {
