@@ -17,6 +17,7 @@ import (
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/stages/sandbox"
+	"github.com/opencontainers/go-digest"
 )
 
 // buildFlags are build's flags. boot -build takes the same ones, so
@@ -116,13 +117,19 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		return exitFailed, nil, nil
 	}
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
+	fetched := map[digest.Digest]bool{} // written by Report, one event at a time
 	eng := &engine.Engine{
 		Store:  store,
 		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout, StageMemory: stageMemory},
 		Jobs:   bf.jobs,
 		Out:    bf.outDir,
 		Epoch:  epoch,
-		Report: prog.event,
+		Report: func(ev engine.Event) {
+			if ev.Kind == engine.Pulled && ev.Stage.Node == planner.TargetWrite {
+				fetched[ev.Stage.Digest] = true
+			}
+			prog.event(ev)
+		},
 		LogDir: filepath.Join(store.Dir(), "logs"),
 	}
 	if repo != nil {
@@ -137,7 +144,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		}
 		return exitFailed, nil, nil
 	}
-	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch}
+	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch, fetched: fetched}
 	if err := cb.record(ctx); err != nil {
 		fmt.Fprintf(errw, "fgimg: recording the build in the catalog: %s\n", err)
 		return exitFailed, nil, nil

@@ -65,6 +65,10 @@ func TestSharedRepositoryTwoRunners(t *testing.T) {
 	if code, out, errOut := b.run("cache", "verify"); code != 0 {
 		t.Errorf("B's cache after pulls does not verify: %s%s", out, errOut)
 	}
+	// B's own catalog counts the fetch and the export of each target.
+	if code, out, errOut := b.run("images", "--json", "name,access_count", "where type=target"); code != 0 || strings.Count(out, `"access_count": 2`) != 2 {
+		t.Errorf("B's catalog after pulling the targets: %s%s", out, errOut)
+	}
 
 	// The shared catalog: both targets, their catalog fields, B's use.
 	code, stdout, stderr = b.runEnv(creds, "images", "--json", "name,owner,kind,access_count")
