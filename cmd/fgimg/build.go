@@ -144,6 +144,16 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		}
 		return exitFailed, nil, nil
 	}
+	if repo != nil {
+		if err := repo.PullStacks(ctx, plan.Images); err != nil {
+			fmt.Fprintf(errw, "fgimg: the software stacks were not pulled (the catalog reads them from the images): %s\n", err)
+		}
+		defer func() {
+			if err := repo.PushStacks(ctx, plan.Images); err != nil {
+				fmt.Fprintf(errw, "fgimg: the software stacks were not shared: %s\n", err)
+			}
+		}()
+	}
 	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch, fetched: fetched}
 	if err := cb.record(ctx); err != nil {
 		fmt.Fprintf(errw, "fgimg: recording the build in the catalog: %s\n", err)

@@ -57,6 +57,11 @@ func TestSharedRepositoryTwoRunners(t *testing.T) {
 	if got := names(events, "pulled"); len(got) != 8 {
 		t.Errorf("B pulled %v", got)
 	}
+	// Nothing was unpacked: the catalog's software stacks came with the
+	// stages.
+	if snaps, _ := os.ReadDir(filepath.Join(b.cache, "snapshots")); len(snaps) != 0 {
+		t.Errorf("B unpacked %d snapshots; the stacks should have been pulled", len(snaps))
+	}
 	for _, f := range []string{"child-rootfs/rootfs.tar", "child-rootfs/manifest.json", "sibling-oci/index.json"} {
 		if !bytes.Equal(mustRead(t, filepath.Join(a.out, f)), mustRead(t, filepath.Join(b.out, f))) {
 			t.Errorf("B's %s differs from A's", f)

@@ -7,6 +7,7 @@ package shared
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -220,4 +221,64 @@ func annotations(s *planner.Stage) map[string]string {
 		}
 	}
 	return ann
+}
+
+// stackKeys are the keys of the software stack records
+// (engine.StackKey) of images, each in its image's namespace.
+func (r *Repo) stackKeys(images []*planner.Image) []remote.Key {
+	var keys []remote.Key
+	for _, im := range images {
+		keys = append(keys, remote.Key{
+			Namespace: remote.Namespace(im.Image.Meta.Owner, im.Image.Meta.Permission, r.Public),
+			Kind:      remote.Stage, Digest: engine.StackKey(im.ID()),
+		})
+	}
+	return keys
+}
+
+// PullStacks pulls the software stack records of images that the store
+// lacks and the shared repository has, so that the catalog need not
+// unpack a pulled image to read its stack.
+func (r *Repo) PullStacks(ctx context.Context, images []*planner.Image) error {
+	var want []remote.Key
+	for _, k := range r.stackKeys(images) {
+		if !r.Store.Has(k.Digest) {
+			want = append(want, k)
+		}
+	}
+	found, err := r.Remote.Lookup(ctx, want)
+	for k := range found {
+		o, gerr := r.Remote.Get(ctx, k)
+		if gerr == nil {
+			_, gerr = r.Remote.Pull(ctx, r.Store, o)
+		}
+		err = errors.Join(err, gerr)
+	}
+	return err
+}
+
+// PushStacks pushes the software stack records of images that the store
+// has and the shared repository lacks (nothing when read-only).
+func (r *Repo) PushStacks(ctx context.Context, images []*planner.Image) error {
+	if r.Remote.ReadOnly {
+		return nil
+	}
+	var have []remote.Key
+	for _, k := range r.stackKeys(images) {
+		if r.Store.Has(k.Digest) {
+			have = append(have, k)
+		}
+	}
+	found, err := r.Remote.Lookup(ctx, have)
+	if err != nil {
+		return err
+	}
+	for _, k := range have {
+		if _, ok := found[k]; !ok {
+			if _, perr := r.Remote.Push(ctx, r.Store, k, nil); perr != nil {
+				err = errors.Join(err, perr)
+			}
+		}
+	}
+	return err
 }
