@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,8 @@ func (r *Registry) Start() {
 	}
 	cmd := exec.Command(r.bin, "serve", r.Config)
 	cmd.Stdout, cmd.Stderr = r.log, r.log
+	// The registry dies with the test process, however that ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		r.tb.Fatalf("starting docker-registry: %v", err)
 	}
