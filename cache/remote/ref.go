@@ -1,11 +1,13 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 
+	"github.com/fgimg/fgimg/cache/remote/s3remote"
 	"oras.land/oras-go/v2/registry"
 )
 
@@ -89,10 +91,21 @@ func OpenRoot(ref Ref, opts Options) (Root, error) {
 	case "oci":
 		return openRegistry(ref, opts)
 	case "s3":
-		return nil, fmt.Errorf("shared repository %s: S3 back ends are not supported yet", ref)
+		root, err := s3remote.Open(context.Background(), ref.Host, ref.Path)
+		if err != nil {
+			return nil, fmt.Errorf("shared repository %s: %w", ref, err)
+		}
+		return s3Root{root}, nil
 	}
 	return nil, fmt.Errorf("shared repository %s: unknown scheme %q", ref, ref.Scheme)
 }
+
+// s3Root is the S3 back end's root as a Root.
+type s3Root struct{ *s3remote.Root }
+
+var _ Backend = (*s3remote.Repository)(nil)
+
+func (r s3Root) Repository(name string) (Backend, error) { return r.Root.Repository(name) }
 
 // isLoopback reports whether a HOST[:PORT] names this machine.
 func isLoopback(hostport string) bool {
