@@ -75,6 +75,9 @@ type Engine struct {
 	Report func(Event)
 	// LogDir keeps the full logs of failed stages.
 	LogDir string
+	// Shared is the shared repository stages are pulled from before
+	// being built and pushed to after; nil: none.
+	Shared Shared
 
 	held bool // Hold is in force: Build need not hold
 }
@@ -95,6 +98,24 @@ func (e *Engine) Hold(p *planner.Plan) (release func(), err error) {
 	return func() { e.held = false; rel() }, nil
 }
 
+// Shared is a shared repository as the engine uses it (engine/shared
+// puts one on cache/remote). Its failures never fail a build: the
+// engine builds what it could not pull and reports what it could not
+// push.
+type Shared interface {
+	// Find asks about many stages at once, before the walk, so that
+	// Pull needs no round trip of its own to say "absent".
+	Find(ctx context.Context, stages []*planner.Stage) error
+	// Pull copies stage s's result into the store when the shared
+	// repository holds it, and says whether it did and how many bytes
+	// it fetched.
+	Pull(ctx context.Context, s *planner.Stage) (pulled bool, bytes int64, err error)
+	// Push stores stage s's result, which the store holds, in the
+	// shared repository unless it is there already, and says whether
+	// it sent it.
+	Push(ctx context.Context, s *planner.Stage) (pushed bool, err error)
+}
+
 // Build builds every stage of the plan that is not cached and exports
 // every target. It returns a *Failure when stages failed.
 func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
@@ -106,15 +127,18 @@ func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
 		defer release()
 	}
 	rep := newReporter(e.Report)
+	sh := e.startSharing(ctx, rep, p)
+	defer sh.wait()
 	errs := p.Walk(ctx, e.Jobs, func(ctx context.Context, s *planner.Stage) error {
 		switch s.Node {
 		case planner.TargetWrite:
-			return e.targetWrite(ctx, rep, s)
+			return e.targetWrite(ctx, rep, sh, s)
 		case planner.ImageStage, planner.AdaptStage:
-			return e.stage(ctx, rep, s)
+			return e.stage(ctx, rep, sh, s)
 		}
 		return fmt.Errorf("no way to build a %q node", s.Node)
 	})
+	sh.wait()
 	if len(errs) == 0 {
 		return nil
 	}
@@ -138,7 +162,7 @@ func (e *Engine) Build(ctx context.Context, p *planner.Plan) error {
 }
 
 // stage builds one image or adaptation stage unless it is cached.
-func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) error {
+func (e *Engine) stage(ctx context.Context, rep *reporter, sh *sharing, s *planner.Stage) error {
 	name := StageName(s)
 	cached, unlock, err := e.lockUnlessCached(ctx, s.Digest)
 	if err != nil {
@@ -147,6 +171,10 @@ func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) err
 	defer unlock()
 	if cached {
 		rep.send(Event{Kind: Cached, Stage: s, Name: name})
+		sh.push(s)
+		return nil
+	}
+	if sh.pull(ctx, s, name) {
 		return nil
 	}
 	rep.send(Event{Kind: Start, Stage: s, Name: name})
@@ -187,6 +215,7 @@ func (e *Engine) stage(ctx context.Context, rep *reporter, s *planner.Stage) err
 		return err
 	}
 	rep.send(Event{Kind: Built, Stage: s, Name: name, Duration: time.Since(start), Bytes: res.Layer.Size})
+	sh.push(s)
 	return nil
 }
 

@@ -21,6 +21,14 @@ const (
 	Failed   EventKind = "failed"
 	NotRun   EventKind = "not-run"
 	Exported EventKind = "exported" // a target's artifacts were written to OUT
+	// Pulled: the stage came from the shared repository, not built.
+	Pulled EventKind = "pulled"
+	// Pushed: the stage's result was stored in the shared repository
+	// (not a node of the plan).
+	Pushed EventKind = "pushed"
+	// NotShared: a lookup, pull or push of the shared repository failed;
+	// Err says why. The build goes on (not a node of the plan).
+	NotShared EventKind = "not-shared"
 )
 
 // Event is one step of a build, for progress output.

@@ -37,7 +37,7 @@ type ManifestFile struct {
 // targetWrite writes a target kind's artifacts into the cache unless
 // they are cached, then exports them for every target the write stands
 // for.
-func (e *Engine) targetWrite(ctx context.Context, rep *reporter, s *planner.Stage) error {
+func (e *Engine) targetWrite(ctx context.Context, rep *reporter, sh *sharing, s *planner.Stage) error {
 	name := StageName(s)
 	cached, unlock, err := e.lockUnlessCached(ctx, s.Digest)
 	if err != nil {
@@ -45,17 +45,14 @@ func (e *Engine) targetWrite(ctx context.Context, rep *reporter, s *planner.Stag
 	}
 	defer unlock()
 	start := time.Now()
-	if !cached {
+	pulled := !cached && sh.pull(ctx, s, name)
+	if !cached && !pulled {
 		rep.send(Event{Kind: Start, Stage: s, Name: name})
 		if err := e.writeArtifacts(ctx, s); err != nil {
 			err = &StageError{Stage: s, Err: err}
 			rep.send(Event{Kind: Failed, Stage: s, Name: name, Duration: time.Since(start), Err: err})
 			return err
 		}
-	}
-	kind := Built
-	if cached {
-		kind = Cached
 	}
 	rec, err := e.Store.Record(s.Digest)
 	if err != nil {
@@ -65,7 +62,13 @@ func (e *Engine) targetWrite(ctx context.Context, rep *reporter, s *planner.Stag
 	for _, o := range rec.Outputs {
 		size += o.Size
 	}
-	rep.send(Event{Kind: kind, Stage: s, Name: name, Duration: time.Since(start), Bytes: size})
+	switch {
+	case cached:
+		rep.send(Event{Kind: Cached, Stage: s, Name: name})
+	case !pulled:
+		rep.send(Event{Kind: Built, Stage: s, Name: name, Duration: time.Since(start), Bytes: size})
+	}
+	sh.push(s)
 	if e.Out == "" {
 		return nil
 	}
@@ -157,13 +160,6 @@ func (e *Engine) exportTarget(t *planner.Target, rec cache.Record) (string, erro
 // writeExport fills the empty folder tmp with a target's artifacts and
 // its manifest.json.
 func (e *Engine) writeExport(t *planner.Target, rec cache.Record, tmp string) error {
-	m := Manifest{
-		Target: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, ImageID: t.Image.ID(),
-		Stages: append(digestsOf(t.Chain()), t.Write.Digest),
-	}
-	for _, a := range t.Image.Image.Pedigree() {
-		m.Pedigree = append(m.Pedigree, a.Name)
-	}
 	for _, o := range rec.Outputs {
 		src, err := e.Store.BlobPath(o.Digest)
 		if err != nil {
@@ -176,10 +172,25 @@ func (e *Engine) writeExport(t *planner.Target, rec cache.Record, tmp string) er
 		if err := cloneFile(src, dst); err != nil {
 			return err
 		}
+	}
+	return os.WriteFile(filepath.Join(tmp, outdir.ManifestName), TargetManifest(t, rec), 0o644)
+}
+
+// TargetManifest is the manifest.json of target t written by the write
+// whose record is rec.
+func TargetManifest(t *planner.Target, rec cache.Record) []byte {
+	m := Manifest{
+		Target: t.Target.Name, Kind: t.Target.Kind, Image: t.Image.Image.Name, ImageID: t.Image.ID(),
+		Stages: append(digestsOf(t.Chain()), t.Write.Digest),
+	}
+	for _, a := range t.Image.Image.Pedigree() {
+		m.Pedigree = append(m.Pedigree, a.Name)
+	}
+	for _, o := range rec.Outputs {
 		m.Artifacts = append(m.Artifacts, ManifestFile{Path: o.Name, Digest: o.Digest, Size: o.Size, MediaType: o.MediaType})
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
-	return os.WriteFile(filepath.Join(tmp, outdir.ManifestName), append(b, '\n'), 0o644)
+	return append(b, '\n')
 }
 
 func digestsOf(list []*planner.Stage) []digest.Digest {

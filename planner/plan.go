@@ -27,6 +27,9 @@ type Status string
 const (
 	StatusBuild  Status = "build"
 	StatusCached Status = "cached"
+	// StatusPull: not cached here, but the shared repository has it
+	// (set by the caller that asked it, not by New).
+	StatusPull Status = "pull"
 )
 
 // NodeKind says what a node of the plan does.
@@ -251,11 +254,22 @@ func (p *Plan) Image(name string) *Image {
 // Counts returns how many stages are to be built and how many are cached.
 func (p *Plan) Counts() (build, cached int) {
 	for _, s := range p.Stages {
-		if s.Status == StatusCached {
+		switch s.Status {
+		case StatusCached:
 			cached++
-		} else {
+		case StatusBuild:
 			build++
 		}
 	}
 	return build, cached
+}
+
+// Pulls returns how many stages are to be pulled from a shared repository.
+func (p *Plan) Pulls() (n int) {
+	for _, s := range p.Stages {
+		if s.Status == StatusPull {
+			n++
+		}
+	}
+	return n
 }

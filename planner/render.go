@@ -34,8 +34,12 @@ func (p *Plan) String() string {
 		t.writeImage(&b, r, "", "")
 	}
 	build, cached := p.Counts()
-	fmt.Fprintf(&b, "\nPlan: %s, %s, %s: %d to build, %d cached.\n",
-		plural(len(p.Images), "image"), plural(len(p.Targets), "target"), plural(len(p.Stages), "stage"), build, cached)
+	pull := ""
+	if n := p.Pulls(); n > 0 {
+		pull = fmt.Sprintf(", %d to pull", n)
+	}
+	fmt.Fprintf(&b, "\nPlan: %s, %s, %s: %d to build%s, %d cached.\n",
+		plural(len(p.Images), "image"), plural(len(p.Targets), "target"), plural(len(p.Stages), "stage"), build, pull, cached)
 	return trimLines(b.String())
 }
 
@@ -232,6 +236,7 @@ type jsonStage struct {
 
 type jsonSummary struct {
 	Build  int `json:"build"`
+	Pull   int `json:"pull,omitempty"`
 	Cached int `json:"cached"`
 }
 
@@ -252,6 +257,7 @@ func (p *Plan) MarshalJSON() ([]byte, error) {
 		out.Stages = append(out.Stages, js)
 	}
 	out.Summary.Build, out.Summary.Cached = p.Counts()
+	out.Summary.Pull = p.Pulls()
 	return json.Marshal(out)
 }
 

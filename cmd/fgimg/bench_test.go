@@ -50,13 +50,7 @@ func (e *env) mustBuild(b *testing.B, args ...string) {
 // it, the catalog's share of it: opening the catalog and recording the
 // build's 11 entries and its export, as the build does.
 func BenchmarkNoopBuild(b *testing.B) {
-	var sb strings.Builder
-	sb.WriteString("image \"i0\" {\n  bootstrap \"tar\" {\n    source = \"rootfs.tar\"\n  }\n}\n")
-	for i := 1; i < 10; i++ {
-		fmt.Fprintf(&sb, "image \"i%d\" {\n  parent = image.i%d\n  file \"/etc/level\" {\n    content = \"%d\"\n  }\n  run = [\"echo %d > /etc/run\"]\n}\n", i, i-1, i, i)
-	}
-	sb.WriteString("target \"tar\" \"top\" {\n  image = image.i9\n  compression = \"none\"\n}\n")
-	e := benchEnv(b, sb.String(), nil)
+	e := benchEnv(b, noopConfig(), nil)
 	e.mustBuild(b)
 	b.Run("build", func(b *testing.B) {
 		for range b.N {
@@ -100,6 +94,17 @@ func BenchmarkNoopBuild(b *testing.B) {
 			cat.Close()
 		}
 	})
+}
+
+// noopConfig is a 10-image pedigree on busybox with a tar target.
+func noopConfig() string {
+	var sb strings.Builder
+	sb.WriteString("image \"i0\" {\n  bootstrap \"tar\" {\n    source = \"rootfs.tar\"\n  }\n}\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&sb, "image \"i%d\" {\n  parent = image.i%d\n  file \"/etc/level\" {\n    content = \"%d\"\n  }\n  run = [\"echo %d > /etc/run\"]\n}\n", i, i-1, i, i)
+	}
+	sb.WriteString("target \"tar\" \"top\" {\n  image = image.i9\n  compression = \"none\"\n}\n")
+	return sb.String()
 }
 
 // BenchmarkChildOnCachedParent measures, on a cached parent of 1 GB, the

@@ -17,12 +17,14 @@ import (
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages"
 	"github.com/fgimg/fgimg/stages/sandbox"
+	"github.com/opencontainers/go-digest"
 )
 
 // buildFlags are build's flags. boot -build takes the same ones, so
 // that the two cannot drift apart.
 type buildFlags struct {
 	configFlags
+	remote remoteFlags
 	outDir string
 	jobs   int
 	json   bool
@@ -34,6 +36,7 @@ type buildFlags struct {
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
 	b.configFlags.register(fs, true)
+	b.remote.register(fs)
 	fs.StringVar(&b.outDir, "o", "out", "each target's artifacts are in `DIR`/<target>/")
 	fs.IntVar(&b.jobs, "j", runtime.NumCPU(), "build at most `N` stages at once")
 	fs.BoolVar(&b.json, "json", false, "print one JSON build event per line, for CI")
@@ -113,15 +116,29 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	if plan == nil {
 		return exitFailed, nil, nil
 	}
+	repo, err := bf.remote.shared(store)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed, nil, nil
+	}
 	prog := newProgress(errw, bf.json, out, len(plan.Stages))
+	fetched := map[digest.Digest]bool{} // written by Report, one event at a time
 	eng := &engine.Engine{
 		Store:  store,
 		Runner: &engine.Overlay{Store: store, Epoch: epoch, StageTimeout: stageTimeout, StageMemory: stageMemory, StageCPUs: bf.stageCPUs},
 		Jobs:   bf.jobs,
 		Out:    bf.outDir,
 		Epoch:  epoch,
-		Report: prog.event,
+		Report: func(ev engine.Event) {
+			if ev.Kind == engine.Pulled && ev.Stage.Node == planner.TargetWrite {
+				fetched[ev.Stage.Digest] = true
+			}
+			prog.event(ev)
+		},
 		LogDir: filepath.Join(store.Dir(), "logs"),
+	}
+	if repo != nil {
+		eng.Shared = repo
 	}
 	// Held until the catalog has read the stages' records.
 	release, err := eng.Hold(plan)
@@ -139,7 +156,17 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		}
 		return exitFailed, nil, nil
 	}
-	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch, vars: cf.vars}
+	if repo != nil {
+		if err := repo.PullStacks(ctx, plan.Images); err != nil {
+			fmt.Fprintf(errw, "fgimg: the software stacks were not pulled (the catalog reads them from the images): %s\n", err)
+		}
+		defer func() {
+			if err := repo.PushStacks(ctx, plan.Images); err != nil {
+				fmt.Fprintf(errw, "fgimg: the software stacks were not shared: %s\n", err)
+			}
+		}()
+	}
+	cb := &catalogBuild{store: store, eng: eng, cfg: cfg, plan: plan, out: bf.outDir, epoch: epoch, vars: cf.vars, fetched: fetched}
 	if err := cb.record(ctx); err != nil {
 		fmt.Fprintf(errw, "fgimg: recording the build in the catalog: %s\n", err)
 		return exitFailed, nil, nil

@@ -72,10 +72,14 @@ func cmdImages(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg images", flag.ContinueOnError)
 	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
 	asJSON := fs.Bool("json", false, "print the entries as a JSON array")
+	var rf remoteFlags
+	rf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: fgimg images [flags] [QUERY]
 
-Lists the catalog's images and targets. QUERY is
+Lists the catalog's images and targets; with --remote, the shared
+repository's targets instead, from its listing and annotations, with
+every runner's usage. QUERY is
   [FIELDS] [where FIELD OP VALUE, ...] [order by FIELD [desc]] [limit N]
 for example
   * where os=debian-12, tag=hpc
@@ -98,13 +102,16 @@ Flags:
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitUsage
 	}
-	store, cat, err := openCatalog(*dirFlag, errw)
-	if err != nil {
+	var rows []catalog.Row
+	if rf.ref != "" {
+		if rows, err = remoteImages(ctx, rf, q); err != nil {
+			fmt.Fprintf(errw, "fgimg: %s\n", err)
+			return exitFailed
+		}
+	} else if store, cat, err := openCatalog(*dirFlag, errw); err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
-	}
-	var rows []catalog.Row
-	if cat != nil {
+	} else if cat != nil {
 		defer store.Close()
 		defer cat.Close()
 		if rows, err = cat.Run(ctx, q); err != nil {

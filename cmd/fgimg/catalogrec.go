@@ -32,8 +32,11 @@ type catalogBuild struct {
 	cfg   *lang.Config
 	plan  *planner.Plan
 	out   string // OUT; "" when nothing was exported
-	epoch *time.Time
-	vars  []lang.VarArg // -var and -var-file, in order
+	// fetched are the target writes pulled from the shared repository:
+	// each is a use of its entries.
+	fetched map[digest.Digest]bool
+	epoch   *time.Time
+	vars    []lang.VarArg // -var and -var-file, in order
 
 	cat   *catalog.Catalog
 	now   time.Time
@@ -75,6 +78,9 @@ func (b *catalogBuild) record(ctx context.Context) error {
 		entries = append(entries, e)
 		if b.out != "" {
 			uses = append(uses, catalog.Use{ID: e.ID, Name: e.Name, Event: catalog.Event{Who: catalog.User(), When: b.now, What: catalog.UseExport}})
+		}
+		if b.fetched[e.ID] {
+			uses = append(uses, catalog.Use{ID: e.ID, Name: e.Name, Event: catalog.Event{Who: catalog.User(), When: b.now, What: catalog.UseFetch}})
 		}
 	}
 	return cat.Record(entries, uses)

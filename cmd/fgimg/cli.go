@@ -46,6 +46,8 @@ Commands:
   keep       mark catalog entries that purge never removes
   purge      remove rarely used images' stored bytes, by policy
   regenerate rebuild a catalog entry from its recorded templates and verify its digests
+  push       store built stages and targets in the shared repository (--remote)
+  pull       copy stages and targets from the shared repository into the cache
   catalog    rebuild the catalog's index from its records
   version    print the version
 
@@ -82,6 +84,8 @@ func commands() []command {
 		{"keep", cmdKeep, true},
 		{"purge", cmdPurge, false},
 		{"regenerate", cmdRegenerate, false},
+		{"push", cmdPush, false},
+		{"pull", cmdPull, false},
 		{"catalog", cmdCatalog, false},
 		{"version", cmdVersion, true},
 	}

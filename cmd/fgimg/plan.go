@@ -32,14 +32,16 @@ func cmdValidate(_ context.Context, args []string, out, errw io.Writer) int {
 	return exitOK
 }
 
-func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
+func cmdPlan(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg plan", flag.ContinueOnError)
 	var cf configFlags
+	var rf remoteFlags
 	cf.register(fs, true)
+	rf.register(fs)
 	asJSON := fs.Bool("json", false, "print the plan as JSON (a stable interface)")
 	asDot := fs.Bool("dot", false, "print the stage graph in Graphviz dot format")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: fgimg plan [flags] [PATH]\n\nShows the stage graph: what would be built and what is cached.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg plan [flags] [PATH]\n\nShows the stage graph: what would be built and what is cached (with\n--remote, what would be pulled from the shared repository).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	paths, err := parseFlags(fs, args, out, errw)
@@ -58,6 +60,15 @@ func cmdPlan(_ context.Context, args []string, out, errw io.Writer) int {
 	_, plan := cf.load(paths, errw)
 	if plan == nil {
 		return exitFailed
+	}
+	if repo, err := rf.shared(nil); err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	} else if repo != nil {
+		if err := markPulls(ctx, repo, plan); err != nil {
+			fmt.Fprintf(errw, "fgimg: %s\n", err)
+			return exitFailed
+		}
 	}
 	switch {
 	case *asJSON:

@@ -28,7 +28,9 @@ type progress struct {
 	counts  map[engine.EventKind]int
 	running map[string]time.Time
 	failed  []*engine.StageError
-	start   time.Time
+	// notShared are the shared repository's failures, said again at the end.
+	notShared []string
+	start     time.Time
 }
 
 func newProgress(w io.Writer, asJSON bool, stdout io.Writer, total int) *progress {
@@ -61,7 +63,7 @@ func (p *progress) event(ev engine.Event) {
 	defer p.mu.Unlock()
 	p.counts[ev.Kind]++
 	switch ev.Kind {
-	case engine.Exported: // not a node of the plan
+	case engine.Exported, engine.Pushed, engine.NotShared: // not nodes of the plan
 	case engine.Start:
 		p.running[ev.Name] = time.Now()
 	default:
@@ -71,6 +73,9 @@ func (p *progress) event(ev engine.Event) {
 	var se *engine.StageError
 	if ev.Kind == engine.Failed && errors.As(ev.Err, &se) {
 		p.failed = append(p.failed, se)
+	}
+	if ev.Kind == engine.NotShared {
+		p.notShared = append(p.notShared, fmt.Sprintf("%s: %v", ev.Name, ev.Err))
 	}
 	if p.jsonOut != nil {
 		p.emitJSON(ev)
@@ -86,6 +91,12 @@ func (p *progress) event(ev engine.Event) {
 		p.line("%s built    %s  %s%s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond), sizeNote(ev.Bytes))
 	case engine.Exported:
 		p.line("%s wrote    %s  → %s", strings.Repeat(" ", len(counter)), ev.Name, ev.Path)
+	case engine.Pulled:
+		p.line("%s pulled   %s  %s%s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond), sizeNote(ev.Bytes))
+	case engine.Pushed:
+		p.line("%s pushed   %s  %s", strings.Repeat(" ", len(counter)), ev.Name, ev.Duration.Round(100*time.Millisecond))
+	case engine.NotShared:
+		p.line("%s not shared  %s: %v", strings.Repeat(" ", len(counter)), ev.Name, ev.Err)
 	case engine.Failed:
 		p.line("%s FAILED   %s  %s", counter, ev.Name, ev.Duration.Round(100*time.Millisecond))
 	case engine.NotRun:
@@ -152,6 +163,7 @@ func (p *progress) finish(err error) {
 	elapsed := time.Since(p.start).Round(100 * time.Millisecond)
 	if p.jsonOut != nil {
 		j := map[string]any{"event": "summary", "built": p.counts[engine.Built], "cached": p.counts[engine.Cached],
+			"pulled": p.counts[engine.Pulled], "pushed": p.counts[engine.Pushed], "not_shared": p.counts[engine.NotShared],
 			"failed": p.counts[engine.Failed], "not_run": p.counts[engine.NotRun], "duration_ms": time.Since(p.start).Milliseconds()}
 		if err != nil {
 			j["error"] = err.Error()
@@ -180,6 +192,16 @@ func (p *progress) finish(err error) {
 	if errors.As(err, &f) && f.Cancelled {
 		fmt.Fprintf(p.w, "\nInterrupted after %s: the cache keeps every finished stage.\n", elapsed)
 	}
-	fmt.Fprintf(p.w, "\nBuild: %d built, %d cached, %d failed, %d not run in %s.\n",
-		p.counts[engine.Built], p.counts[engine.Cached], p.counts[engine.Failed], p.counts[engine.NotRun], elapsed)
+	if len(p.notShared) > 0 {
+		fmt.Fprintf(p.w, "\nThe shared repository failed %d times; the build went on locally, and this was not shared:\n", len(p.notShared))
+		for _, m := range p.notShared {
+			fmt.Fprintf(p.w, "  %s\n", m)
+		}
+	}
+	pulled := ""
+	if n := p.counts[engine.Pulled]; n > 0 || p.counts[engine.Pushed] > 0 {
+		pulled = fmt.Sprintf(", %d pulled, %d pushed", n, p.counts[engine.Pushed])
+	}
+	fmt.Fprintf(p.w, "\nBuild: %d built, %d cached%s, %d failed, %d not run in %s.\n",
+		p.counts[engine.Built], p.counts[engine.Cached], pulled, p.counts[engine.Failed], p.counts[engine.NotRun], elapsed)
 }

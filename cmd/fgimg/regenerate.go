@@ -20,6 +20,7 @@ import (
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
+	"github.com/fgimg/fgimg/engine/shared"
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/lang"
@@ -54,6 +55,7 @@ type regenResult struct {
 	entry        *catalog.Entry
 	cat          *catalog.Catalog
 	store        *cache.Store
+	shared       *shared.Repo // --remote; nil: none
 }
 
 type regenStage struct {
@@ -75,8 +77,10 @@ type regenBlob struct {
 func cmdRegenerate(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs := flag.NewFlagSet("fgimg regenerate", flag.ContinueOnError)
 	var cf configFlags
+	var rf remoteFlags
 	cf.register(fs, false)
 	cf.registerCacheDir(fs)
+	rf.register(fs)
 	outDir := fs.String("o", "out", "export a verified target's artifacts to `DIR`/<target>/")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	jobs := fs.Int("j", runtime.NumCPU(), "build at most `N` stages at once")
@@ -122,6 +126,10 @@ Flags:`)
 		return exitFailed
 	}
 	r := &regenResult{ID: e.ID, Name: e.Name, Type: e.Type, Status: e.Status, Stages: []regenStage{}, entry: e, cat: cat, store: store}
+	if r.shared, err = rf.shared(store); err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
 	code := r.run(ctx, &cf, *outDir, *jobs, errw)
 	if code == exitFailed && r.From == "" {
 		return code // failed before building: the error is told
@@ -194,7 +202,7 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 		}
 	}()
 	eng := func(out string) *engine.Engine {
-		return &engine.Engine{
+		e := &engine.Engine{
 			Store:  r.store,
 			Runner: &engine.Overlay{Store: r.store, Epoch: epoch, StageTimeout: -1},
 			Jobs:   jobs,
@@ -203,6 +211,10 @@ func (r *regenResult) run(ctx context.Context, cf *configFlags, outDir string, j
 			Report: newProgress(errw, false, io.Discard, len(plan.Stages)).event,
 			LogDir: filepath.Join(r.store.Dir(), "logs"),
 		}
+		if r.shared != nil {
+			e.Shared = r.shared
+		}
+		return e
 	}
 	r.From = from
 	// The stage digests first: they are known before anything is built.

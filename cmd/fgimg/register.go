@@ -51,8 +51,10 @@ func cmdRegister(ctx context.Context, args []string, out, errw io.Writer) int {
 		asJSON  bool
 		dryRun  bool
 		replace bool
+		rf      remoteFlags
 	)
 	cf.register(fs, true)
+	rf.register(fs)
 	fs.StringVar(&outDir, "o", "out", "the targets' artifacts are in `DIR`/<target>/, as fgimg build wrote them")
 	fs.IntVar(&jobs, "j", min(runtime.NumCPU(), 4), "register at most `N` targets at once")
 	fs.BoolVar(&asJSON, "json", false, "print the plans and registrations as one JSON document")
@@ -70,7 +72,8 @@ twice. register does not build: build the targets first (fgimg build).
 Credentials come from the environment, as the clouds' own tools take
 them: OS_CLOUD and clouds.yaml (or OS_*) for OpenStack, ONE_XMLRPC and
 ONE_AUTH for OpenNebula. Where the images went is written to
-OUT/<target>/registrations.json and kept in the cache.
+OUT/<target>/registrations.json and kept in the cache; with --remote it
+is attached to the target in the shared repository too.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -82,19 +85,13 @@ Flags:`)
 	if jobs < 1 {
 		return flagResult(usageError{"-j must be at least 1"}, errw)
 	}
-	store, err := openCache(cf.cacheDir, true, errw)
-	if err != nil {
-		fmt.Fprintf(errw, "fgimg: %s\n", err)
-		return exitFailed
-	}
-	defer store.Close()
-	memo := store.FileHashes()
-	defer memo.Save()
-	defer cf.useCache(store)()
-	_, plan := cf.load(paths, errw)
+	store, plan, done := cf.planWithCache(paths, errw)
 	if plan == nil {
 		return exitFailed
 	}
+	defer done()
+	memo := store.FileHashes()
+	defer memo.Save()
 	names, err := cloudTargets(plan, outDir)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
@@ -121,6 +118,11 @@ Flags:`)
 		if err := catalogRegister(store, outDir, results); err != nil {
 			fmt.Fprintf(errw, "fgimg: recording the registrations in the catalog: %s\n", err)
 			code = exitFailed
+		}
+	}
+	if !dryRun && rf.ref != "" && !rf.readOnly {
+		if err := shareRegistrations(ctx, rf, plan, outDir, results); err != nil {
+			fmt.Fprintf(errw, "fgimg: the registrations were not shared: %s\n", err)
 		}
 	}
 	for _, r := range results {

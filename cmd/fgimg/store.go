@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/fgimg/fgimg/cache"
+	"github.com/fgimg/fgimg/planner"
 )
 
 // cacheDir is --cache-dir, else the default location.
@@ -50,6 +51,28 @@ func (c *configFlags) useCache(store *cache.Store) (save func()) {
 	memo := store.FileHashes()
 	c.store, c.memo = store, memo
 	return func() { memo.Save() }
+}
+
+// planWithCache opens (creating) the cache and plans paths against it,
+// for a command that writes to the cache without building (register,
+// push, pull). Errors are told on errw; on success done closes the cache
+// and saves the file digests, and on failure plan is nil.
+func (c *configFlags) planWithCache(paths []string, errw io.Writer) (store *cache.Store, plan *planner.Plan, done func()) {
+	store, err := openCache(c.cacheDir, true, errw)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return nil, nil, nil
+	}
+	save := c.useCache(store)
+	done = func() {
+		save()
+		store.Close()
+	}
+	if _, plan = c.load(paths, errw); plan == nil {
+		done()
+		return nil, nil, nil
+	}
+	return store, plan, done
 }
 
 // readCache opens the cache, if there is one, for a command that plans
