@@ -70,7 +70,7 @@ func Check(root string, o Options) (*Report, error) {
 	if o.Vulns != nil {
 		r.VulnDB = o.Vulns.Digest
 	}
-	sortFindings(r.Findings)
+	SortFindings(r.Findings)
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
@@ -78,7 +78,8 @@ func Check(root string, o Options) (*Report, error) {
 	return r, nil
 }
 
-func sortFindings(fs []Finding) {
+// SortFindings sorts findings: the most severe first, then by ID and place.
+func SortFindings(fs []Finding) {
 	sort.SliceStable(fs, func(i, j int) bool {
 		a, b := fs[i], fs[j]
 		if a.Severity != b.Severity {

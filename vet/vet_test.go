@@ -240,3 +240,43 @@ func TestOSV(t *testing.T) {
 		t.Errorf("digest %q, %d records", d.Digest, d.Len())
 	}
 }
+
+// The probe's console lines become the listening sockets with their
+// processes (only LISTEN TCP and unconnected UDP), the failed units and
+// the probe's own time; kernel lines around them are ignored.
+func TestParseProbe(t *testing.T) {
+	console := "[    3.1] systemd[1]: Started ssh.service.\r\n" +
+		"Debian GNU/Linux 12 node ttyS0\r\n\r\nnode login: fgv begin 12.50\r\n" +
+		"fgv getty active\r\n" +
+		"fgv sock tcp 00000000:0016 0A 1111\r\n" +
+		"fgv sock tcp 0100007F:0019 0A 2222\r\n" +
+		"fgv sock tcp 0F02000A:0016 01 3333\r\n" + // established: not listening
+		"fgv sock udp 00000000:0044 07 4444\r\n" +
+		"fgv sock tcp6 00000000000000000000000001000000:0016 0A 5555\r\n" +
+		"fgv comm 1 systemd\r\nfgv comm 321 sshd\r\nfgv comm 400 exim4\r\nfgv comm 402 dhclient\r\n" +
+		"fgv fd /proc/321/fd socket:[1111]\r\nfgv fd /proc/400/fd socket:[2222]\r\nfgv fd /proc/402/fd socket:[4444]\r\nfgv fd /proc/321/fd socket:[5555]\r\n" +
+		"fgv failed rpcbind.service\r\n" +
+		"fgv end 12.90\r\nFGIMG-VET-2END\r\n"
+	b := parseProbe(console)
+	var got []string
+	for _, s := range b.Listening {
+		got = append(got, s.String())
+	}
+	want := []string{"tcp 0.0.0.0:22 sshd", "tcp 127.0.0.1:25 exim4", "tcp6 [::1]:22 sshd", "udp 0.0.0.0:68 dhclient"}
+	if !slices.Equal(got, want) {
+		t.Errorf("listening %q, want %q", got, want)
+	}
+	if !b.Login || !slices.Equal(b.FailedUnits, []string{"rpcbind.service"}) || b.ProbeSeconds < 0.39 || b.ProbeSeconds > 0.41 {
+		t.Errorf("login %t, failed %v, probe %.2f s", b.Login, b.FailedUnits, b.ProbeSeconds)
+	}
+	var ids []string
+	for _, f := range b.Findings() {
+		ids = append(ids, f.ID+" "+f.Severity.String())
+	}
+	if !slices.Contains(ids, IDBootFailedUnit+" medium") || !slices.Contains(ids, IDBootListening+" low") || !slices.Contains(ids, IDBootListening+" info") || slices.Contains(ids, IDBootNoLogin+" high") {
+		t.Errorf("boot findings: %v", ids)
+	}
+	if (&Boot{}).Findings()[0].ID != IDBootNoLogin {
+		t.Error("a boot without a login prompt is not a finding")
+	}
+}

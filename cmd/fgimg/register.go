@@ -100,7 +100,7 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	names, refused, err := vetBeforeRegister(ctx, store, plan, names, errw)
+	names, refused, err := vetBeforeRegister(ctx, store, plan, names, outDir, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/fgimg/fgimg/engine"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
+	"github.com/fgimg/fgimg/targets"
 	"github.com/fgimg/fgimg/vet"
 )
 
@@ -26,6 +28,7 @@ func cmdVet(ctx context.Context, args []string, out, errw io.Writer) int {
 	cf.registerCacheDir(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	boot := fs.Bool("boot", false, "also boot the target in QEMU without a network, on a throwaway overlay, and list what listens and which units failed")
+	outDir := fs.String("o", "out", "with -boot, the targets' artifacts are in `DIR`/<target>/, as fgimg build wrote them")
 	vulns := fs.String("vulns", "", "match the software stack against the OSV vulnerability database in `FILE` (a JSON file, a directory of them or a zip; default: the operator's vuln_db)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: fgimg vet [flags] IMAGE|TARGET [PATH]
@@ -75,6 +78,10 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
+	v.out, v.log = *outDir, errw
+	if *boot && subj.target == nil {
+		return flagResult(usageError{"-boot boots a target: name a netboot target, not the image " + subj.name}, errw)
+	}
 	r, err := v.vet(ctx, subj)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: vetting %s: %s\n", subj.name, err)
@@ -95,7 +102,8 @@ Flags:`)
 // vetSubject is what vet checks: an image, or the root a target is
 // written from (the image after the target's adaptation).
 type vetSubject struct {
-	name string
+	target *planner.Target // nil for an image
+	name   string
 	kind string // the target's kind; "" for an image
 	top  *planner.Stage
 	over *vet.Override
@@ -122,7 +130,7 @@ func vetSubjectOf(plan *planner.Plan, name string) (*vetSubject, error) {
 
 func targetSubject(t *planner.Target) (*vetSubject, error) {
 	chain := t.Chain()
-	s := &vetSubject{name: t.Target.Name, kind: t.Target.Kind, top: chain[len(chain)-1]}
+	s := &vetSubject{target: t, name: t.Target.Name, kind: t.Target.Kind, top: chain[len(chain)-1]}
 	if v := t.Target.Vet; v != nil {
 		s.over = &vet.Override{BlockIDs: v.BlockIDs, Allow: v.Allow, Boot: v.Boot}
 		if v.Block != "" {
@@ -142,7 +150,11 @@ type vetter struct {
 	store *cache.Store
 	cfg   *vet.Config
 	db    *vet.DB
-	boot  bool
+	// boot boots targets (from their artifacts in out) even when the
+	// policy does not require it; log gets QEMU's notes.
+	boot bool
+	out  string
+	log  io.Writer
 }
 
 func newVetter(store *cache.Store, vulns string, boot bool) (*vetter, error) {
@@ -171,13 +183,14 @@ func (v *vetter) vet(ctx context.Context, s *vetSubject) (*vet.Report, error) {
 	if v.db != nil {
 		dbDigest = v.db.Digest
 	}
-	key := vet.Key(s.top.Digest, pol, dbDigest, v.boot)
+	boot := (v.boot || pol.Boot) && s.target != nil
+	key := vet.Key(s.top.Digest, pol, dbDigest, boot)
 	r, ok, err := vet.Cached(v.store, key)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		if r, err = v.check(ctx, s); err != nil {
+		if r, err = v.check(ctx, s, boot); err != nil {
 			return nil, err
 		}
 		r.Apply(pol)
@@ -200,7 +213,7 @@ func (v *vetter) vet(ctx context.Context, s *vetSubject) (*vet.Report, error) {
 }
 
 // check runs the checks on a scratch mount of s's root.
-func (v *vetter) check(ctx context.Context, s *vetSubject) (*vet.Report, error) {
+func (v *vetter) check(ctx context.Context, s *vetSubject, boot bool) (*vet.Report, error) {
 	if !v.store.Has(s.top.Digest) {
 		return nil, fmt.Errorf("%s is not built (fgimg build -only %s builds it)", s.name, s.name)
 	}
@@ -231,11 +244,48 @@ func (v *vetter) check(ctx context.Context, s *vetSubject) (*vet.Report, error) 
 		return nil, err
 	}
 	r.Image, r.Name = s.top.Digest.String(), s.name
-	if v.boot {
-		return nil, errors.New("-boot: not available yet")
+	if boot {
+		if r.Boot, err = v.bootProbe(ctx, s.target); err != nil {
+			return nil, fmt.Errorf("the boot in isolation: %w", err)
+		}
+		r.Findings = append(r.Findings, r.Boot.Findings()...)
+		vet.SortFindings(r.Findings)
 	}
 	return r, nil
 }
+
+// bootProbe boots the built artifacts of t without a network and
+// probes what runs.
+func (v *vetter) bootProbe(ctx context.Context, t *planner.Target) (*vet.Boot, error) {
+	boot, err := t.Kind.Boot(t.Write.Spec.(targets.Spec))
+	if err != nil {
+		return nil, fmt.Errorf("a %s target does not boot: %w", t.Kind.Name(), err)
+	}
+	opts, err := bootOptions(t, boot, false)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(v.out, t.Target.Name)
+	m, err := readManifest(dir)
+	if err != nil || m.Kind != t.Kind.Name() || stale(plan1(t), m) {
+		return nil, fmt.Errorf("%s does not hold the built target (fgimg build -o %s -only %s builds it)", dir, v.out, t.Target.Name)
+	}
+	if err := m.attach(&opts, boot, dir); err != nil {
+		return nil, err
+	}
+	opts.Log = v.log
+	opts.Timeout = 5 * time.Minute
+	tmp, err := v.store.TempDir("vet-boot-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	opts.TempDir = tmp
+	return vet.BootNetboot(ctx, opts, tmp)
+}
+
+// plan1 is a plan of the one target t, for stale.
+func plan1(t *planner.Target) *planner.Plan { return &planner.Plan{Targets: []*planner.Target{t}} }
 
 // writeReport prints a report for people: what blocks first.
 func writeReport(w io.Writer, r *vet.Report) {
@@ -418,11 +468,12 @@ func policyKind(kind string) string {
 }
 
 // vetBeforeRegister is register's gate over the selected targets names.
-func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Plan, names []string, errw io.Writer) (allowed []string, refused int, err error) {
+func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Plan, names []string, out string, errw io.Writer) (allowed []string, refused int, err error) {
 	v, err := newVetter(store, "", false)
 	if err != nil {
 		return nil, 0, err
 	}
+	v.out, v.log = out, errw
 	files, err := catalog.NewFiles(store)
 	if err != nil {
 		return nil, 0, err
