@@ -104,9 +104,9 @@ Flags:`)
 type vetSubject struct {
 	target *planner.Target // nil for an image
 	name   string
-	kind string // the target's kind; "" for an image
-	top  *planner.Stage
-	over *vet.Override
+	kind   string // the target's kind; "" for an image
+	top    *planner.Stage
+	over   *vet.Override
 }
 
 func vetSubjectOf(plan *planner.Plan, name string) (*vetSubject, error) {
