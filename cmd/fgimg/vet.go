@@ -273,8 +273,8 @@ func (v *vetter) bootProbe(ctx context.Context, t *planner.Target) (*vet.Boot, e
 	if err := m.attach(&opts, boot, dir); err != nil {
 		return nil, err
 	}
-	opts.Log = v.log
-	opts.Timeout = 5 * time.Minute
+	// The initramfs holds the whole image, unpacked into memory.
+	opts.Log, opts.Memory, opts.Timeout = v.log, 3072, 8*time.Minute
 	tmp, err := v.store.TempDir("vet-boot-")
 	if err != nil {
 		return nil, err
