@@ -1,14 +1,17 @@
 package vet
 
 import (
+	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/fgimg/fgimg/internal/cpio"
 	"github.com/fgimg/fgimg/internal/swstack"
 )
 
@@ -278,5 +281,41 @@ func TestParseProbe(t *testing.T) {
 	}
 	if (&Boot{}).Findings()[0].ID != IDBootNoLogin {
 		t.Error("a boot without a login prompt is not a finding")
+	}
+}
+
+// The probe's initramfs is the artifact's bytes unchanged, padded to 4
+// bytes, then an archive with the unit (enabled) and the script; the
+// artifact itself is not touched.
+func TestProbeInitrd(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "initramfs.cpio.gz")
+	orig := []byte("not really gzip, 23 b..")
+	os.WriteFile(src, orig, 0o644)
+	dst := filepath.Join(dir, "probe")
+	if err := probeInitrd(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(dst)
+	if again, _ := os.ReadFile(src); !bytes.Equal(again, orig) || !bytes.Equal(b[:len(orig)], orig) || b[len(orig)] != 0 {
+		t.Fatalf("the original part changed")
+	}
+	r := cpio.NewReader(bytes.NewReader(b[24:]))
+	got := map[string]string{}
+	for {
+		h, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(r)
+		got[h.Name] = string(body) + h.Linkname
+	}
+	if !strings.Contains(got["etc/systemd/system/fgimg-vet-probe.service"], "ExecStart=/bin/sh /fgimg-vet-probe") ||
+		got["etc/systemd/system/multi-user.target.wants/fgimg-vet-probe.service"] != "/etc/systemd/system/fgimg-vet-probe.service" ||
+		!strings.Contains(got["fgimg-vet-probe"], `echo "FGIMG-VET-$((1+1))END"`) {
+		t.Errorf("the probe archive: %q", got)
 	}
 }
