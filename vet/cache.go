@@ -2,11 +2,7 @@ package vet
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -32,58 +28,17 @@ func Key(image digest.Digest, p Policy, vulnDB string, boot bool) digest.Digest 
 }
 
 // Cached returns the report kept under key, or ok false.
-func Cached(store *cache.Store, key digest.Digest) (r *Report, ok bool, err error) {
-	if !store.Has(key) {
-		return nil, false, nil
-	}
-	rec, err := store.Record(key)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
+func Cached(store *cache.Store, key digest.Digest) (*Report, bool, error) {
+	r := &Report{}
+	ok, err := cache.JSONRecord(store, key, reportOutput, r)
+	if !ok || err != nil {
 		return nil, false, err
 	}
-	for _, o := range rec.Outputs {
-		if o.Name != reportOutput {
-			continue
-		}
-		path, err := store.BlobPath(o.Digest)
-		if err != nil {
-			return nil, false, err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, false, err
-		}
-		r = &Report{}
-		if err := json.Unmarshal(b, r); err != nil {
-			return nil, false, fmt.Errorf("the vetting report %s: %w", key, err)
-		}
-		return r, true, nil
-	}
-	return nil, false, fmt.Errorf("the vetting record %s has no %s", key, reportOutput)
+	return r, true, nil
 }
 
 // Save keeps r in the cache under key, for image.
 func Save(store *cache.Store, key, image digest.Digest, r *Report) error {
-	work, err := store.TempDir("vet-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(work, reportOutput)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		return err
-	}
-	desc, err := store.PutFile(path)
-	if err != nil {
-		return err
-	}
-	return store.PutRecord(cache.Record{Digest: key, Kind: ReportKind, Inputs: []digest.Digest{image},
-		Duration: time.Duration(r.Seconds * float64(time.Second)),
-		Outputs:  []cache.Output{{Name: reportOutput, Digest: desc.Digest, Size: desc.Size, MediaType: ReportMediaType}}})
+	return cache.PutJSONRecord(store, cache.Record{Digest: key, Kind: ReportKind, Inputs: []digest.Digest{image},
+		Duration: time.Duration(r.Seconds * float64(time.Second))}, reportOutput, ReportMediaType, r)
 }

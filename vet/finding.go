@@ -132,6 +132,8 @@ type Report struct {
 	VulnDB   string    `json:"vuln_db,omitempty"`
 	Findings []Finding `json:"findings"`
 	Boot     *Boot     `json:"boot,omitempty"`
+	// BootNote says why the boot the policy requires did not run.
+	BootNote string `json:"boot_note,omitempty"`
 	// Blocking counts the findings that block; Passed is Blocking == 0.
 	Blocking int  `json:"blocking"`
 	Passed   bool `json:"passed"`
@@ -152,8 +154,12 @@ func (r *Report) Apply(p Policy) {
 	r.Blocking = 0
 	r.Findings = slices.DeleteFunc(r.Findings, func(f Finding) bool { return f.ID == IDBootNotRun })
 	if p.Boot && r.Boot == nil {
+		detail := "the policy requires a boot in isolation and none ran"
+		if r.BootNote != "" {
+			detail += ": " + r.BootNote
+		}
 		r.Findings = append(r.Findings, Finding{ID: IDBootNotRun, Severity: High,
-			Detail: "the policy requires a boot in isolation and none ran",
+			Detail: detail,
 			Fix:    "vet with -boot (a disk or netboot target), or approve after review"})
 	}
 	for i := range r.Findings {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/fgimg/fgimg/internal/qemu"
 	"github.com/fgimg/fgimg/internal/testkit"
-	"github.com/fgimg/fgimg/vet"
 	"github.com/fgimg/fgimg/lang"
+	"github.com/fgimg/fgimg/vet"
 )
 
 // TestDebianExamples builds the examples for real with debootstrap from
@@ -100,8 +100,8 @@ func TestDebianExamples(t *testing.T) {
 		target string
 		flags  []string
 	}{
-		{"base-cloud", nil},                          // qcow2, hybrid: BIOS
-		{"base-uefi", nil},                           // raw, UEFI (OVMF)
+		{"base-cloud", nil}, // qcow2, hybrid: BIOS
+		{"base-uefi", nil},  // raw, UEFI (OVMF)
 	} {
 		t.Run("boot "+b.target, func(t *testing.T) {
 			args := append([]string{"boot", "-o", e.out, "-quiet", "-timeout", "8m"}, b.flags...)

@@ -194,8 +194,12 @@ func (v *vetter) vet(ctx context.Context, s *vetSubject) (*vet.Report, error) {
 			return nil, err
 		}
 		r.Apply(pol)
-		if err := vet.Save(v.store, key, s.top.Digest, r); err != nil {
-			return nil, err
+		// A boot that could not run (artifacts not built yet) is not
+		// kept: the next vet tries again.
+		if r.BootNote == "" {
+			if err := vet.Save(v.store, key, s.top.Digest, r); err != nil {
+				return nil, err
+			}
 		}
 	}
 	files, err := catalog.NewFiles(v.store)
@@ -245,11 +249,20 @@ func (v *vetter) check(ctx context.Context, s *vetSubject, boot bool) (*vet.Repo
 	}
 	r.Image, r.Name = s.top.Digest.String(), s.name
 	if boot {
-		if r.Boot, err = v.bootProbe(ctx, s.target); err != nil {
+		// A boot asked for with -boot must run; one the policy asks
+		// for, when it cannot, leaves the report without it (a finding
+		// that blocks, saying why).
+		b, err := v.bootProbe(ctx, s.target)
+		switch {
+		case err == nil:
+			r.Boot = b
+			r.Findings = append(r.Findings, b.Findings()...)
+			vet.SortFindings(r.Findings)
+		case v.boot || ctx.Err() != nil:
 			return nil, fmt.Errorf("the boot in isolation: %w", err)
+		default:
+			r.BootNote = err.Error()
 		}
-		r.Findings = append(r.Findings, r.Boot.Findings()...)
-		vet.SortFindings(r.Findings)
 	}
 	return r, nil
 }

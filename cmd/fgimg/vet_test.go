@@ -12,7 +12,6 @@ import (
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
-	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/vet"
 )
 
@@ -82,15 +81,7 @@ target "tar" "clean-tar" {
 }
 
 func newVetEnv(t *testing.T) *env {
-	if os.Geteuid() != 0 {
-		t.Skip("building needs root (or user namespaces); run the tests as root")
-	}
-	e := &env{t: t, dir: t.TempDir(), cache: t.TempDir()}
-	e.out = filepath.Join(e.dir, "out")
-	root := t.TempDir()
-	testkit.BusyboxRootfs(t, root)
-	testkit.RootfsTar(t, filepath.Join(e.dir, "rootfs.tar"), root)
-	e.write(vetConfig())
+	e := newEnvWith(t, vetConfig())
 	if code, _, stderr := e.build(nil); code != 0 {
 		t.Fatalf("build: exit %d\n%s", code, stderr)
 	}
@@ -103,7 +94,7 @@ func (e *env) vetJSON(extraEnv []string, args ...string) (int, *vet.Report, stri
 	code, stdout, stderr := e.runEnv(extraEnv, append([]string{"vet", "--json"}, args...)...)
 	var r vet.Report
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-		e.t.Fatalf("vet %v: exit %d, not a report: %v\n%s%s", args, code, err, stdout, stderr)
+		e.t.Fatalf("vet %v: exit %d, not a report: %v\n%s\n%s", args, code, err, stdout, stderr)
 	}
 	return code, &r, stderr
 }
