@@ -102,7 +102,8 @@ func (img *image) unownedUsr(p, host string) {
 	base := path.Base(p)
 	if strings.HasSuffix(base, ".pyc") || strings.HasSuffix(base, ".cache") || strings.Contains(p, "/__pycache__/") ||
 		strings.HasPrefix(p, "/usr/share/mime/") || strings.HasPrefix(p, "/usr/lib/locale/") ||
-		p == "/usr/share/info/dir" || strings.HasSuffix(p, "/gconv-modules.cache") {
+		p == "/usr/share/info/dir" || strings.HasSuffix(p, "/gconv-modules.cache") || p == "/usr/lib/udev/hwdb.bin" ||
+		strings.HasPrefix(p, "/usr/lib/modules/") && strings.HasPrefix(base, "modules.") { // depmod's and udev's indexes
 		return
 	}
 	if t, err := os.Readlink(host); err == nil {

@@ -294,6 +294,15 @@ func (v *vetter) bootProbe(ctx context.Context, t *planner.Target) (*vet.Boot, e
 	}
 	defer os.RemoveAll(tmp)
 	opts.TempDir = tmp
+	// The console goes to OUT/<target>/vet-boot.log, as fgimg boot's to boot.log.
+	logPath := filepath.Join(dir, "vet-boot.log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	opts.Console = lf
+	fmt.Fprintf(v.log, "fgimg: booting %s without a network; console log: %s\n", t.Target.Name, logPath)
 	return vet.BootNetboot(ctx, opts, tmp)
 }
 
