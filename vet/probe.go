@@ -38,15 +38,20 @@ TTYPath=/dev/console
 WantedBy=multi-user.target
 `
 
-// probeScript prints, as lines "fgv ...": whether the serial getty is
-// up, every TCP and UDP socket (/proc/net), which process holds each
-// socket, the failed units, and its own start and end (uptime). Only
-// builtins and findutils: one process for the descriptors.
+// probeScript waits for the serial getty (the login prompt) and the end
+// of the boot, then prints, as lines "fgv ...": every TCP and UDP socket (/proc/net), which process holds each
+// socket, the failed units, and its own start and end (uptime). Two
+// processes in all (find for the descriptors, systemctl for the units):
+// the rest is the shell's builtins.
 const probeScript = `i=0
-while [ $i -lt 300 ] && ! systemctl -q is-active serial-getty@ttyS0.service; do sleep 0.2; i=$((i+1)); done
+getty=inactive
+while [ $i -lt 300 ]; do
+  systemctl -q is-active serial-getty@ttyS0.service && getty=active && break
+  sleep 0.2; i=$((i+1))
+done
 systemctl is-system-running --wait >/dev/null 2>&1
 read up _ < /proc/uptime; echo "fgv begin $up"
-echo "fgv getty $(systemctl is-active serial-getty@ttyS0.service)"
+echo "fgv getty $getty"
 for f in tcp tcp6 udp udp6; do
   [ -r /proc/net/$f ] || continue
   while read -r sl local rem st rest; do
@@ -163,11 +168,11 @@ func parseProbe(console string) *Boot {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.Contains(line, " login:") {
+			b.Login = true
+		}
 		i := strings.Index(line, "fgv ")
 		if i < 0 {
-			if strings.Contains(line, " login:") {
-				b.Login = true
-			}
 			continue
 		}
 		f := strings.Fields(line[i+4:])

@@ -250,7 +250,6 @@ func TestOSV(t *testing.T) {
 func TestParseProbe(t *testing.T) {
 	console := "[    3.1] systemd[1]: Started ssh.service.\r\n" +
 		"Debian GNU/Linux 12 node ttyS0\r\n\r\nnode login: fgv begin 12.50\r\n" +
-		"fgv getty active\r\n" +
 		"fgv sock tcp 00000000:0016 0A 1111\r\n" +
 		"fgv sock tcp 0100007F:0019 0A 2222\r\n" +
 		"fgv sock tcp 0F02000A:0016 01 3333\r\n" + // established: not listening
