@@ -364,7 +364,7 @@ func writeReport(w io.Writer, r *vet.Report) {
 		summary = strings.Join(parts, ", ")
 	}
 	if r.Passed {
-		fmt.Fprintf(w, "passed: nothing blocks (%s); approved by tools in %.1f s\n", summary, r.Seconds)
+		fmt.Fprintf(w, "passed: nothing blocks (%s); approved by tools (checks: %.1f s)\n", summary, r.Seconds)
 		return
 	}
 	fmt.Fprintf(w, "%d finding(s) block (%s).\nFix the template, or after review: fgimg approve %s -by NAME -note TEXT\n", r.Blocking, summary, shortDigest(r.Image))
