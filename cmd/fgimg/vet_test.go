@@ -198,6 +198,9 @@ func TestRegisterGate(t *testing.T) {
 		t.Errorf("the catalog after vetting: %+v", a)
 	}
 
+	if code, _, stderr := e.run("approve", "-by", "alice", id); code != exitUsage || !strings.Contains(stderr, "-by NAME -note TEXT") {
+		t.Errorf("approve without a note: exit %d, %s", code, stderr)
+	}
 	if code, out, stderr := e.run("approve", "-by", "alice", "-note", "test image, keys are dummies", id); code != 0 || !strings.Contains(out, "approved "+id+" (bad-tar) by review: alice") {
 		t.Fatalf("approve: exit %d\n%s%s", code, out, stderr)
 	}
