@@ -28,6 +28,7 @@ func cmdVet(ctx context.Context, args []string, out, errw io.Writer) int {
 	cf.registerCacheDir(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	boot := fs.Bool("boot", false, "also boot the target in QEMU without a network, on a throwaway overlay, and list what listens and which units failed")
+	consoleLog := fs.String("log", "", "with -boot, write the serial console to `FILE`")
 	outDir := fs.String("o", "out", "with -boot, the targets' artifacts are in `DIR`/<target>/, as fgimg build wrote them")
 	vulns := fs.String("vulns", "", "match the software stack against the OSV vulnerability database in `FILE` (a JSON file, a directory of them or a zip; default: the operator's vuln_db)")
 	fs.Usage = func() {
@@ -78,7 +79,7 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	v.out, v.log = *outDir, errw
+	v.out, v.log, v.consoleLog = *outDir, errw, *consoleLog
 	if *boot && subj.target == nil {
 		return flagResult(usageError{"-boot boots a target: name a netboot target, not the image " + subj.name}, errw)
 	}
@@ -155,6 +156,8 @@ type vetter struct {
 	boot bool
 	out  string
 	log  io.Writer
+	// consoleLog, when set, gets the boot's serial console.
+	consoleLog string
 }
 
 func newVetter(store *cache.Store, vulns string, boot bool) (*vetter, error) {
@@ -294,15 +297,15 @@ func (v *vetter) bootProbe(ctx context.Context, t *planner.Target) (*vet.Boot, e
 	}
 	defer os.RemoveAll(tmp)
 	opts.TempDir = tmp
-	// The console goes to OUT/<target>/vet-boot.log, as fgimg boot's to boot.log.
-	logPath := filepath.Join(dir, "vet-boot.log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
+	if v.consoleLog != "" {
+		lf, err := os.Create(v.consoleLog)
+		if err != nil {
+			return nil, err
+		}
+		defer lf.Close()
+		opts.Console = lf
 	}
-	defer lf.Close()
-	opts.Console = lf
-	fmt.Fprintf(v.log, "fgimg: booting %s without a network; console log: %s\n", t.Target.Name, logPath)
+	fmt.Fprintf(v.log, "fgimg: booting %s without a network\n", t.Target.Name)
 	return vet.BootNetboot(ctx, opts, tmp)
 }
 
