@@ -165,24 +165,11 @@ func (img *image) add(f Finding) { img.findings = append(img.findings, f) }
 
 // open opens the image's regular file p (absolute in the image).
 func (img *image) open(p string) (*os.File, error) {
-	fd, err := img.r.Open(strings.TrimPrefix(p, "/"), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), p)
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, &os.PathError{Op: "open", Path: p, Err: errNotRegular}
-	}
-	return f, nil
+	return img.r.OpenRegular(strings.TrimPrefix(p, "/"))
 }
 
-var errNotRegular = errors.New("not a regular file")
+// errNotRegular is open's error (wrapped) for what is not a regular file.
+var errNotRegular = rootpath.ErrNotRegular
 
 // maxConfig bounds what vet reads of one configuration file or
 // database.
