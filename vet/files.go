@@ -161,14 +161,34 @@ func (img *image) secrets(p string, fi fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	if i := bytes.Index(b, []byte("-----BEGIN ")); i >= 0 {
-		if j := bytes.Index(b[i:], []byte("PRIVATE KEY-----")); j >= 0 && j < 64 {
-			img.add(Finding{ID: IDPrivateKey, Severity: High, Path: p,
-				Detail: "a private key is in the image: every instance shares it, and whoever gets the image gets it",
-				Fix:    "remove the file block or run command that puts it there; generate keys on first boot or give them at run time"})
-		}
+	if isPrivateKey(b) {
+		img.add(Finding{ID: IDPrivateKey, Severity: High, Path: p,
+			Detail: "a private key is in the image: every instance shares it, and whoever gets the image gets it",
+			Fix:    "remove the file block or run command that puts it there; generate keys on first boot or give them at run time"})
 	}
 	return nil
+}
+
+// isPrivateKey says whether b is a text file holding a PEM private key:
+// a line "-----BEGIN ... PRIVATE KEY-----" followed by a line of base64
+// (program code that names the marker, compiled or not, is not a key).
+func isPrivateKey(b []byte) bool {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return false // binary
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	for i, l := range lines[:len(lines)-1] {
+		l = bytes.TrimSpace(l)
+		if !bytes.HasPrefix(l, []byte("-----BEGIN ")) || !bytes.HasSuffix(l, []byte("PRIVATE KEY-----")) {
+			continue
+		}
+		next := bytes.TrimSpace(lines[i+1])
+		base64 := len(bytes.Trim(next, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")) == 0
+		if bytes.HasPrefix(next, []byte("Proc-Type:")) || len(next) >= 4 && base64 {
+			return true
+		}
+	}
+	return false
 }
 
 // stat returns the file info of the image's regular file p.

@@ -63,6 +63,9 @@ func badRoot(t *testing.T) string {
 	w("root/.bash_history", "mysql -p hunter2\n", 0o600)
 	w("root/.aws/credentials", "[default]\naws_secret_access_key = x\n", 0o600)
 	w("opt/app/.git/config", "[core]\n", 0o644)
+	// Code naming the marker is not a key, compiled or not.
+	w("usr/local/lib/keys.py", "MARK = (\n    \"-----BEGIN OPENSSH PRIVATE KEY-----\"\n)\n", 0o644)
+	w("usr/local/lib/__pycache__/keys.pyc", "\x00\x00-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", 0o644)
 	w("etc/machine-id", "0123456789abcdef0123456789abcdef\n", 0o444)
 	w("etc/apt/sources.list.d/local.list", "deb [trusted=yes] http://repo.example/ stable main\n", 0o644)
 	w("var/lib/dpkg/status", "Package: coreutils\nStatus: install ok installed\nVersion: 9.1-1\nArchitecture: amd64\n\nPackage: login\nStatus: install ok installed\nVersion: 1:4.13+dfsg1-1\nArchitecture: amd64\nSource: shadow\n\n", 0o644)
@@ -122,7 +125,8 @@ func TestCheckFindsEverything(t *testing.T) {
 	// password (it is empty: accounts.empty-password).
 	for _, w := range []want{{IDSetuidUnowned, "/usr/bin/su"}, {IDSetuidModified, "/usr/bin/su"}, {IDModified, "/usr/bin/cat"},
 		{IDWorldWritableDir, "/tmp"}, {IDModified, "/usr/share/doc/coreutils/README"}, {IDPrivateKey, "/etc/ssh/ssh_host_ed25519_key"},
-		{IDRootPassword, "/etc/shadow"}, {IDUnownedUsr, "/usr/bin/ls"}} {
+		{IDRootPassword, "/etc/shadow"}, {IDUnownedUsr, "/usr/bin/ls"},
+		{IDPrivateKey, "/usr/local/lib/keys.py"}, {IDPrivateKey, "/usr/local/lib/__pycache__/keys.pyc"}} {
 		if has(r, w) {
 			t.Errorf("%s at %s is not a problem", w.id, w.where)
 		}
