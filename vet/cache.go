@@ -19,12 +19,16 @@ const (
 	reportOutput    = "report.json"
 )
 
+// checksVersion names what the checks look for: change it with any
+// check, so that no report cached by older checks is reused.
+const checksVersion = "v2"
+
 // Key is the cache record of the report on image under policy p with
 // the vulnerability database vulnDB ("" for none); boot says whether the
 // image was booted.
 func Key(image digest.Digest, p Policy, vulnDB string, boot bool) digest.Digest {
 	pol, _ := json.Marshal(p)
-	return digest.FromString(fmt.Sprintf("fgimg vet v1\n%s\n%s\n%s\nboot=%t\n", image, pol, vulnDB, boot))
+	return digest.FromString(fmt.Sprintf("fgimg vet %s\n%s\n%s\n%s\nboot=%t\n", checksVersion, image, pol, vulnDB, boot))
 }
 
 // Cached returns the report kept under key, or ok false.

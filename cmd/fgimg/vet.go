@@ -305,7 +305,9 @@ func (v *vetter) bootProbe(ctx context.Context, t *planner.Target) (*vet.Boot, e
 		defer lf.Close()
 		opts.Console = lf
 	}
-	fmt.Fprintf(v.log, "fgimg: booting %s without a network\n", t.Target.Name)
+	if opts.Kernel != "" {
+		fmt.Fprintf(v.log, "fgimg: booting %s without a network\n", t.Target.Name)
+	}
 	return vet.BootNetboot(ctx, opts, tmp)
 }
 
@@ -476,7 +478,11 @@ func vetGate(subjects []*vetSubject, vetOne func(*vetSubject) (*vet.Report, erro
 		default:
 			var lines []string
 			for _, f := range r.BlockingFindings() {
-				lines = append(lines, fmt.Sprintf("  %-8s %s %s", f.Severity, f.ID, strings.TrimSpace(f.Path+" "+f.Package)))
+				where := strings.TrimSpace(f.Path + " " + f.Package)
+				if where == "" {
+					where = f.Detail
+				}
+				lines = append(lines, fmt.Sprintf("  %-8s %s %s", f.Severity, f.ID, where))
 			}
 			refuse("not approved, %d finding(s) block under its policy (%s):\n%s\nfix the template and build again, or after review: fgimg approve %s -by NAME -note TEXT",
 				r.Blocking, policyKind(s.kind), strings.Join(lines, "\n"), shortDigest(s.top.Digest.String()))
