@@ -136,6 +136,26 @@ func TestVetFindings(t *testing.T) {
 		t.Errorf("a second vet is not the cached report: %.3f s against %.3f s", again.Seconds, r.Seconds)
 	}
 
+	// -vulns matches the image's packages (its cached software stack)
+	// against an OSV file: the installed tool 1.0-1 before its fix, and
+	// not once the fix is the installed version.
+	for _, c := range []struct {
+		fixed string
+		want  bool
+	}{{"1.0-2", true}, {"1.0-1", false}} {
+		db := filepath.Join(e.dir, "osv-"+c.fixed+".json")
+		os.WriteFile(db, []byte(`{"id":"FGT-1","summary":"tool: a flaw","affected":[{"package":{"ecosystem":"fgimg-test:1","name":"tool"},
+  "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"`+c.fixed+`"}]}]}]}`), 0o644)
+		_, r, stderr := e.vetJSON(nil, "-vulns", db, "bad")
+		found := false
+		for _, f := range r.Findings {
+			found = found || f.ID == vet.IDVulnerable && f.Package == "tool 1.0-1"
+		}
+		if found != c.want || r.VulnDB == "" {
+			t.Errorf("-vulns fixed in %s: found %t, vuln db %q\n%s", c.fixed, found, r.VulnDB, stderr)
+		}
+	}
+
 	// The human report names what blocks and how to approve.
 	code, human, _ := e.run("vet", "bad")
 	if code != 1 || !strings.Contains(human, "BLOCKS  critical  accounts.empty-password") || !strings.Contains(human, "fgimg approve "+shortDigest(r.Image)) {
