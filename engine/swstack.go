@@ -2,10 +2,7 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -37,36 +34,11 @@ func StackKey(top digest.Digest) digest.Digest {
 // CachedStack returns the software stack recorded for the root whose
 // last stage is top, or ok false when none is.
 func CachedStack(store Store, top digest.Digest) (st *swstack.Stack, ok bool, err error) {
-	key := StackKey(top)
-	if !store.Has(key) {
-		return nil, false, nil
-	}
-	rec, err := store.Record(key)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
+	st = &swstack.Stack{}
+	if ok, err = cache.JSONRecord(store, StackKey(top), stackOutput, st); !ok || err != nil {
 		return nil, false, err
 	}
-	for _, o := range rec.Outputs {
-		if o.Name != stackOutput {
-			continue
-		}
-		path, err := store.BlobPath(o.Digest)
-		if err != nil {
-			return nil, false, err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, false, err
-		}
-		st = &swstack.Stack{}
-		if err := json.Unmarshal(b, st); err != nil {
-			return nil, false, fmt.Errorf("the software stack of %s: %w", planner.Short(top), err)
-		}
-		return st, true, nil
-	}
-	return nil, false, fmt.Errorf("the software stack record of %s has no %s", planner.Short(top), stackOutput)
+	return st, true, nil
 }
 
 // Stack returns the software stack of the image whose last stage is top
@@ -122,24 +94,8 @@ func (e *Engine) stackOf(ctx context.Context, top digest.Digest, mount func() (s
 	if err != nil {
 		return nil, fmt.Errorf("reading the software stack: %w", err)
 	}
-	work, err := e.Store.TempDir("stack-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(work)
-	b, _ := json.Marshal(st)
-	path := filepath.Join(work, stackOutput)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		return nil, err
-	}
-	desc, err := e.Store.PutFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return st, e.Store.PutRecord(cache.Record{
-		Digest: key, Kind: StackKind, Inputs: []digest.Digest{top}, Duration: time.Since(start),
-		Outputs: []cache.Output{{Name: stackOutput, Digest: desc.Digest, Size: desc.Size, MediaType: StackMediaType}},
-	})
+	return st, cache.PutJSONRecord(e.Store, cache.Record{Digest: key, Kind: StackKind, Inputs: []digest.Digest{top}, Duration: time.Since(start)},
+		stackOutput, StackMediaType, st)
 }
 
 // writeSBOM writes the SBOM of the root in.Root, whose last stage is

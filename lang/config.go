@@ -138,7 +138,24 @@ type Target struct {
 	// Ranges holds the expression range of each attribute the template
 	// sets, for diagnostics found later.
 	Ranges map[string]hcl.Range
+	// Vet is the target's vet block, nil without one.
+	Vet *Vet
 }
+
+// Vet is a target's vet block: how vetting the target's image is
+// stricter (or, for a cloud without the operator's policy, looser) than
+// its kind's default. It is not part of the target's digest.
+type Vet struct {
+	// Block is the lowest severity that blocks ("" keeps the default).
+	Block     string
+	BlockIDs  []string // nil keeps the default
+	Allow     []string // nil keeps the default
+	Boot      *bool
+	DeclRange hcl.Range
+}
+
+// VetSeverities are the values of a vet block's block attribute.
+var VetSeverities = []string{"info", "low", "medium", "high", "critical", "none"}
 
 // Str returns a string attribute, "" when null.
 func (t *Target) Str(name string) string {

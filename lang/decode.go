@@ -70,7 +70,14 @@ type rawTarget struct {
 	Dir        string
 	Content    *hcl.BodyContent
 	Schema     *TargetSchema
+	Vet        *hcl.BodyContent // the vet block, nil without one
+	VetRange   hcl.Range
 }
+
+// vetSchema is a target's vet block.
+var vetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "block"}, {Name: "block_ids"}, {Name: "allow"}, {Name: "boot"},
+}}
 
 func (l *loader) decodeFile(f *hcl.File) {
 	content, diags := f.Body.Content(fileSchema)
@@ -132,7 +139,7 @@ func (l *loader) decodeTarget(b *hcl.Block, dir string) {
 		l.errorf(b.LabelRanges[0].Ptr(), "Target kind not available yet", "%s", ks.Unavailable)
 		return
 	}
-	schema := &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "image", Required: true}}}
+	schema := &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "image", Required: true}}, Blocks: []hcl.BlockHeaderSchema{{Type: "vet"}}}
 	for _, a := range ks.Attributes {
 		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: a.Name})
 	}
@@ -148,7 +155,17 @@ func (l *loader) decodeTarget(b *hcl.Block, dir string) {
 		}
 	}
 	l.checkName("target", name, b.LabelRanges[1])
-	l.targets = append(l.targets, &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c, Schema: ks})
+	raw := &rawTarget{Kind: kind, Name: name, DeclRange: b.DefRange, Dir: dir, Content: c, Schema: ks}
+	for i, vb := range c.Blocks {
+		if i > 0 {
+			l.errorf(vb.DefRange.Ptr(), "Duplicate vet block", "A target has at most one vet block; the first is on line %d.", c.Blocks[0].DefRange.Start.Line)
+			continue
+		}
+		vc, diags := vb.Body.Content(vetSchema)
+		l.diags = append(l.diags, diags...)
+		raw.Vet, raw.VetRange = vc, vb.DefRange
+	}
+	l.targets = append(l.targets, raw)
 }
 
 // checkName checks a declared name. Image and target names become file

@@ -3,6 +3,7 @@ package lang
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,6 +104,52 @@ func TestTargetSchemaDiagnostics(t *testing.T) {
 		}
 		if got := diags[0].Subject.Start.Line; got != want {
 			t.Errorf("%s: diagnostic on line %d, want %d", c.src, got, want)
+		}
+	}
+}
+
+// A target's vet block: every kind takes it, its values are evaluated
+// (variables and locals too), a wrong severity or a second block is a
+// diagnostic on its line.
+func TestTargetVetBlock(t *testing.T) {
+	cfg, diags := loadKinds(t, `locals { strict = "medium" }
+target "box" "a" { image = image.i }
+target "box" "b" {
+  image = image.i
+  vet {
+    block     = local.strict
+    block_ids = ["secrets.git-dir"]
+    allow     = ["files.world-writable:/srv/scratch"]
+    boot      = true
+  }
+}`)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if v := cfg.Targets[0].Vet; v != nil {
+		t.Errorf("no vet block: %+v", v)
+	}
+	v := cfg.Targets[1].Vet
+	if v == nil || v.Block != "medium" || strings.Join(v.BlockIDs, ",") != "secrets.git-dir" ||
+		strings.Join(v.Allow, ",") != "files.world-writable:/srv/scratch" || v.Boot == nil || !*v.Boot || v.DeclRange.Start.Line != 8 {
+		t.Errorf("vet block: %+v", v)
+	}
+
+	_, diags = loadKinds(t, `target "box" "a" {
+  image = image.i
+  vet {
+    block = "hihg"
+  }
+  vet {}
+}`)
+	var all []string
+	for _, d := range diags {
+		all = append(all, fmt.Sprintf("%s:%d: %s; %s", filepath.Base(d.Subject.Filename), d.Subject.Start.Line, d.Summary, d.Detail))
+	}
+	got := strings.Join(all, "\n")
+	for _, want := range []string{`main.fg.hcl:7: Invalid value for "block"; "hihg" is not one of`, `Did you mean "high"?`, "main.fg.hcl:9: Duplicate vet block"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("diagnostics %q lack %q", got, want)
 		}
 	}
 }

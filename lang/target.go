@@ -1,6 +1,7 @@
 package lang
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -37,6 +38,9 @@ func (l *loader) evalTarget(raw *rawTarget, e *evaluator) *Target {
 		default:
 			t.Attrs[as.Name] = cty.NullVal(as.Type)
 		}
+	}
+	if raw.Vet != nil {
+		t.Vet = l.evalVet(raw, e)
 	}
 	if raw.Schema.Check != nil {
 		for _, p := range raw.Schema.Check(t.Attrs) {
@@ -108,4 +112,23 @@ func collection(ty cty.Type) string {
 		return "map"
 	}
 	return "list"
+}
+
+// evalVet evaluates a target's vet block.
+func (l *loader) evalVet(raw *rawTarget, e *evaluator) *Vet {
+	s := &scope{l: l, ctx: e.bodyCtx(raw.Dir, raw.Vet), attrs: raw.Vet.Attributes}
+	v := &Vet{DeclRange: raw.VetRange}
+	if b, a, ok := s.str("block"); ok {
+		if !slices.Contains(VetSeverities, b) {
+			l.errorf(a.Expr.Range().Ptr(), "Invalid value for \"block\"", "%q is not one of %s.%s", b, strings.Join(quoteAll(VetSeverities), ", "), didYouMean(b, VetSeverities))
+		} else {
+			v.Block = b
+		}
+	}
+	v.BlockIDs, _, _ = s.strList("block_ids")
+	v.Allow, _, _ = s.strList("allow")
+	if b, _, ok := s.boolean("boot"); ok {
+		v.Boot = &b
+	}
+	return v
 }

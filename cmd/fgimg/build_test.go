@@ -64,7 +64,11 @@ type env struct {
 }
 
 // newEnv writes the busybox configuration into a fresh directory.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, buildConfig) }
+
+// newEnvWith writes config, on the busybox root filesystem, into a fresh
+// directory.
+func newEnvWith(t *testing.T, config string) *env {
 	if os.Geteuid() != 0 {
 		t.Skip("building needs root (or user namespaces); run the tests as root")
 	}
@@ -73,7 +77,7 @@ func newEnv(t *testing.T) *env {
 	root := t.TempDir()
 	testkit.BusyboxRootfs(t, root)
 	testkit.RootfsTar(t, filepath.Join(e.dir, "rootfs.tar"), root)
-	e.write(buildConfig)
+	e.write(config)
 	return e
 }
 

@@ -37,6 +37,8 @@ Commands:
   build      build images and write targets' artifacts
   boot       boot a built disk or netboot target in QEMU (smoke test)
   register   upload built cloud targets into OpenStack or OpenNebula, once
+  vet        check a built image before it is registered (security findings, policy)
+  approve    record a review of a vetted image: approved or rejected
   inspect    show one image: pedigree, metadata, stages
   diff       compare two images: which stages differ and why, and their software stacks
   fmt        rewrite templates in canonical format
@@ -74,6 +76,8 @@ func commands() []command {
 		{"build", cmdBuild, false},
 		{"boot", cmdBoot, false},
 		{"register", cmdRegister, false},
+		{"vet", cmdVet, false},
+		{"approve", cmdApprove, true},
 		{"plan", cmdPlan, true},
 		{"inspect", cmdInspect, true},
 		{"diff", cmdDiff, false},

@@ -234,7 +234,7 @@ func TestExamplesAreFormatted(t *testing.T) {
 // Help asked for is the output, on stdout with exit 0, however it is
 // asked for; a mistake in the flags goes to stderr.
 func TestHelpGoesToStdout(t *testing.T) {
-	for _, cmd := range [][]string{{"validate"}, {"plan"}, {"build"}, {"boot"}, {"register"}, {"inspect"}, {"fmt"}, {"cache", "ls"}, {"regenerate"}} {
+	for _, cmd := range [][]string{{"validate"}, {"plan"}, {"build"}, {"boot"}, {"register"}, {"vet"}, {"approve"}, {"inspect"}, {"fmt"}, {"cache", "ls"}, {"regenerate"}} {
 		for _, h := range []string{"-h", "-help", "--help"} {
 			args := append(append([]string{}, cmd...), h)
 			code, out, errw := fgimg(t, args...)

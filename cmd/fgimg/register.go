@@ -97,6 +97,14 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
+	names, refused, err := vetBeforeRegister(ctx, store, plan, names, outDir, errw)
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
+	if len(names) == 0 {
+		return exitFailed
+	}
 	o := register.Options{
 		Out: outDir, Targets: names, Open: openCloud, DryRun: dryRun, Jobs: jobs, Replace: replace,
 		Store: store, Memo: memo, Extra: templateCommit(ctx, paths, errw),
@@ -114,6 +122,9 @@ Flags:`)
 		}{dryRun, results})
 	}
 	code := exitOK
+	if refused > 0 {
+		code = exitFailed
+	}
 	if !dryRun {
 		if err := catalogRegister(store, outDir, results); err != nil {
 			fmt.Fprintf(errw, "fgimg: recording the registrations in the catalog: %s\n", err)

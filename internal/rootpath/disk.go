@@ -184,3 +184,28 @@ func Join(root, p string, mode Mode) (string, error) {
 // UseOpenat2 turns openat2 off (false) or back on, so that tests can run
 // the step-by-step walk that stands in for it on older kernels.
 func UseOpenat2(on bool) { noOpenat2.Store(!on) }
+
+// ErrNotRegular is wrapped by OpenRegular's error for a path that is not
+// a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// OpenRegular opens the regular file rel for reading, following symlinks
+// as the root's mode says; the file's name is "/"+rel. A FIFO or device
+// is refused (opened without blocking, never read).
+func (r *Root) OpenRegular(rel string) (*os.File, error) {
+	fd, err := r.Open(rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: "/" + rel, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), "/"+rel)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, &os.PathError{Op: "open", Path: "/" + rel, Err: ErrNotRegular}
+	}
+	return f, nil
+}

@@ -102,23 +102,7 @@ type image struct {
 }
 
 // open opens the regular file rel, following symlinks inside the root.
-func (img *image) open(rel string) (*os.File, error) {
-	fd, err := img.r.Open(rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: "/" + rel, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), "/"+rel)
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("/%s is not a regular file", rel)
-	}
-	return f, nil
-}
+func (img *image) open(rel string) (*os.File, error) { return img.r.OpenRegular(rel) }
 
 // openBounded opens the regular file rel and returns its size, refusing
 // one larger than max.
