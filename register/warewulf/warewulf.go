@@ -1,0 +1,229 @@
+// Package warewulf registers warewulf targets with Warewulf v4 on the host
+// it runs on: the target's root filesystem tarball is unpacked into a chroot
+// directory, marked with /etc/fgimg-release (the tarball's digest, the
+// target, the image and the name: Warewulf keeps no digest of its own), and
+// imported with `wwctl image import DIR NAME`, then built with `wwctl image
+// build NAME` and, when the target names a profile, given to it with `wwctl
+// profile set --yes --image NAME PROFILE`.
+//
+// Images are compared by the mark before anything is imported: fgimg never
+// relies on `wwctl image import --update`, which does not replace what the
+// new tree lacks (warewulf#2073). A changed image takes the name (what
+// profiles and nodes refer to); the older one is renamed NAME-<digest
+// prefix> (`wwctl image rename --build`) and kept until it is retired
+// (replace: `wwctl image delete --yes`). An image without the mark is never
+// changed. Registrations run one at a time (baremetal.Lock).
+package warewulf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/baremetal"
+)
+
+// ReleaseFile is the mark in the image.
+const ReleaseFile = "etc/fgimg-release"
+
+// Cloud is Warewulf on this host.
+type Cloud struct {
+	run baremetal.Runner
+	// Wait receives the note that register waits for the bare-metal lock.
+	Wait io.Writer
+}
+
+var _ register.Cloud = (*Cloud)(nil)
+
+// Open returns the Warewulf of this host.
+func Open(*register.File) (*Cloud, error) {
+	return &Cloud{run: baremetal.Runner{Dirs: []string{"/usr/bin", "/usr/local/bin"}}, Wait: os.Stderr}, nil
+}
+
+// String implements register.Cloud.
+func (c *Cloud) String() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("Warewulf on %s", h)
+}
+
+type wwImage struct {
+	name string
+	mark baremetal.Mark
+	ours bool
+}
+
+// names lists Warewulf's images: wwctl image list prints a header (IMAGE
+// NAME) and one name a line.
+func (c *Cloud) names(ctx context.Context) ([]string, error) {
+	out, err := c.run.Run(ctx, nil, "wwctl", "image", "list")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.EqualFold(strings.Join(f, " "), "IMAGE NAME") || strings.Trim(f[0], "-=+|") == "" {
+			continue
+		}
+		names = append(names, strings.Trim(f[0], "|"))
+	}
+	return names, nil
+}
+
+// show reads the mark of image name from its root filesystem (wwctl image
+// show prints its directory).
+func (c *Cloud) show(ctx context.Context, name string) (*wwImage, error) {
+	out, err := c.run.Run(ctx, nil, "wwctl", "image", "show", name)
+	if err != nil {
+		return nil, err
+	}
+	root := strings.TrimSpace(string(out))
+	b, err := os.ReadFile(filepath.Join(root, ReleaseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &wwImage{name: name}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, ok := baremetal.ParseMark(string(b))
+	return &wwImage{name: name, mark: m, ours: ok}, nil
+}
+
+func (c *Cloud) list(ctx context.Context) ([]*wwImage, error) {
+	names, err := c.names(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*wwImage
+	for _, n := range names {
+		im, err := c.show(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, im)
+	}
+	return out, nil
+}
+
+func (im *wwImage) image() register.Image {
+	name := im.mark.Name
+	if name == "" {
+		name = im.name
+	}
+	return register.Image{ID: im.name, Name: name, State: register.StateReady, Status: "imported",
+		Digest: im.mark.Digest, Step: im.mark.Step, Properties: im.mark.Properties()}
+}
+
+// Find implements register.Cloud: the images marked by fgimg for target
+// (any target when "").
+func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, error) {
+	all, err := c.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []register.Image
+	for _, im := range all {
+		if im.ours && (target == "" || im.mark.Target == target) {
+			out = append(out, im.image())
+		}
+	}
+	return out, nil
+}
+
+// Upload implements register.Cloud.
+func (c *Cloud) Upload(ctx context.Context, s register.Step, props map[string]string, artifact string) (register.Image, error) {
+	unlock, err := baremetal.Lock(ctx, c.Wait)
+	if err != nil {
+		return register.Image{}, err
+	}
+	defer unlock()
+	names, err := c.names(ctx)
+	if err != nil {
+		return register.Image{}, err
+	}
+	mark := baremetal.Mark{Digest: s.Digest, Target: props[register.PropTarget], Image: props["fgimg_image"], Step: s.ID, Name: s.Name}
+	for _, n := range names {
+		if n != s.Name {
+			continue
+		}
+		old, err := c.show(ctx, n)
+		if err != nil {
+			return register.Image{}, err
+		}
+		switch {
+		case !old.ours:
+			return register.Image{}, fmt.Errorf("Warewulf image %q exists and fgimg did not register it (no /%s): give the target another name", n, ReleaseFile)
+		case old.mark.Digest == s.Digest:
+			return old.image(), nil // registered while this register waited for the lock
+		}
+		if _, err := c.run.Run(ctx, nil, "wwctl", "image", "rename", "--build", n, baremetal.KeptName(n, old.mark.Digest)); err != nil {
+			return register.Image{}, fmt.Errorf("keeping the older image: %w", err)
+		}
+	}
+	chroot, err := os.MkdirTemp(filepath.Dir(filepath.Dir(artifact)), ".fgimg-warewulf-")
+	if err != nil {
+		return register.Image{}, err
+	}
+	defer os.RemoveAll(chroot)
+	if _, err := c.run.Run(ctx, nil, "tar", "-xpf", artifact, "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", chroot); err != nil {
+		return register.Image{}, fmt.Errorf("unpacking %s: %w", s.Artifact, err)
+	}
+	rel := filepath.Join(chroot, ReleaseFile)
+	if err := os.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+		return register.Image{}, err
+	}
+	os.Remove(rel) // never written through a symlink of the image
+	if err := os.WriteFile(rel, []byte(strings.Join(mark.Fields(), "\n")+"\n"), 0o644); err != nil {
+		return register.Image{}, err
+	}
+	if _, err := c.run.Run(ctx, nil, "wwctl", "image", "import", chroot, s.Name); err != nil {
+		return register.Image{}, err
+	}
+	if _, err := c.run.Run(ctx, nil, "wwctl", "image", "build", s.Name); err != nil {
+		return register.Image{}, err
+	}
+	if p := s.Options["profile"]; p != "" {
+		if _, err := c.run.Run(ctx, nil, "wwctl", "profile", "set", "--yes", "--image", s.Name, p); err != nil {
+			return register.Image{}, err
+		}
+	}
+	return (&wwImage{name: s.Name, mark: mark, ours: true}).image(), nil
+}
+
+// Retire implements register.Cloud: the image im was (under its name, or
+// kept as NAME-<digest prefix> since) is deleted; one already gone is left
+// alone.
+func (c *Cloud) Retire(ctx context.Context, im register.Image) error {
+	unlock, err := baremetal.Lock(ctx, c.Wait)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	all, err := c.list(ctx)
+	if err != nil {
+		return err
+	}
+	victim := ""
+	for _, w := range all {
+		if w.ours && w.mark.Digest == im.Digest && (w.name == im.ID || w.name == baremetal.KeptName(im.Name, im.Digest)) {
+			victim = w.name
+			if w.name == im.ID {
+				break
+			}
+		}
+	}
+	if victim == "" {
+		return nil
+	}
+	_, err = c.run.Run(ctx, nil, "wwctl", "image", "delete", "--yes", victim)
+	return err
+}
+
+// Delete implements register.Cloud as Retire.
+func (c *Cloud) Delete(ctx context.Context, im register.Image) error { return c.Retire(ctx, im) }
