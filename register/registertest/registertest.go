@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -152,6 +153,47 @@ func OpenNebula(tb testing.TB, user, password string) (authFile string) {
 	tb.Setenv("ONE_XMLRPC", srv.URL+"/RPC2")
 	tb.Setenv("ONE_AUTH", authFile)
 	return authFile
+}
+
+// Manifest writes dir's manifest.json as fgimg build does: every file in
+// dir (but the manifest) with its digest and size. Kind writers' own
+// output (targets.Kind.Write) then reads as a built target.
+func Manifest(tb testing.TB, dir, target, kind string) {
+	tb.Helper()
+	type artifact struct {
+		Path   string        `json:"path"`
+		Digest digest.Digest `json:"digest"`
+		Size   int64         `json:"size"`
+	}
+	var listed []artifact
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == outdir.ManifestName {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dg, err := digest.SHA256.FromReader(f)
+		if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		listed = append(listed, artifact{filepath.ToSlash(rel), dg, fi.Size()})
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, _ := json.MarshalIndent(map[string]any{"target": target, "kind": kind, "artifacts": listed}, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, outdir.ManifestName), m, 0o644); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // Read returns the register.json a writer left in dir.
