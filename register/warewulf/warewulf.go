@@ -1,6 +1,6 @@
 // Package warewulf registers warewulf targets with Warewulf v4 on the host
 // it runs on: the target's root filesystem tarball is unpacked into a chroot
-// directory, marked with /etc/fgimg-release (the tarball's digest, the
+// directory (internal/layer's extraction), marked with /etc/fgimg-release (the tarball's digest, the
 // target, the image and the name: Warewulf keeps no digest of its own), and
 // imported with `wwctl image import DIR NAME`, then built with `wwctl image
 // build NAME` and, when the target names a profile, given to it with `wwctl
@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/baremetal"
 )
@@ -171,7 +172,7 @@ func (c *Cloud) Upload(ctx context.Context, s register.Step, props map[string]st
 		return register.Image{}, err
 	}
 	defer os.RemoveAll(chroot)
-	if _, err := c.run.Run(ctx, nil, "tar", "-xpf", artifact, "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", chroot); err != nil {
+	if err := unpack(artifact, chroot); err != nil {
 		return register.Image{}, fmt.Errorf("unpacking %s: %w", s.Artifact, err)
 	}
 	rel := filepath.Join(chroot, ReleaseFile)
@@ -194,6 +195,17 @@ func (c *Cloud) Upload(ctx context.Context, s register.Step, props map[string]st
 		}
 	}
 	return (&wwImage{name: s.Name, mark: mark, ours: true}).image(), nil
+}
+
+// unpack extracts the root filesystem tarball into the chroot directory,
+// owners, modes, devices and extended attributes as they are.
+func unpack(artifact, chroot string) error {
+	f, err := os.Open(artifact)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return layer.Apply(f, chroot, layer.ApplyOptions{})
 }
 
 // Retire implements register.Cloud: the image im was (under its name, or
