@@ -187,18 +187,21 @@ const xcatBootIF = `#!/bin/sh
 # Written by fgimg for xCAT stateless nodes: DHCP on the boot interface
 # that the kernel command line names (BOOTIF= or ifname=NAME:MAC).
 set -eu
+# FGIMG_CMDLINE and FGIMG_NETWORK_DIR stand in for /proc/cmdline and
+# /run/systemd/network when the script is tried outside a booting node.
+netdir=${FGIMG_NETWORK_DIR:-/run/systemd/network}
 mac=
-for arg in $(cat /proc/cmdline); do
+for arg in $(cat "${FGIMG_CMDLINE:-/proc/cmdline}"); do
 	case "$arg" in
 	BOOTIF=??-*) mac=$(echo "${arg#BOOTIF=??-}" | tr - : | tr A-F a-f) ;;
 	ifname=*:*) [ -n "$mac" ] || mac=$(echo "${arg#ifname=*:}" | tr A-F a-f) ;;
 	esac
 done
 [ -n "$mac" ] || exit 0
-mkdir -p /run/systemd/network
+mkdir -p "$netdir"
 printf '%s\n' "# Written at boot by fgimg-xcat-bootif: the interface the node booted from." \
 	"[Match]" "MACAddress=$mac" "" "[Network]" "DHCP=yes" "" "[Link]" "RequiredForOnline=yes" \
-	>/run/systemd/network/05-fgimg-bootif.network
+	>"$netdir/05-fgimg-bootif.network"
 echo "fgimg: DHCP on the boot interface $mac"
 `
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -167,5 +168,28 @@ func TestRefusesAnImageItDidNotImport(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(hpcfake.ImageRoot(site.State, "compute"), "marker")); err != nil {
 		t.Error("the site's image was changed")
+	}
+}
+
+// register.sh does with wwctl what fgimg register does: the marked chroot
+// imported, built and given to the profile.
+func TestRegisterScript(t *testing.T) {
+	site := hpcfake.Install(t)
+	out := t.TempDir()
+	f := build(t, out, "v1")
+	cmd := exec.Command("sh", filepath.Join(out, "compute-ww", register.ScriptName))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("register.sh: %v\n%s", err, b)
+	}
+	st := site.Load(t)
+	rootfs := hpcfake.ImageRoot(site.State, "compute")
+	m, _ := os.ReadFile(filepath.Join(rootfs, "etc/fgimg-release"))
+	if b, _ := os.ReadFile(filepath.Join(rootfs, "etc/motd")); string(b) != "v1" || !strings.Contains(string(m), string(f.Steps[0].Digest)) ||
+		!st.Built["compute"] || st.Profiles["default"] != "compute" {
+		t.Errorf("after register.sh: motd %q, mark %q, state %+v", b, m, st)
+	}
+	// fgimg register then finds it registered.
+	if res, log := run(t, out, false, false); res.Plan.Actions[0].Op != register.OpSkip {
+		t.Errorf("register after register.sh:\n%s", log)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -236,4 +237,30 @@ func TestOneBareMetalRegistrationAtATime(t *testing.T) {
 	if st := site.Load(t); st.OSImages["hpc"] == nil {
 		t.Error("no osimage once the lock was free")
 	}
+}
+
+// register.sh does with xCAT's and Moab's commands what fgimg register
+// does: the files in place, the osimage defined from the stanza (changed
+// with chdef when run again), Moab's OS lists and a recycle.
+func TestRegisterScript(t *testing.T) {
+	site := hpcfake.Install(t)
+	out, install := t.TempDir(), t.TempDir()
+	f := build(t, out, install, "v1", []string{"DEFAULT", "node01"})
+	for i := range 2 {
+		cmd := exec.Command("sh", filepath.Join(out, "hpc-xcat", register.ScriptName))
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("register.sh: %v\n%s", err, b)
+		}
+		st := site.Load(t)
+		if !strings.Contains(st.OSImages["hpc"]["description"], string(f.Steps[0].Digest)) || st.OSImages["hpc"]["addkcmdline"] != "console=ttyS0" {
+			t.Errorf("run %d: osimage %v", i+1, st.OSImages["hpc"])
+		}
+		if !slices.Equal(st.MoabOSList["DEFAULT"], []string{"compute", "hpc"}) || !slices.Equal(st.MoabOSList["node01"], []string{"hpc"}) || st.Recycles != i+1 {
+			t.Errorf("run %d: Moab loaded %v after %d recycles", i+1, st.MoabOSList, st.Recycles)
+		}
+		if i == 1 && !strings.HasPrefix(st.Calls[len(st.Calls)-2], "chdef -t osimage -o hpc ") {
+			t.Errorf("the second run did not chdef: %v", st.Calls)
+		}
+	}
+	sameFile(t, filepath.Join(out, "hpc-xcat", f.Steps[0].Artifact), filepath.Join(install, "netboot/debian12/x86_64/hpc/initrd-stateless.gz"))
 }
