@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/register"
@@ -38,9 +39,15 @@ type Cloud struct {
 	run baremetal.Runner
 	// Wait receives the note that register waits for the bare-metal lock.
 	Wait io.Writer
+
+	mu     sync.Mutex
+	listed map[string]*wwImage // by name, as Find last saw them (for Explain)
 }
 
-var _ register.Cloud = (*Cloud)(nil)
+var (
+	_ register.Cloud     = (*Cloud)(nil)
+	_ register.Explainer = (*Cloud)(nil)
+)
 
 // Open returns the Warewulf of this host.
 func Open(*register.File) (*Cloud, error) {
@@ -128,6 +135,12 @@ func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, erro
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	c.listed = map[string]*wwImage{}
+	for _, im := range all {
+		c.listed[im.name] = im
+	}
+	c.mu.Unlock()
 	var out []register.Image
 	for _, im := range all {
 		if im.ours && (target == "" || im.mark.Target == target) {
@@ -239,3 +252,38 @@ func (c *Cloud) Retire(ctx context.Context, im register.Image) error {
 
 // Delete implements register.Cloud as Retire.
 func (c *Cloud) Delete(ctx context.Context, im register.Image) error { return c.Retire(ctx, im) }
+
+// Explain implements register.Explainer: the commands of each action, as
+// Upload and Retire will run them given what Find saw.
+func (c *Cloud) Explain(a register.Action, s *register.Step) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch a.Op {
+	case register.OpUpload:
+		if s == nil {
+			return nil
+		}
+		var lines []string
+		if old := c.listed[s.Name]; old != nil {
+			if !old.ours {
+				lines = append(lines, fmt.Sprintf("Warewulf image %q exists and is not fgimg's: register will stop here", s.Name))
+			} else if old.mark.Digest != s.Digest {
+				lines = append(lines, fmt.Sprintf("wwctl image rename --build %s %s (the older image is kept)", s.Name, baremetal.KeptName(s.Name, old.mark.Digest)))
+			}
+		}
+		lines = append(lines,
+			fmt.Sprintf("unpack %s into a chroot; /%s: FGIMG_DIGEST=%s", s.Artifact, ReleaseFile, s.Digest),
+			fmt.Sprintf("wwctl image import CHROOT %s; wwctl image build %s", s.Name, s.Name))
+		if p := s.Options["profile"]; p != "" {
+			lines = append(lines, fmt.Sprintf("wwctl profile set --yes --image %s %s", s.Name, p))
+		}
+		return lines
+	case register.OpRetire, register.OpDelete:
+		name := a.Image.ID
+		if s != nil && name == s.Name {
+			name = baremetal.KeptName(a.Image.Name, a.Image.Digest) // where the upload keeps it
+		}
+		return []string{"wwctl image delete --yes " + name}
+	}
+	return nil
+}

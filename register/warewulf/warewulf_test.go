@@ -127,6 +127,18 @@ func TestRegister(t *testing.T) {
 
 	f2 := build(t, out, "v2")
 	kept := baremetal.KeptName("compute", s1.Digest)
+	_, log := run(t, out, true, true)
+	for _, want := range []string{
+		"      wwctl image rename --build compute " + kept + " (the older image is kept)",
+		"      unpack rootfs.tar.gz into a chroot; /etc/fgimg-release: FGIMG_DIGEST=" + string(f2.Steps[0].Digest),
+		"      wwctl image import CHROOT compute; wwctl image build compute",
+		"      wwctl profile set --yes --image compute default",
+		"      wwctl image delete --yes " + kept,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dry-run plan lacks %q:\n%s", want, log)
+		}
+	}
 	run(t, out, false, false)
 	st = site.Load(t)
 	if b, _ := os.ReadFile(filepath.Join(hpcfake.ImageRoot(site.State, "compute"), "etc/motd")); string(b) != "v2" {
@@ -142,7 +154,7 @@ func TestRegister(t *testing.T) {
 		t.Errorf("register relied on import --update or --force: %v", st.Calls)
 	}
 
-	_, log := run(t, out, false, true)
+	_, log = run(t, out, false, true)
 	if _, err := os.Stat(hpcfake.ImageRoot(site.State, kept)); err == nil || !strings.Contains(log, "~ retire image "+kept) {
 		t.Errorf("replace did not delete %s:\n%s", kept, log)
 	}

@@ -27,6 +27,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -39,9 +40,15 @@ type Cloud struct {
 	xcat, moab baremetal.Runner
 	// Wait receives the note that register waits for the bare-metal lock.
 	Wait io.Writer
+
+	mu     sync.Mutex
+	listed map[string]*osimage // by name, as Find last saw them (for Explain)
 }
 
-var _ register.Cloud = (*Cloud)(nil)
+var (
+	_ register.Cloud     = (*Cloud)(nil)
+	_ register.Explainer = (*Cloud)(nil)
+)
 
 // Open returns the xCAT of this host; f is not needed (every xcat target
 // registers on the management node fgimg runs on).
@@ -163,6 +170,12 @@ func (c *Cloud) Find(ctx context.Context, target string) ([]register.Image, erro
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	c.listed = map[string]*osimage{}
+	for _, o := range all {
+		c.listed[o.name] = o
+	}
+	c.mu.Unlock()
 	var out []register.Image
 	for _, o := range all {
 		if m, ok := o.mark(); ok && (target == "" || m.Target == target) {
@@ -412,4 +425,55 @@ func (c *Cloud) moabChange(ctx context.Context, change func(*moabConfig) bool) e
 	}
 	_, err = c.moab.Run(ctx, nil, "mschedctl", "-R")
 	return err
+}
+
+// Explain implements register.Explainer: the files and commands of each
+// action, as Upload and Retire will do them given what Find saw.
+func (c *Cloud) Explain(a register.Action, s *register.Step) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch a.Op {
+	case register.OpUpload:
+		if s == nil {
+			return nil
+		}
+		dir := s.Options["rootimgdir"]
+		lines := []string{}
+		if old := c.listed[s.Name]; old != nil {
+			if m, ours := old.mark(); !ours {
+				lines = append(lines, fmt.Sprintf("osimage %q exists and is not fgimg's: register will stop here", s.Name))
+			} else if m.Digest != s.Digest {
+				kept := baremetal.KeptName(s.Name, m.Digest)
+				lines = append(lines, fmt.Sprintf("keep the older osimage: mkdef -z %s (rootimgdir %s, moved there)", kept, path.Join(path.Dir(dir), kept)))
+			}
+		}
+		lines = append(lines, fmt.Sprintf("copy %s and %s into %s; initrd-stateless.gz: a hard link of rootimg.cpio.gz", s.Options["kernel"], s.Artifact, dir))
+		if n := s.Options["moab_nodes"]; n != "" {
+			var sets []string
+			for _, node := range strings.Split(n, ",") {
+				sets = append(sets, fmt.Sprintf("NODECFG[%s] OSLIST+=%s", node, s.Name))
+			}
+			lines = append(lines, fmt.Sprintf("%s: %s; mschedctl -R", MoabConfigPath(), strings.Join(sets, ", ")))
+		}
+		if old := c.listed[s.Name]; old != nil {
+			lines = append(lines, fmt.Sprintf("chdef -t osimage -o %s with %s's attributes", s.Name, s.Options["stanza"]))
+		} else {
+			lines = append(lines, "mkdef -z <"+s.Options["stanza"])
+		}
+		return lines
+	case register.OpRetire, register.OpDelete:
+		name := a.Image.ID
+		if s != nil && name == s.Name {
+			name = baremetal.KeptName(a.Image.Name, a.Image.Digest) // where the upload keeps it
+		}
+		dir := a.Image.Properties["rootimgdir"]
+		if dir != "" {
+			dir = path.Join(path.Dir(dir), name)
+		}
+		return []string{
+			fmt.Sprintf("%s: %s out of every OSLIST; mschedctl -R", MoabConfigPath(), name),
+			fmt.Sprintf("rmdef -t osimage -o %s; rm -r %s", name, dir),
+		}
+	}
+	return nil
 }

@@ -135,6 +135,21 @@ func TestRegister(t *testing.T) {
 		t.Fatal("a changed image has the same digest")
 	}
 	kept := baremetal.KeptName("hpc", s1.Digest)
+	// The dry run's plan says what register will run.
+	_, log = run(t, out, true, true)
+	for _, want := range []string{
+		"+ upload netboot/debian12/x86_64/hpc/rootimg.cpio.gz",
+		"      keep the older osimage: mkdef -z " + kept + " (rootimgdir " + filepath.Join(install, "netboot/debian12/x86_64", kept),
+		"      copy netboot/debian12/x86_64/hpc/kernel and netboot/debian12/x86_64/hpc/rootimg.cpio.gz into " + rootimgdir,
+		"      " + site.MoabCfg + ": NODECFG[DEFAULT] OSLIST+=hpc, NODECFG[node01] OSLIST+=hpc; mschedctl -R",
+		"      chdef -t osimage -o hpc with osimage.stanza's attributes",
+		"  ~ retire image hpc \"hpc\"",
+		"      rmdef -t osimage -o " + kept + "; rm -r " + filepath.Join(install, "netboot/debian12/x86_64", kept),
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("dry-run plan lacks %q:\n%s", want, log)
+		}
+	}
 	res, log = run(t, out, false, false)
 	st = site.Load(t)
 	if len(res.Plan.Actions) != 1 || !strings.Contains(st.OSImages["hpc"]["description"], string(s2.Digest)) {
