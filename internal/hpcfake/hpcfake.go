@@ -53,6 +53,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Commands are the names the fake answers to.
@@ -123,6 +125,17 @@ func Main(name string, args []string, stdin io.Reader, stdout, stderr io.Writer)
 	dir := os.Getenv(StateEnv)
 	if dir == "" {
 		fmt.Fprintf(stderr, "%s (fgimg's fake): %s is not set\n", name, StateEnv)
+		return 2
+	}
+	// One call at a time changes the state, as xCAT's daemon, Moab and
+	// Warewulf serialise their own.
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err == nil {
+		defer lock.Close()
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s (fake): %v\n", name, err)
 		return 2
 	}
 	st, err := Load(dir)
