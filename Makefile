@@ -37,6 +37,11 @@ APT_PACKAGES = \
   python3-keystone glance-api glance-common uwsgi-core uwsgi-plugin-python3 \
   python3-minimal python3-openstackclient genisoimage
 
+# Test servers Debian does not package, built with go install into Go's
+# bin directory when not on PATH (keep in step with the tests' helpers).
+# versitygw: a real S3 server (internal/s3test).
+GO_TOOLS = github.com/versity/versitygw/cmd/versitygw@v1.8.0
+
 # The example that `make demo` builds and boots.
 DEMO_TARGET ?= base-cloud
 DEMO_PATH   ?= examples/debian
@@ -67,6 +72,10 @@ deps:
 		status=$$?; if [ -n "$$policy" ]; then $(SUDO) rm -f $$policy; fi; exit $$status; \
 	fi
 	$(CHECK_GO)
+	@for t in $(GO_TOOLS); do n=$${t%@*}; n=$${n##*/}; \
+		command -v $$n >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/$$n" ] || \
+		{ echo "deps: go install $$t"; $(GO) install $$t || exit 1; }; \
+	done
 
 go:
 	$(CHECK_GO)
