@@ -109,12 +109,9 @@ func writeNetboot(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifa
 	if in.Root == "" {
 		return nil, errors.New("no root filesystem to read (Input.Root is empty)")
 	}
-	kernel, err := findNetbootKernel(in.Root)
+	kernel, err := imageKernel(in)
 	if err != nil {
 		return nil, err
-	}
-	if kernel == "" {
-		return nil, fmt.Errorf("image %q has no kernel in /boot: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Arch))
 	}
 	extra, err := netbootInit(in)
 	if err != nil {

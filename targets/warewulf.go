@@ -97,12 +97,8 @@ func writeWarewulf(ctx context.Context, in *Input, sp Spec, dir string) ([]Artif
 		return nil, err
 	}
 	if in.Root != "" { // Warewulf 4.6 boots the image's own kernel
-		k, err := findNetbootKernel(in.Root)
-		if err != nil {
+		if _, err := imageKernel(in); err != nil {
 			return nil, err
-		}
-		if k == "" {
-			return nil, fmt.Errorf("image %q has no kernel in /boot, and Warewulf boots the image's own: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Arch))
 		}
 	}
 	arts, err := Tar{}.Write(ctx, in, &TarSpec{Compression: spec.Compression}, dir)
@@ -135,14 +131,8 @@ const WarewulfReleaseFile = "/etc/fgimg-release"
 func warewulfScript(spec *WarewulfSpec, s register.Step, mark baremetal.Mark) string {
 	var b strings.Builder
 	q := shquote.Quote
-	b.WriteString("#!/bin/sh\n# Written by fgimg: registers this warewulf target on the Warewulf server with\n")
-	b.WriteString("# wwctl, the same steps as register.json. fgimg register performs them\n")
-	b.WriteString("# idempotently (by the digest in /etc/fgimg-release) and keeps the older image;\n")
-	b.WriteString("# this script replaces it.\n")
-	b.WriteString("set -eu\ncd \"$(dirname \"$0\")\"\n")
-	fmt.Fprintf(&b, "echo %s | sha256sum -c --quiet -\n", q(s.Digest.Encoded()+"  "+s.Artifact))
-	b.WriteString("# One bare-metal registration at a time, as with fgimg register.\n")
-	fmt.Fprintf(&b, "exec 9>\"${%s:-%s}\"\nflock 9\n", baremetal.LockEnv, baremetal.DefaultLock)
+	b.WriteString(bareMetalScriptHead("this warewulf target on the Warewulf server with wwctl",
+		"keeps the older image (compared by the digest in /etc/fgimg-release)", [][2]string{{s.Artifact, s.Digest.Encoded()}}))
 	b.WriteString("chroot=$(mktemp -d \"${TMPDIR:-/var/tmp}/fgimg-warewulf.XXXXXX\")\ntrap 'rm -rf \"$chroot\"' EXIT\n")
 	fmt.Fprintf(&b, "tar -xpf %s --numeric-owner --xattrs --xattrs-include='*' -C \"$chroot\"\n", q(s.Artifact))
 	fmt.Fprintf(&b, "printf '%%s\\n' %s >\"$chroot%s\"\n", shquote.Join(mark.Fields()), WarewulfReleaseFile)

@@ -352,12 +352,9 @@ func writeXCAT(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact,
 			return nil, fmt.Errorf("image %q has no usable ID and VERSION_ID in its os-release for the osimage's osvers (%q): set osvers", in.Image.Name, osvers)
 		}
 	}
-	kernel, err := findNetbootKernel(in.Root)
+	kernel, err := imageKernel(in)
 	if err != nil {
 		return nil, err
-	}
-	if kernel == "" {
-		return nil, fmt.Errorf("image %q has no kernel in /boot: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Arch))
 	}
 	extra, err := netbootInit(in)
 	if err != nil {
@@ -441,14 +438,8 @@ func XCATOSImageStanza(spec *XCATSpec, osvers, rootimgdir string, mark baremetal
 func xcatScript(spec *XCATSpec, s register.Step, k *cloudArtifact) string {
 	var b strings.Builder
 	q := shquote.Quote
-	b.WriteString("#!/bin/sh\n# Written by fgimg: registers this xcat target on the xCAT management node with\n")
-	b.WriteString("# xCAT's (and Moab's) own commands, the same steps as register.json. fgimg register\n")
-	b.WriteString("# performs them idempotently and keeps the older osimage; this script replaces it.\n")
-	b.WriteString("set -eu\ncd \"$(dirname \"$0\")\"\n")
-	fmt.Fprintf(&b, "echo %s | sha256sum -c --quiet -\n", q(s.Digest.Encoded()+"  "+s.Artifact))
-	fmt.Fprintf(&b, "echo %s | sha256sum -c --quiet -\n", q(k.digest.Encoded()+"  "+k.Path))
-	b.WriteString("# One bare-metal registration at a time, as with fgimg register.\n")
-	fmt.Fprintf(&b, "exec 9>\"${%s:-%s}\"\nflock 9\n", baremetal.LockEnv, baremetal.DefaultLock)
+	b.WriteString(bareMetalScriptHead("this xcat target on the xCAT management node with\n# xCAT's (and Moab's) own commands",
+		"keeps the older osimage", [][2]string{{s.Artifact, s.Digest.Encoded()}, {k.Path, k.digest.Encoded()}}))
 	fmt.Fprintf(&b, "PATH=$PATH:/opt/xcat/bin:/opt/xcat/sbin\nrootimgdir=%s\n", q(s.Options["rootimgdir"]))
 	b.WriteString("mkdir -p \"$rootimgdir\"\n")
 	fmt.Fprintf(&b, "install -m 0644 %s \"$rootimgdir/kernel\"\n", q(k.Path))
@@ -472,4 +463,33 @@ func xcatScript(spec *XCATSpec, s register.Step, k *cloudArtifact) string {
 		b.WriteString("PATH=$PATH:/opt/moab/bin:/opt/moab/sbin mschedctl -R\n")
 	}
 	return b.String()
+}
+
+// bareMetalScriptHead starts a bare-metal register.sh: it runs from its own
+// folder, checks the artifacts' digests (path, hex) and takes the bare-metal
+// lock, as fgimg register does.
+func bareMetalScriptHead(what, keeps string, files [][2]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#!/bin/sh\n# Written by fgimg: registers %s, the same steps as register.json.\n", what)
+	fmt.Fprintf(&b, "# fgimg register performs them idempotently and %s; this script replaces it.\n", keeps)
+	b.WriteString("set -eu\ncd \"$(dirname \"$0\")\"\n")
+	for _, f := range files {
+		fmt.Fprintf(&b, "echo %s | sha256sum -c --quiet -\n", shquote.Quote(f[1]+"  "+f[0]))
+	}
+	b.WriteString("# One bare-metal registration at a time, as with fgimg register.\n")
+	fmt.Fprintf(&b, "exec 9>\"${%s:-%s}\"\nflock 9\n", baremetal.LockEnv, baremetal.DefaultLock)
+	return b.String()
+}
+
+// imageKernel is the host path of the image's kernel (findNetbootKernel),
+// or an error naming the package to add.
+func imageKernel(in *Input) (string, error) {
+	kernel, err := findNetbootKernel(in.Root)
+	if err != nil {
+		return "", err
+	}
+	if kernel == "" {
+		return "", fmt.Errorf("image %q has no kernel in /boot: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Arch))
+	}
+	return kernel, nil
 }

@@ -38,19 +38,11 @@ func golden(t *testing.T, name, got string) {
 }
 
 func xcatRoot(t *testing.T) string {
-	t.Helper()
-	root := t.TempDir()
-	for p, body := range map[string]string{
+	return registertest.Root(t, map[string]string{
 		"boot/vmlinuz-6.1.0-13-amd64": "kernel",
 		"sbin/init":                   "#!/bin/sh\n",
 		"etc/os-release":              "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
-	} {
-		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
-		if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return root
+	})
 }
 
 func xcatSpec() *XCATSpec {
@@ -214,16 +206,7 @@ func TestXCATBootsInQEMU(t *testing.T) {
 		t.Skip("boots a VM under emulation; skipped in -short mode")
 	}
 	qemu := testkit.Need(t, "qemu-system-x86_64")[0]
-	kroot, kversion := testkit.DebianKernel(t)
-	root := t.TempDir()
-	testkit.BusyboxRootfs(t, root)
-	os.Mkdir(filepath.Join(root, "boot"), 0o755)
-	b, err := os.ReadFile(filepath.Join(kroot, "boot", "vmlinuz-"+kversion))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(root, "boot/vmlinuz-6.1.0-test-amd64"), b, 0o644)
-	os.WriteFile(filepath.Join(root, "init"), []byte(xcatInitScript), 0o755)
+	root := bootableBusybox(t, xcatInitScript)
 	os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("ID=debian\nVERSION_ID=12\n"), 0o644)
 	spec := xcatSpec()
 	// The adaptation's files, as its stage would write them.

@@ -10,10 +10,8 @@ import (
 	"testing"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
-	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/register/registertest"
 	"github.com/fgimg/fgimg/targets"
-	"github.com/opencontainers/go-digest"
 )
 
 // writeBuilt writes every target of the configuration in dir into out as
@@ -29,21 +27,12 @@ func writeBuilt(t *testing.T, dir, out string) {
 	if plan == nil {
 		t.Fatalf("plan: %s", &errw)
 	}
-	root := t.TempDir()
-	for p, body := range map[string]string{
+	root := registertest.Root(t, map[string]string{
 		"boot/vmlinuz-6.1.0-13-amd64": "kernel",
 		"sbin/init":                   "#!/bin/sh\n",
 		"etc/os-release":              "ID=debian\nVERSION_ID=\"12\"\n",
-	} {
-		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
-		os.WriteFile(filepath.Join(root, p), []byte(body), 0o755)
-	}
-	var b bytes.Buffer
-	if err := layer.WriteTree(&b, root, layer.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	lp := filepath.Join(t.TempDir(), "layer.tar")
-	os.WriteFile(lp, b.Bytes(), 0o644)
+	})
+	lp, ld, ln := registertest.LayerTar(t, root)
 	for _, pt := range plan.Targets {
 		kind, err := targets.For(pt.Target.Kind)
 		if err != nil {
@@ -52,7 +41,7 @@ func writeBuilt(t *testing.T, dir, out string) {
 		tdir := filepath.Join(out, pt.Target.Name)
 		os.MkdirAll(tdir, 0o755)
 		in := &targets.Input{Image: targets.ImageInfo{Name: "hpc", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: pt.Write.Digest,
-			Layers: []targets.Layer{{Digest: digest.FromBytes(b.Bytes()), Size: int64(b.Len()), Path: lp, Kind: "files"}}}
+			Layers: []targets.Layer{{Digest: ld, Size: ln, Path: lp, Kind: "files"}}}
 		if _, err := kind.Write(context.Background(), in, kind.Spec(pt.Target), tdir); err != nil {
 			t.Fatal(err)
 		}

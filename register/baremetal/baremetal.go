@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/internal/shquote"
+	"github.com/fgimg/fgimg/register"
 )
 
 // LockEnv names the variable that moves the lock file, for a site whose
@@ -190,12 +190,19 @@ func (m Mark) Properties() map[string]string {
 	return map[string]string{"fgimg_target": m.Target, "fgimg_step": m.Step, "fgimg_digest": string(m.Digest), "fgimg_image": m.Image}
 }
 
-// SortedKeys returns m's keys in order.
-func SortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// Holds reports whether the image called name, with mark m, is where
+// register's image im now is: im itself, or im kept under KeptName since
+// a changed image took its name.
+func Holds(im register.Image, name string, m Mark) bool {
+	return m.Digest == im.Digest && (name == im.ID || name == KeptName(im.Name, im.Digest))
+}
+
+// RetireName is the name under which a retire or delete of im will find
+// it: a changed image of step s's name (being registered in the same run)
+// has kept it under KeptName.
+func RetireName(im register.Image, s *register.Step) string {
+	if s != nil && im.ID == s.Name {
+		return KeptName(im.Name, im.Digest)
 	}
-	sort.Strings(keys)
-	return keys
+	return im.ID
 }

@@ -236,7 +236,7 @@ func (c *Cloud) Retire(ctx context.Context, im register.Image) error {
 	}
 	victim := ""
 	for _, w := range all {
-		if w.ours && w.mark.Digest == im.Digest && (w.name == im.ID || w.name == baremetal.KeptName(im.Name, im.Digest)) {
+		if w.ours && baremetal.Holds(im, w.name, w.mark) {
 			victim = w.name
 			if w.name == im.ID {
 				break
@@ -279,11 +279,7 @@ func (c *Cloud) Explain(a register.Action, s *register.Step) []string {
 		}
 		return lines
 	case register.OpRetire, register.OpDelete:
-		name := a.Image.ID
-		if s != nil && name == s.Name {
-			name = baremetal.KeptName(a.Image.Name, a.Image.Digest) // where the upload keeps it
-		}
-		return []string{"wwctl image delete --yes " + name}
+		return []string{"wwctl image delete --yes " + baremetal.RetireName(*a.Image, s)}
 	}
 	return nil
 }

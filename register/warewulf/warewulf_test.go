@@ -10,10 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/fgimg/fgimg/internal/hpcfake"
-	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/baremetal"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -30,27 +27,14 @@ func TestMain(m *testing.M) {
 // image whose /etc/motd says version into OUT, as fgimg build leaves it.
 func build(t *testing.T, out, version string) register.File {
 	t.Helper()
-	root := t.TempDir()
-	for p, body := range map[string]string{
+	root := registertest.Root(t, map[string]string{
 		"boot/vmlinuz-6.1.0-13-amd64": "kernel",
 		"sbin/init":                   "#!/bin/sh\n",
 		"etc/motd":                    version,
-	} {
-		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
-		if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var b bytes.Buffer
-	if err := layer.WriteTree(&b, root, layer.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	lp := filepath.Join(t.TempDir(), "layer.tar")
-	if err := os.WriteFile(lp, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
+	lp, ld, ln := registertest.LayerTar(t, root)
 	in := &targets.Input{Image: targets.ImageInfo{Name: "compute", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: "sha256:4567",
-		Layers: []targets.Layer{{Digest: digest.FromBytes(b.Bytes()), Size: int64(b.Len()), Path: lp, Kind: "files"}}}
+		Layers: []targets.Layer{{Digest: ld, Size: ln, Path: lp, Kind: "files"}}}
 	dir := filepath.Join(out, "compute-ww")
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -23,9 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -111,7 +113,7 @@ func parseStanzas(b []byte) []*osimage {
 func (o *osimage) stanza() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s:\n    objtype=osimage\n", o.name)
-	for _, k := range baremetal.SortedKeys(o.attrs) {
+	for _, k := range slices.Sorted(maps.Keys(o.attrs)) {
 		if k != "objtype" {
 			fmt.Fprintf(&b, "    %s=%s\n", k, o.attrs[k])
 		}
@@ -122,7 +124,7 @@ func (o *osimage) stanza() []byte {
 // chdefArgs are the attributes as chdef takes them.
 func (o *osimage) chdefArgs() []string {
 	args := []string{"-t", "osimage", "-o", o.name}
-	for _, k := range baremetal.SortedKeys(o.attrs) {
+	for _, k := range slices.Sorted(maps.Keys(o.attrs)) {
 		if k != "objtype" {
 			args = append(args, k+"="+o.attrs[k])
 		}
@@ -383,7 +385,7 @@ func (c *Cloud) Retire(ctx context.Context, im register.Image) error {
 	}
 	var victim *osimage
 	for _, o := range all {
-		if m, ok := o.mark(); ok && m.Digest == im.Digest && (o.name == im.ID || o.name == baremetal.KeptName(im.Name, im.Digest)) {
+		if m, ok := o.mark(); ok && baremetal.Holds(im, o.name, m) {
 			victim = o
 			if o.name == im.ID {
 				break
@@ -462,10 +464,7 @@ func (c *Cloud) Explain(a register.Action, s *register.Step) []string {
 		}
 		return lines
 	case register.OpRetire, register.OpDelete:
-		name := a.Image.ID
-		if s != nil && name == s.Name {
-			name = baremetal.KeptName(a.Image.Name, a.Image.Digest) // where the upload keeps it
-		}
+		name := baremetal.RetireName(*a.Image, s)
 		dir := a.Image.Properties["rootimgdir"]
 		if dir != "" {
 			dir = path.Join(path.Dir(dir), name)

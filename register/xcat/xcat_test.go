@@ -29,18 +29,12 @@ func TestMain(m *testing.M) {
 // /etc/motd says version, into OUT, as fgimg build leaves it.
 func build(t *testing.T, out, installDir, version string, moab []string) register.File {
 	t.Helper()
-	root := t.TempDir()
-	for p, body := range map[string]string{
+	root := registertest.Root(t, map[string]string{
 		"boot/vmlinuz-6.1.0-13-amd64": "kernel",
 		"sbin/init":                   "#!/bin/sh\n",
 		"etc/os-release":              "ID=debian\nVERSION_ID=\"12\"\n",
 		"etc/motd":                    version,
-	} {
-		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
-		if err := os.WriteFile(filepath.Join(root, p), []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	spec := &targets.XCATSpec{Name: "hpc", Target: "hpc-xcat", Image: "hpc", InstallDir: installDir, ProvMethod: "netboot",
 		Profile: "compute", OSArch: "x86_64", KernelArgs: []string{"console=ttyS0"}, MoabNodes: moab}
 	dir := filepath.Join(out, "hpc-xcat")

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Written by fgimg: registers this xcat target on the xCAT management node with
-# xCAT's (and Moab's) own commands, the same steps as register.json. fgimg register
-# performs them idempotently and keeps the older osimage; this script replaces it.
+# xCAT's (and Moab's) own commands, the same steps as register.json.
+# fgimg register performs them idempotently and keeps the older osimage; this script replaces it.
 set -eu
 cd "$(dirname "$0")"
 echo 'ROOTIMG  netboot/debian12/x86_64/hpc/rootimg.cpio.gz' | sha256sum -c --quiet -
