@@ -107,3 +107,30 @@ target "warewulf" "hpc-ww" {
 		t.Errorf("after register: %+v", st)
 	}
 }
+
+// A bare-metal attribute fgimg cannot honour is a diagnostic at its line.
+func TestBareMetalDiagnostics(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "main.fg.hcl"), `image "hpc" {
+  bootstrap "debootstrap" {
+    suite = "bookworm"
+  }
+}
+
+target "xcat" "hpc-xcat" {
+  image      = image.hpc
+  provmethod = "statelite"
+}
+
+target "warewulf" "hpc-ww" {
+  image = image.hpc
+  name  = "hpc compute"
+}
+`)
+	code, _, stderr := fgimg(t, "plan", dir)
+	for _, want := range []string{"main.fg.hcl line 9", "statelite needs the root tree exported over NFS", "main.fg.hcl line 14", `"hpc compute" is not a usable name`} {
+		if code == 0 || !strings.Contains(stderr, want) {
+			t.Errorf("plan: exit %d, stderr lacks %q:\n%s", code, want, stderr)
+		}
+	}
+}
