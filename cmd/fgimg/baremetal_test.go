@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -97,10 +98,12 @@ target "warewulf" "hpc-ww" {
 		t.Fatalf("a dry run changed the site: %+v", st)
 	}
 	for i, want := range []string{"+ upload", "= skip"} {
+		start := time.Now()
 		code, stdout, stderr = fgimg(t, "register", "--cache-dir", cache, "-o", out, dir)
 		if code != 0 || strings.Count(stdout, want) != 2 {
 			t.Fatalf("register %d: exit %d, want two %q\n%s\n%s", i+1, code, want, stdout, stderr)
 		}
+		t.Logf("register %d: %v\n%s", i+1, time.Since(start).Round(time.Millisecond), stdout)
 	}
 	st := site.Load(t)
 	if st.OSImages["hpc"] == nil || !st.Built["hpc"] || st.Profiles["default"] != "hpc" || strings.Join(st.MoabOSList["DEFAULT"], ",") != "compute,hpc" {
