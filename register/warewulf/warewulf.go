@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -120,11 +121,9 @@ func (c *Cloud) list(ctx context.Context) ([]*wwImage, error) {
 }
 
 func (im *wwImage) image() register.Image {
-	name := im.mark.Name
-	if name == "" {
-		name = im.name
-	}
-	return register.Image{ID: im.name, Name: name, State: register.StateReady, Status: "imported",
+	// Its name is Warewulf's, not the one the template asked for: an
+	// older image kept as NAME-<digest> is never what the name holds.
+	return register.Image{ID: im.name, Name: im.name, State: register.StateReady, Status: "imported",
 		Digest: im.mark.Digest, Step: im.mark.Step, Properties: im.mark.Properties()}
 }
 
@@ -173,10 +172,24 @@ func (c *Cloud) Upload(ctx context.Context, s register.Step, props map[string]st
 		switch {
 		case !old.ours:
 			return register.Image{}, fmt.Errorf("Warewulf image %q exists and fgimg did not register it (no /%s): give the target another name", n, ReleaseFile)
+		case old.mark.Target != mark.Target:
+			return register.Image{}, fmt.Errorf("Warewulf image %q is target %q's: give the target another name", n, old.mark.Target)
 		case old.mark.Digest == s.Digest:
 			return old.image(), nil // registered while this register waited for the lock
 		}
-		if _, err := c.run.Run(ctx, nil, "wwctl", "image", "rename", "--build", n, baremetal.KeptName(n, old.mark.Digest)); err != nil {
+		kept := baremetal.KeptName(n, old.mark.Digest)
+		keep := []string{"image", "rename", "--build", n, kept}
+		if slices.Contains(names, kept) {
+			ki, err := c.show(ctx, kept)
+			if err != nil {
+				return register.Image{}, err
+			}
+			if !ki.ours || ki.mark.Digest != old.mark.Digest {
+				return register.Image{}, fmt.Errorf("keeping Warewulf image %q: %q exists and is another image", n, kept)
+			}
+			keep = []string{"image", "delete", "--yes", n} // kept already, when this image held the name before
+		}
+		if _, err := c.run.Run(ctx, nil, "wwctl", keep...); err != nil {
 			return register.Image{}, fmt.Errorf("keeping the older image: %w", err)
 		}
 	}

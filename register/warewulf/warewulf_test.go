@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
 	"github.com/fgimg/fgimg/register"
@@ -33,7 +34,8 @@ func build(t *testing.T, out, version string) register.File {
 		"etc/motd":                    version,
 	})
 	lp, ld, ln := registertest.LayerTar(t, root)
-	in := &targets.Input{Image: targets.ImageInfo{Name: "compute", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: "sha256:4567",
+	epoch := time.Unix(1700000000, 0) // the same image gives the same bytes
+	in := &targets.Input{Image: targets.ImageInfo{Name: "compute", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: "sha256:4567", SourceDateEpoch: &epoch,
 		Layers: []targets.Layer{{Digest: ld, Size: ln, Path: lp, Kind: "files"}}}
 	dir := filepath.Join(out, "compute-ww")
 	os.RemoveAll(dir)
@@ -187,5 +189,25 @@ func TestRegisterScript(t *testing.T) {
 	// fgimg register then finds it registered.
 	if res, log := run(t, out, false, false); res.Plan.Actions[0].Op != register.OpSkip {
 		t.Errorf("register after register.sh:\n%s", log)
+	}
+}
+
+// An image that comes back (v1, v2, v1, v2) takes the name each time; the
+// one it displaces is kept, once.
+func TestImageComesBack(t *testing.T) {
+	site := hpcfake.Install(t)
+	out := t.TempDir()
+	for _, v := range []string{"v1", "v2", "v1", "v2"} {
+		build(t, out, v)
+		if res, log := run(t, out, false, false); res.Plan.Actions[0].Op != register.OpUpload {
+			t.Fatalf("%s: plan\n%s", v, log)
+		}
+		if b, _ := os.ReadFile(filepath.Join(hpcfake.ImageRoot(site.State, "compute"), "etc/motd")); string(b) != v {
+			t.Fatalf("%s: compute holds %q", v, b)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(site.State, "chroots"))
+	if len(entries) != 3 {
+		t.Errorf("images %v; want compute and the two kept", entries)
 	}
 }

@@ -157,11 +157,9 @@ func (c *Cloud) lookup(ctx context.Context, name string) (*osimage, error) {
 func image(o *osimage, m baremetal.Mark) register.Image {
 	props := m.Properties()
 	props["rootimgdir"] = o.attrs["rootimgdir"]
-	name := m.Name
-	if name == "" {
-		name = o.name
-	}
-	return register.Image{ID: o.name, Name: name, State: register.StateReady, Status: "defined",
+	// Its name is the osimage's, not the one the template asked for: an
+	// older image kept as NAME-<digest> is never what the name holds.
+	return register.Image{ID: o.name, Name: o.name, State: register.StateReady, Status: "defined",
 		Digest: m.Digest, Step: m.Step, Properties: props}
 }
 
@@ -245,7 +243,7 @@ func checkDigest(path string, want digest.Digest) error {
 // older osimage of the same name, copies the files into place, tells Moab
 // and defines the osimage last (the definition, with its digest, says the
 // rest is done).
-func (c *Cloud) Upload(ctx context.Context, s register.Step, _ map[string]string, artifact string) (register.Image, error) {
+func (c *Cloud) Upload(ctx context.Context, s register.Step, props map[string]string, artifact string) (register.Image, error) {
 	st, err := readStep(s, artifact)
 	if err != nil {
 		return register.Image{}, err
@@ -265,6 +263,8 @@ func (c *Cloud) Upload(ctx context.Context, s register.Step, _ map[string]string
 		switch {
 		case !ours:
 			return register.Image{}, fmt.Errorf("osimage %q exists and fgimg did not register it (its description has no fgimg mark): give the target another name", s.Name)
+		case m.Target != props[register.PropTarget]:
+			return register.Image{}, fmt.Errorf("osimage %q is target %q's: give the target another name", s.Name, m.Target)
 		case m.Digest == s.Digest:
 			// Registered while this register waited for the lock.
 			return image(old, m), nil
@@ -299,8 +299,18 @@ func (c *Cloud) Upload(ctx context.Context, s register.Step, _ map[string]string
 // a rootimgdir of that name beside, and returns the new name.
 func (c *Cloud) keep(ctx context.Context, old *osimage, m baremetal.Mark) (string, error) {
 	kept := baremetal.KeptName(old.name, m.Digest)
+	k, err := c.lookup(ctx, kept)
+	if err != nil {
+		return "", err
+	}
+	if k != nil {
+		if km, ours := k.mark(); ours && km.Digest == m.Digest {
+			return kept, nil // kept already, when this image held the name before
+		}
+		return "", fmt.Errorf("keeping osimage %q: %q exists and is another image", old.name, kept)
+	}
 	dir := old.attrs["rootimgdir"]
-	k := &osimage{name: kept, attrs: map[string]string{}}
+	k = &osimage{name: kept, attrs: map[string]string{}}
 	for a, v := range old.attrs {
 		k.attrs[a] = v
 	}

@@ -3,6 +3,7 @@ package xcat_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
 	"github.com/fgimg/fgimg/register"
@@ -35,6 +38,7 @@ func build(t *testing.T, out, installDir, version string, moab []string) registe
 		"etc/os-release":              "ID=debian\nVERSION_ID=\"12\"\n",
 		"etc/motd":                    version,
 	})
+	epoch := time.Unix(1700000000, 0) // the same image gives the same bytes
 	spec := &targets.XCATSpec{Name: "hpc", Target: "hpc-xcat", Image: "hpc", InstallDir: installDir, ProvMethod: "netboot",
 		Profile: "compute", OSArch: "x86_64", KernelArgs: []string{"console=ttyS0"}, MoabNodes: moab}
 	dir := filepath.Join(out, "hpc-xcat")
@@ -42,7 +46,7 @@ func build(t *testing.T, out, installDir, version string, moab []string) registe
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	in := &targets.Input{Image: targets.ImageInfo{Name: "hpc", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: "sha256:4567"}
+	in := &targets.Input{Image: targets.ImageInfo{Name: "hpc", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: "sha256:4567", SourceDateEpoch: &epoch}
 	if _, err := (targets.XCAT{}).Write(context.Background(), in, spec, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -272,4 +276,31 @@ func TestRegisterScript(t *testing.T) {
 		}
 	}
 	sameFile(t, filepath.Join(out, "hpc-xcat", f.Steps[0].Artifact), filepath.Join(install, "netboot/debian12/x86_64/hpc/initrd-stateless.gz"))
+}
+
+// An image that comes back (v1, v2, v1, v2) takes the name each time; the
+// one it displaces is kept, once: a kept copy of the same digest is reused.
+func TestImageComesBack(t *testing.T) {
+	site := hpcfake.Install(t)
+	out, install := t.TempDir(), t.TempDir()
+	var digests []string
+	for _, v := range []string{"v1", "v2", "v1", "v2"} {
+		f := build(t, out, install, v, []string{"DEFAULT"})
+		digests = append(digests, string(f.Steps[0].Digest))
+		if res, log := run(t, out, false, false); res.Plan.Actions[0].Op != register.OpUpload {
+			t.Fatalf("%s: plan\n%s", v, log)
+		}
+		st := site.Load(t)
+		if !strings.Contains(st.OSImages["hpc"]["description"], string(f.Steps[0].Digest)) {
+			t.Fatalf("%s: osimage hpc is %v", v, st.OSImages["hpc"])
+		}
+		sameFile(t, filepath.Join(out, "hpc-xcat", f.Steps[0].Artifact), filepath.Join(install, "netboot/debian12/x86_64/hpc/rootimg.cpio.gz"))
+	}
+	st := site.Load(t)
+	if len(st.OSImages) != 3 || st.OSImages[baremetal.KeptName("hpc", digest.Digest(digests[0]))] == nil || st.OSImages[baremetal.KeptName("hpc", digest.Digest(digests[1]))] == nil {
+		t.Errorf("osimages %v", slices.Sorted(maps.Keys(st.OSImages)))
+	}
+	if got := st.MoabOSList["DEFAULT"]; len(got) != 4 {
+		t.Errorf("Moab OSLIST %v; want compute, hpc and the two kept", got)
+	}
 }
