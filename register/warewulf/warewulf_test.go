@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
+	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/baremetal"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -172,6 +173,7 @@ func TestRefusesAnImageItDidNotImport(t *testing.T) {
 // register.sh does with wwctl what fgimg register does: the marked chroot
 // imported, built and given to the profile.
 func TestRegisterScript(t *testing.T) {
+	testkit.Need(t, "sh", "flock", "sha256sum", "install", "tar")
 	site := hpcfake.Install(t)
 	out := t.TempDir()
 	f := build(t, out, "v1")

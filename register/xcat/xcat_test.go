@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
+	"github.com/fgimg/fgimg/internal/testkit"
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/baremetal"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -256,6 +257,7 @@ func TestOneBareMetalRegistrationAtATime(t *testing.T) {
 // does: the files in place, the osimage defined from the stanza (changed
 // with chdef when run again), Moab's OS lists and a recycle.
 func TestRegisterScript(t *testing.T) {
+	testkit.Need(t, "sh", "flock", "sha256sum", "install")
 	site := hpcfake.Install(t)
 	out, install := t.TempDir(), t.TempDir()
 	f := build(t, out, install, "v1", []string{"DEFAULT", "node01"})
