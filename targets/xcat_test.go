@@ -236,3 +236,14 @@ func TestXCATBootsInQEMU(t *testing.T) {
 		t.Fatalf("no FGIMG-NETBOOT-OK on the serial console:\n%s", out)
 	}
 }
+
+// Warewulf 4.6 boots the image's own kernel: an image without one is
+// refused at build time, naming the package to add.
+func TestWarewulfNeedsAKernel(t *testing.T) {
+	root := registertest.Root(t, map[string]string{"sbin/init": "#!/bin/sh\n"})
+	in := netbootInput(root)
+	_, err := (Warewulf{}).Write(context.Background(), in, &WarewulfSpec{Name: "compute", Target: "ww", Image: "hpc", Compression: "gzip"}, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "no kernel in /boot") || !strings.Contains(err.Error(), "linux-image-amd64") {
+		t.Errorf("an image without a kernel: %v", err)
+	}
+}
