@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,7 +173,7 @@ func (r *runner) target(ctx context.Context, name string) (res Result) {
 		return res
 	}
 	res.Plan = NewPlan(cloud.String(), &t.File, found)
-	r.log("%s", res.Plan)
+	r.log("%s", planText(res.Plan, &t.File, cloud))
 	if r.o.DryRun {
 		return res
 	}
@@ -217,4 +218,35 @@ func summary(p *Plan, done []Applied) string {
 		s += fmt.Sprintf("; %s is image %s", d.Step, d.Image.ID)
 	}
 	return s
+}
+
+// Explainer is a Cloud that can say what it will do for each planned
+// action: the commands it runs and the files it changes (bare metal, where
+// a reviewer of -dry-run wants to see them). Its lines are printed under
+// the action.
+type Explainer interface {
+	Explain(a Action, s *Step) []string
+}
+
+// planText is the plan as printed, with the cloud's explanations.
+func planText(p *Plan, f *File, cloud Cloud) string {
+	e, ok := cloud.(Explainer)
+	if !ok {
+		return p.String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "target %q → %s\n", p.Target, p.Cloud)
+	for _, a := range p.Actions {
+		b.WriteString("  " + a.String() + "\n")
+		var s *Step
+		for i := range f.Steps {
+			if f.Steps[i].ID == a.Step {
+				s = &f.Steps[i]
+			}
+		}
+		for _, line := range e.Explain(a, s) {
+			b.WriteString("      " + line + "\n")
+		}
+	}
+	return b.String()
 }

@@ -292,6 +292,12 @@ func writeRegistration(dir string, in *Input, kind string, spec *CloudSpec, clou
 		Image: spec.Image, ImageID: in.Image.ID, TargetDigest: in.Digest,
 		Cloud: cloud, Replace: spec.Replace, Steps: steps,
 	}
+	return writeRegisterFiles(dir, f, script, arts)
+}
+
+// writeRegisterFiles writes f as register.json and script as register.sh
+// into dir and returns arts with those two.
+func writeRegisterFiles(dir string, f register.File, script string, arts []Artifact) ([]Artifact, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)

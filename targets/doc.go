@@ -63,7 +63,15 @@
 //     register performs) and register.sh (the cloud CLI's commands).
 //     Boot from the disk.
 //
+//   - xcat, warewulf: the bare-metal kinds. xcat adapts the image for a
+//     stateless xCAT node (fstab, DHCP on the boot interface, the
+//     postscripts hook, its own definition in /etc/fgimg/osimage) and
+//     writes xCAT's rootimgdir layout (kernel, rootimg.cpio.gz) and the
+//     osimage's mkdef -z stanza; warewulf writes the root filesystem
+//     tarball Warewulf imports. Both write register.json and register.sh
+//     (the site's own commands: mkdef, chdef, mschedctl; wwctl).
+//
 // The other infrastructure kinds the language names (eucalyptus, nimbus,
-// ec2, xcat) are reserved: a template using one gets a diagnostic until
-// their unit is written.
+// ec2) are reserved: a template using one gets a diagnostic until their
+// unit is written.
 package targets

@@ -10,11 +10,13 @@ var kinds = []Kind{
 	Netboot{},
 	OpenStack{},
 	OpenNebula{},
+	XCAT{},
+	Warewulf{},
 }
 
 // reserved are target kinds the language names but fgimg does not build
 // yet: a template using one gets a diagnostic saying so.
-var reserved = []string{"eucalyptus", "nimbus", "ec2", "xcat"}
+var reserved = []string{"eucalyptus", "nimbus", "ec2"}
 
 // The disk and cloud kinds adapt the image (kinds already checks every Kind).
 var (
@@ -22,4 +24,5 @@ var (
 	_ Adapter = QCOW2{}
 	_ Adapter = OpenStack{}
 	_ Adapter = OpenNebula{}
+	_ Adapter = XCAT{}
 )

@@ -109,12 +109,9 @@ func writeNetboot(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifa
 	if in.Root == "" {
 		return nil, errors.New("no root filesystem to read (Input.Root is empty)")
 	}
-	kernel, err := findNetbootKernel(in.Root)
+	kernel, err := imageKernel(in)
 	if err != nil {
 		return nil, err
-	}
-	if kernel == "" {
-		return nil, fmt.Errorf("image %q has no kernel in /boot: add %s (Debian) to its packages", in.Image.Name, netbootKernelPackage(in.Image.Arch))
 	}
 	extra, err := netbootInit(in)
 	if err != nil {
@@ -127,18 +124,7 @@ func writeNetboot(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifa
 		return nil, fmt.Errorf("copying the kernel: %w", err)
 	}
 	initrd := "initramfs.cpio" + c.suffix
-	if err := writeFile(filepath.Join(dir, initrd), func(f *os.File) error {
-		cw, err := c.open(f)
-		if err != nil {
-			return err
-		}
-		opts := cpio.TreeOptions{Epoch: in.SourceDateEpoch, Extra: extra}
-		if err := cpio.WriteTree(ctx, cw, in.Root, opts); err != nil {
-			cw.Close() // stops the compressor's goroutines
-			return err
-		}
-		return cw.Close()
-	}); err != nil {
+	if err := writeRootCpio(ctx, in, c, extra, filepath.Join(dir, initrd)); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", initrd, err)
 	}
 	args := strings.Join(spec.KernelArgs, " ")
@@ -178,6 +164,24 @@ LABEL fgimg
 		{Path: netbootIPXEFile, MediaType: MediaTypeIPXE},
 		{Path: netbootPXELinuxFile, MediaType: MediaTypePXELinux},
 	}, nil
+}
+
+// writeRootCpio writes the image's whole root filesystem, with extra, to
+// path as a newc cpio archive compressed with c: an initramfs the kernel
+// unpacks into its tmpfs root (and xCAT's packimage format).
+func writeRootCpio(ctx context.Context, in *Input, c compression, extra []cpio.Header, path string) error {
+	return writeFile(path, func(f *os.File) error {
+		cw, err := c.open(f)
+		if err != nil {
+			return err
+		}
+		opts := cpio.TreeOptions{Epoch: in.SourceDateEpoch, Extra: extra}
+		if err := cpio.WriteTree(ctx, cw, in.Root, opts); err != nil {
+			cw.Close() // stops the compressor's goroutines
+			return err
+		}
+		return cw.Close()
+	})
 }
 
 func netbootArgs(s string) string {

@@ -486,21 +486,7 @@ func TestNetbootBootsInQEMU(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to put a device node in the image")
 	}
-	kroot, kversion := testkit.DebianKernel(t)
-	kernel := filepath.Join(kroot, "boot", "vmlinuz-"+kversion)
-	root := t.TempDir()
-	testkit.BusyboxRootfs(t, root)
-	os.Mkdir(filepath.Join(root, "boot"), 0o755)
-	b, err := os.ReadFile(kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "boot/vmlinuz-6.1.0-test-amd64"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "init"), []byte(netbootInitScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	root := bootableBusybox(t, netbootInitScript)
 	args := []string{"console=ttyS0", "rdinit=/init", "panic=-1"}
 	for _, c := range []string{"gzip", "zstd"} {
 		t.Run(c, func(t *testing.T) {
@@ -514,6 +500,27 @@ func TestNetbootBootsInQEMU(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bootableBusybox makes a busybox root filesystem with a real Debian
+// kernel in /boot and init as its /init.
+func bootableBusybox(t *testing.T, init string) string {
+	t.Helper()
+	kroot, kversion := testkit.DebianKernel(t)
+	root := t.TempDir()
+	testkit.BusyboxRootfs(t, root)
+	os.Mkdir(filepath.Join(root, "boot"), 0o755)
+	b, err := os.ReadFile(filepath.Join(kroot, "boot", "vmlinuz-"+kversion))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "boot/vmlinuz-6.1.0-test-amd64"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "init"), []byte(init), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 // netbootQEMU boots kernel and initrd and reads the serial console until the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/hpcfake"
 	"github.com/fgimg/fgimg/internal/openstacktest"
 	"github.com/fgimg/fgimg/internal/qemu"
 	"github.com/fgimg/fgimg/register/registertest"
@@ -128,6 +129,27 @@ func tail(s string, n int) string {
 // the artifact's very bytes (Glance's own checksum), and a second
 // register must upload nothing.
 func registerCloudTargets(t *testing.T, e *env) {
+	t.Run("register hpc-xcat hpc-warewulf", func(t *testing.T) {
+		// xCAT, Moab and Warewulf as stateful fakes (internal/hpcfake);
+		// hpc-xcat's install_dir is /install, so it is planned only.
+		site := hpcfake.Install(t)
+		code, stdout, stderr := e.runEnv(nil, "register", "-dry-run", "-o", e.out, "-only", "hpc-xcat")
+		if code != 0 || !strings.Contains(stdout, "+ upload netboot/debian12/x86_64/hpc-compute/rootimg.cpio.gz") ||
+			!strings.Contains(stdout, "mkdef -z <osimage.stanza") || !strings.Contains(stdout, "NODECFG[DEFAULT] OSLIST+=hpc-compute; mschedctl -R") {
+			t.Errorf("register -dry-run hpc-xcat: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		for i, want := range []string{"+ upload rootfs.tar.gz", "= skip"} {
+			code, stdout, stderr = e.runEnv(nil, "register", "-o", e.out, "-only", "hpc-warewulf")
+			if code != 0 || !strings.Contains(stdout, want) {
+				t.Fatalf("register %d of hpc-warewulf: exit %d\n%s\n%s", i+1, code, stdout, stderr)
+			}
+		}
+		st := site.Load(t)
+		mpi, err := os.Stat(filepath.Join(hpcfake.ImageRoot(site.State, "hpc-compute"), "usr/local/bin/mpi-hello"))
+		if err != nil || !st.Built["hpc-compute"] || st.Profiles["default"] != "hpc-compute" || len(st.OSImages) != 0 {
+			t.Errorf("Warewulf after register: mpi-hello %v %v, state %+v", mpi, err, st)
+		}
+	})
 	t.Run("register base-openstack", func(t *testing.T) {
 		s := openstacktest.Shared(t)
 		var osEnv []string

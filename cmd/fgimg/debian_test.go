@@ -76,7 +76,9 @@ func TestDebianExamples(t *testing.T) {
 	}
 	for _, a := range []string{"base-cloud/disk.qcow2", "base-uefi/disk.raw", "hadoop-cloud/disk.qcow2", "hpc-netboot/vmlinuz", "hpc-netboot/boot.ipxe",
 		"base-openstack/disk.qcow2", "base-openstack/register.json", "base-openstack/register.sh",
-		"base-opennebula/disk.qcow2", "base-opennebula/register.json", "base-opennebula/register.sh"} {
+		"base-opennebula/disk.qcow2", "base-opennebula/register.json", "base-opennebula/register.sh",
+		"hpc-xcat/netboot/debian12/x86_64/hpc-compute/rootimg.cpio.gz", "hpc-xcat/netboot/debian12/x86_64/hpc-compute/kernel",
+		"hpc-xcat/osimage.stanza", "hpc-xcat/register.sh", "hpc-warewulf/rootfs.tar.gz", "hpc-warewulf/register.json"} {
 		if _, err := os.Stat(filepath.Join(e.out, a)); err != nil {
 			t.Errorf("artifact %s: %v", a, err)
 		}

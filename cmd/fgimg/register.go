@@ -21,6 +21,8 @@ import (
 	"github.com/fgimg/fgimg/register"
 	"github.com/fgimg/fgimg/register/opennebula"
 	"github.com/fgimg/fgimg/register/openstack"
+	"github.com/fgimg/fgimg/register/warewulf"
+	"github.com/fgimg/fgimg/register/xcat"
 )
 
 // clouds maps a register.json's kind to the Cloud that performs it: the
@@ -31,6 +33,12 @@ var clouds = map[string]register.Opener{
 	},
 	"opennebula": func(_ context.Context, f *register.File) (register.Cloud, error) {
 		return opennebula.Open(f)
+	},
+	"xcat": func(_ context.Context, f *register.File) (register.Cloud, error) {
+		return xcat.Open(f)
+	},
+	"warewulf": func(_ context.Context, f *register.File) (register.Cloud, error) {
+		return warewulf.Open(f)
 	},
 }
 
@@ -63,17 +71,19 @@ func cmdRegister(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: fgimg register [flags] [PATH]
 
-Registers the built artifacts of the openstack and opennebula targets in
-PATH into their clouds. For each target it checks the artifacts' digests
+Registers the built artifacts of the openstack, opennebula, xcat and
+warewulf targets in PATH into their clouds (xcat and warewulf: on the
+management node fgimg runs on, one bare-metal registration at a time). For each target it checks the artifacts' digests
 against the build, asks the cloud what it already has, prints a plan and
 carries it out: an image with the same content is reused, never uploaded
 twice. register does not build: build the targets first (fgimg build).
 
 Credentials come from the environment, as the clouds' own tools take
 them: OS_CLOUD and clouds.yaml (or OS_*) for OpenStack, ONE_XMLRPC and
-ONE_AUTH for OpenNebula. Where the images went is written to
-OUT/<target>/registrations.json and kept in the cache; with --remote it
-is attached to the target in the shared repository too.
+ONE_AUTH for OpenNebula; xCAT's, Moab's (MOABHOMEDIR) and Warewulf's
+commands are found on PATH or where they install. Where the images went
+is written to OUT/<target>/registrations.json and kept in the cache;
+with --remote it is attached to the target in the shared repository too.
 
 Flags:`)
 		fs.PrintDefaults()

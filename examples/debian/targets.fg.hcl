@@ -55,3 +55,23 @@ target "opennebula" "base-opennebula" {
   name        = "testbed-base"
   kernel_args = local.kernel_args
 }
+
+# The compute node on an xCAT cluster scheduled by Moab: a stateless osimage
+# (the kernel and rootimg.cpio.gz, the whole root in RAM, in xCAT's layout under
+# /install/netboot/) and its definition for mkdef -z. `fgimg register`, run on
+# the management node, copies them into place, defines the osimage and adds it
+# to Moab's provisioning OS list.
+target "xcat" "hpc-xcat" {
+  image       = image.hpc
+  name        = "hpc-compute"
+  kernel_args = local.kernel_args
+  moab_nodes  = ["DEFAULT"]
+}
+
+# The same compute node for Warewulf 4: `fgimg register` imports the root
+# filesystem with wwctl, builds it and gives it to the "default" profile.
+target "warewulf" "hpc-warewulf" {
+  image   = image.hpc
+  name    = "hpc-compute"
+  profile = "default"
+}

@@ -58,6 +58,10 @@ var Packages = map[string]Package{
 	"rpm":             {"rpm", "rpm"},
 	"rpmbuild":        {"rpm", "rpm-build"},
 	"systemctl":       {"systemd", "systemd"},
+	// The bare-metal register.sh scripts, run in their tests.
+	"flock":     {"util-linux", "util-linux"},
+	"sha256sum": {"coreutils", "coreutils"},
+	"install":   {"coreutils", "coreutils"},
 	// Tests of registration: a real Keystone and Glance, and the
 	// openstack client the benchmarks compare with.
 	"keystone-manage": {Deb: "python3-keystone"},

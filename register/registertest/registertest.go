@@ -7,12 +7,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/fgimg/fgimg/internal/layer"
 	"github.com/fgimg/fgimg/internal/onefake"
 	"github.com/fgimg/fgimg/internal/outdir"
 	"github.com/fgimg/fgimg/internal/qcow2"
@@ -152,6 +154,97 @@ func OpenNebula(tb testing.TB, user, password string) (authFile string) {
 	tb.Setenv("ONE_XMLRPC", srv.URL+"/RPC2")
 	tb.Setenv("ONE_AUTH", authFile)
 	return authFile
+}
+
+// Manifest writes dir's manifest.json as fgimg build does: every file in
+// dir (but the manifest) with its digest and size. Kind writers' own
+// output (targets.Kind.Write) then reads as a built target.
+func Manifest(tb testing.TB, dir, target, kind string) {
+	tb.Helper()
+	type artifact struct {
+		Path   string        `json:"path"`
+		Digest digest.Digest `json:"digest"`
+		Size   int64         `json:"size"`
+	}
+	var listed []artifact
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() == outdir.ManifestName {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		dg, err := digest.SHA256.FromReader(f)
+		if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		listed = append(listed, artifact{filepath.ToSlash(rel), dg, fi.Size()})
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, _ := json.MarshalIndent(map[string]any{"target": target, "kind": kind, "artifacts": listed}, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, outdir.ManifestName), m, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Root writes a small root filesystem, files (slash-separated path →
+// content, mode 0755), into a temporary directory and returns it: what a
+// test gives a target writer instead of a built image.
+func Root(tb testing.TB, files map[string]string) string {
+	tb.Helper()
+	root := tb.TempDir()
+	for p, body := range files {
+		p = filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return root
+}
+
+// LayerTar writes root as one uncompressed layer tar, as the cache keeps a
+// stage's layer, and returns its path, digest and size.
+func LayerTar(tb testing.TB, root string) (string, digest.Digest, int64) {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "layer.tar")
+	f, err := os.Create(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v := digest.SHA256.Digester()
+	cw := &countWriter{w: io.MultiWriter(f, v.Hash())}
+	err = layer.WriteTree(cw, root, layer.Options{})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p, v.Digest(), cw.n
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // Read returns the register.json a writer left in dir.
