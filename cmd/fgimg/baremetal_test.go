@@ -1,71 +1,41 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fgimg/fgimg/internal/hpcfake"
-	"github.com/fgimg/fgimg/register/registertest"
-	"github.com/fgimg/fgimg/targets"
 )
 
-// writeBuilt writes every target of the configuration in dir into out as
-// fgimg build would, from a small root filesystem instead of the image
-// (the build itself is the Debian end-to-end test's): each kind's writer,
-// then a manifest.json naming the plan's write stage, so that register
-// takes the folders as built from this configuration.
-func writeBuilt(t *testing.T, dir, out string) {
-	t.Helper()
-	var cf configFlags
-	var errw bytes.Buffer
-	_, plan := cf.load([]string{dir}, &errw)
-	if plan == nil {
-		t.Fatalf("plan: %s", &errw)
-	}
-	root := registertest.Root(t, map[string]string{
-		"boot/vmlinuz-6.1.0-13-amd64": "kernel",
-		"sbin/init":                   "#!/bin/sh\n",
-		"etc/os-release":              "ID=debian\nVERSION_ID=\"12\"\n",
-	})
-	lp, ld, ln := registertest.LayerTar(t, root)
-	for _, pt := range plan.Targets {
-		kind, err := targets.For(pt.Target.Kind)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tdir := filepath.Join(out, pt.Target.Name)
-		os.MkdirAll(tdir, 0o755)
-		in := &targets.Input{Image: targets.ImageInfo{Name: "hpc", ID: "sha256:0123", Arch: "amd64"}, Root: root, Digest: pt.Write.Digest,
-			Layers: []targets.Layer{{Digest: ld, Size: ln, Path: lp, Kind: "files"}}}
-		if _, err := kind.Write(context.Background(), in, kind.Spec(pt.Target), tdir); err != nil {
-			t.Fatal(err)
-		}
-		registertest.Manifest(t, tdir, pt.Target.Name, pt.Target.Kind)
-		var m map[string]any
-		mb, _ := os.ReadFile(filepath.Join(tdir, "manifest.json"))
-		json.Unmarshal(mb, &m)
-		m["stages"] = []string{string(pt.Write.Digest)}
-		mb, _ = json.Marshal(m)
-		os.WriteFile(filepath.Join(tdir, "manifest.json"), mb, 0o644)
-	}
-}
-
-// fgimg register of xcat and warewulf targets, against the stateful fakes:
-// -dry-run prints the plan with the commands and changes nothing, the
-// first register defines the osimage, tells Moab and imports the Warewulf
-// image, a second does nothing.
+// fgimg register of xcat and warewulf targets built from a small root
+// filesystem with a kernel (and a systemctl that only links), against the stateful fakes. Bare metal takes
+// only approved images: register refuses the image, unbooted, and says how
+// to approve it; after fgimg approve, -dry-run prints the plan with the
+// commands and changes nothing, the first register defines the osimage,
+// tells Moab and imports the Warewulf image, a second does nothing.
 func TestRegisterBareMetal(t *testing.T) {
 	site := hpcfake.Install(t)
-	dir, out, install := t.TempDir(), t.TempDir(), t.TempDir()
-	writeFile(t, filepath.Join(dir, "main.fg.hcl"), `image "hpc" {
-  bootstrap "debootstrap" {
-    suite = "bookworm"
+	install := t.TempDir()
+	e := newEnvWith(t, `image "hpc" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+  file "/boot/vmlinuz-6.1.0-13-amd64" {
+    content = "kernel"
+  }
+  # systemctl enable as the services stage runs it offline: the link alone
+  file "/usr/bin/systemctl" {
+    mode    = "0755"
+    content = "#!/bin/sh\nmkdir -p /etc/systemd/system/multi-user.target.wants && ln -sf /etc/systemd/system/$2 /etc/systemd/system/multi-user.target.wants/$2\n"
+  }
+  file "/sbin/init" {
+    mode    = "0755"
+    content = "#!/bin/sh\nexec /bin/sh\n"
+  }
+  file "/etc/os-release" {
+    content = "ID=debian\nVERSION_ID=\"12\"\n"
   }
 }
 
@@ -82,9 +52,31 @@ target "warewulf" "hpc-ww" {
   profile = "default"
 }
 `)
-	writeBuilt(t, dir, out)
-	cache := t.TempDir()
-	code, stdout, stderr := fgimg(t, "register", "-dry-run", "--cache-dir", cache, "-o", out, dir)
+	if code, _, stderr := e.build(nil); code != 0 {
+		t.Fatalf("build: exit %d\n%s", code, stderr)
+	}
+	register := func(args ...string) (int, string, string) {
+		return e.run(append(append([]string{"register"}, args...), "-o", e.out)...)
+	}
+
+	code, stdout, stderr := register("-dry-run")
+	if code == 0 || strings.Count(stderr, "not approved") != 2 || !strings.Contains(stderr, "boot.not-run") || !strings.Contains(stderr, "xcat, bare metal") {
+		t.Fatalf("register of an unapproved image: exit %d, want it refused twice for the boot not run\n%s\n%s", code, stdout, stderr)
+	}
+	// Two images: each kind adapts its own.
+	for _, l := range strings.Split(stderr, "\n") {
+		if i := strings.Index(l, "fgimg approve "); i >= 0 {
+			id := strings.Fields(l[i:])[2]
+			if code, out, errs := e.run("approve", "-by", "ops", "-note", "booted by hand on a test node", id); code != 0 {
+				t.Fatalf("approve %s: exit %d\n%s%s", id, code, out, errs)
+			}
+		}
+	}
+
+	code, stdout, stderr = register("-dry-run")
+	if n := strings.Count(stderr, "approved by review (ops"); n != 2 {
+		t.Errorf("register -dry-run after approve: %d targets approved by review, want 2\n%s", n, stderr)
+	}
 	for _, want := range []string{
 		"target \"hpc-xcat\" → xCAT on ", "  + upload netboot/debian12/x86_64/hpc/rootimg.cpio.gz",
 		"      mkdef -z <osimage.stanza", "NODECFG[DEFAULT] OSLIST+=hpc; mschedctl -R",
@@ -99,7 +91,7 @@ target "warewulf" "hpc-ww" {
 	}
 	for i, want := range []string{"+ upload", "= skip"} {
 		start := time.Now()
-		code, stdout, stderr = fgimg(t, "register", "--cache-dir", cache, "-o", out, dir)
+		code, stdout, stderr = register()
 		if code != 0 || strings.Count(stdout, want) != 2 {
 			t.Fatalf("register %d: exit %d, want two %q\n%s\n%s", i+1, code, want, stdout, stderr)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/fgimg/fgimg/register/openstack"
 	"github.com/fgimg/fgimg/register/warewulf"
 	"github.com/fgimg/fgimg/register/xcat"
+	"github.com/fgimg/fgimg/stages/sandbox"
 )
 
 // clouds maps a register.json's kind to the Cloud that performs it: the
@@ -94,6 +95,13 @@ Flags:`)
 	}
 	if jobs < 1 {
 		return flagResult(usageError{"-j must be at least 1"}, errw)
+	}
+	// Vetting mounts the images, which needs a private mount namespace:
+	// Isolate runs fgimg again inside one now, before anything is said
+	// or done, and does not return in this process.
+	if err := sandbox.Isolate(); err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
 	}
 	store, plan, done := cf.planWithCache(paths, errw)
 	if plan == nil {

@@ -163,9 +163,10 @@ func TestVetFindings(t *testing.T) {
 	}
 }
 
-// register's gate, with the bare-metal policy (the xcat kind is not on
-// main yet: the operator's configuration gives the tar targets xcat's
-// default policy, and the gate is asked for an "xcat" target): refused
+// register's gate, with the bare-metal policy (the operator's
+// configuration gives the tar targets xcat's default policy, and the gate
+// is asked for an "xcat" target; TestRegisterBareMetal goes through the
+// gate with real xcat and warewulf targets): refused
 // with the blocking findings and the approve command, accepted after
 // fgimg approve; a rejection refuses whatever vetting says. A clean
 // image under the cloud policy is approved by tools.
