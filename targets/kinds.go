@@ -10,11 +10,14 @@ var kinds = []Kind{
 	Netboot{},
 	OpenStack{},
 	OpenNebula{},
+	EC2{},
+	Eucalyptus{},
+	Nimbus{},
 }
 
 // reserved are target kinds the language names but fgimg does not build
 // yet: a template using one gets a diagnostic saying so.
-var reserved = []string{"eucalyptus", "nimbus", "ec2", "xcat"}
+var reserved = []string{"xcat"}
 
 // The disk and cloud kinds adapt the image (kinds already checks every Kind).
 var (
@@ -22,4 +25,7 @@ var (
 	_ Adapter = QCOW2{}
 	_ Adapter = OpenStack{}
 	_ Adapter = OpenNebula{}
+	_ Adapter = EC2{}
+	_ Adapter = Eucalyptus{}
+	_ Adapter = Nimbus{}
 )

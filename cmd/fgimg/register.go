@@ -19,6 +19,8 @@ import (
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/ec2"
+	"github.com/fgimg/fgimg/register/nimbus"
 	"github.com/fgimg/fgimg/register/opennebula"
 	"github.com/fgimg/fgimg/register/openstack"
 )
@@ -31,6 +33,15 @@ var clouds = map[string]register.Opener{
 	},
 	"opennebula": func(_ context.Context, f *register.File) (register.Cloud, error) {
 		return opennebula.Open(f)
+	},
+	"ec2": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return ec2.Open(ctx, f)
+	},
+	"eucalyptus": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return ec2.Open(ctx, f)
+	},
+	"nimbus": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return nimbus.Open(ctx, f)
 	},
 }
 
