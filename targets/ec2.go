@@ -354,8 +354,8 @@ func ec2Script(what string, steps []register.Step, aws, awsS3 string) string {
 		fmt.Fprintf(&b, "ami=$(%s ec2 register-image \\\n\t--name %s \\\n\t--architecture %s --virtualization-type hvm \\\n\t--root-device-name %s \\\n",
 			aws, shquote.Quote(s.Name), shquote.Quote(o[regec2.OptArchitecture]), shquote.Quote(root))
 		fmt.Fprintf(&b, "\t--block-device-mappings %s\"$snap\"%s \\\n",
-			shquote.Quote(`[{"DeviceName":"`+root+`","Ebs":{"DeleteOnTermination":true,"VolumeType":"gp3","SnapshotId":`),
-			shquote.Quote(`}}]`))
+			shquote.Quote(`[{"DeviceName":"`+root+`","Ebs":{"DeleteOnTermination":true,"VolumeType":"gp3","SnapshotId":"`),
+			shquote.Quote(`"}}]`))
 		if o[regec2.OptENA] == "true" {
 			b.WriteString("\t--ena-support \\\n")
 		}
