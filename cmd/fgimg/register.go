@@ -72,15 +72,17 @@ func cmdRegister(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: fgimg register [flags] [PATH]
 
-Registers the built artifacts of the openstack and opennebula targets in
-PATH into their clouds. For each target it checks the artifacts' digests
+Registers the built artifacts of the openstack, opennebula, ec2,
+eucalyptus and nimbus targets in PATH into their clouds. For each target it checks the artifacts' digests
 against the build, asks the cloud what it already has, prints a plan and
 carries it out: an image with the same content is reused, never uploaded
 twice. register does not build: build the targets first (fgimg build).
 
 Credentials come from the environment, as the clouds' own tools take
 them: OS_CLOUD and clouds.yaml (or OS_*) for OpenStack, ONE_XMLRPC and
-ONE_AUTH for OpenNebula. Where the images went is written to
+ONE_AUTH for OpenNebula, the AWS SDK's chain (AWS_*, ~/.aws) for EC2,
+the eucarc's EC2_URL, S3_URL and EC2_ACCESS_KEY/EC2_SECRET_KEY for
+Eucalyptus, cloud-client's cloud.properties for Nimbus. Where the images went is written to
 OUT/<target>/registrations.json and kept in the cache.
 
 Flags:`)
@@ -215,7 +217,8 @@ func cloudTargets(plan *planner.Plan, out string) ([]string, error) {
 			kinds = append(kinds, k)
 		}
 		slices.Sort(kinds)
-		return nil, fmt.Errorf("nothing to register: no %s target is selected", strings.Join(kinds, " or "))
+		list := strings.Join(kinds[:len(kinds)-1], ", ") + " or " + kinds[len(kinds)-1]
+		return nil, fmt.Errorf("nothing to register: no %s target is selected", list)
 	}
 	return names, nil
 }

@@ -25,7 +25,7 @@ func TestRegisterWithoutCloudTargets(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "main.fg.hcl"), small)
 	code, _, errw := fgimg(t, "register", "--cache-dir", t.TempDir(), "-o", t.TempDir(), dir)
-	if code != exitFailed || !strings.Contains(errw, "nothing to register: no opennebula or openstack target is selected") {
+	if code != exitFailed || !strings.Contains(errw, "nothing to register: no ec2, eucalyptus, nimbus, opennebula or openstack target is selected") {
 		t.Errorf("register of a configuration without cloud targets: exit %d\n%s", code, errw)
 	}
 	if code, _, errw := fgimg(t, "register", "-j", "0", dir); code != exitUsage {
