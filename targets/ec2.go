@@ -81,30 +81,20 @@ func (EC2) Adapt(_ Spec, image digest.Digest) []stages.Spec {
 }
 
 // Boot implements Kind.
-func (EC2) Boot(sp Spec) (*Boot, error) {
-	spec, err := specAs[*EC2Spec](sp, "ec2")
-	if err != nil {
-		return nil, err
-	}
-	return spec.boot(MediaTypeRawDisk, "raw")
-}
+func (EC2) Boot(sp Spec) (*Boot, error) { return bootRaw[*EC2Spec](sp, "ec2") }
 
 // amiBootModes are the AMI boot modes of the disk's.
 var amiBootModes = map[string]string{BootBIOS: "legacy-bios", BootUEFI: "uefi", BootHybrid: "uefi-preferred"}
 
 // Write implements Kind.
 func (EC2) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
-	spec, err := specAs[*EC2Spec](sp, "ec2")
-	if err != nil {
-		return nil, err
-	}
 	arch := amiArch(in.Image.Arch)
-	if arch == "arm64" && spec.Boot == BootBIOS {
+	if s, ok := sp.(*EC2Spec); ok && arch == "arm64" && s.Boot == BootBIOS {
 		return nil, fmt.Errorf("ec2 target: arm64 AMIs boot with UEFI only: set boot = \"uefi\" or \"hybrid\"")
 	}
-	w, err := writeCloud(ctx, in, &spec.CloudSpec, dir, false)
+	spec, w, err := writeRaw[*EC2Spec](ctx, in, sp, dir, "ec2")
 	if err != nil {
-		return nil, fmt.Errorf("ec2 target: %w", err)
+		return nil, err
 	}
 	s := s3Step(w, &spec.CloudSpec, spec.Bucket, spec.Prefix)
 	s.Options[regec2.OptArchitecture] = arch
@@ -172,10 +162,21 @@ func (Eucalyptus) Schema() *lang.TargetSchema {
 		a.Doc = "the compute service's EC2 URL; default: EC2_URL from the eucarc"
 	})
 	setAttr(s, "boot", func(a *lang.TargetAttribute) {
-		a.Enum = []string{BootBIOS, BootHybrid}
+		a.Enum = []string{BootBIOS, BootHybrid, BootNone}
 		a.Doc = "the disk's boot loaders: bios or hybrid (Eucalyptus boots HVM instances from a BIOS)"
 	})
 	setAttr(s, "name", func(a *lang.TargetAttribute) { a.Validate = validateAMIName })
+	check := s.Check
+	s.Check = func(v map[string]cty.Value) []lang.TargetProblem {
+		out := check(v)
+		if b := v["boot"]; b.IsKnown() && !b.IsNull() && b.AsString() == BootNone {
+			out = append(out, lang.TargetProblem{Attribute: "boot", Summary: "Instance-store images are not made",
+				Detail: "With boot = \"none\" Eucalyptus would need the kernel and ramdisk as EKI and ERI and the root as an EMI, " +
+					"all bundled in euca2ools' encrypted manifest format, which fgimg does not write. " +
+					"Use boot = \"bios\" or \"hybrid\": fgimg registers an EBS-backed HVM EMI."})
+		}
+		return out
+	}
 	return s
 }
 
@@ -202,23 +203,13 @@ func (Eucalyptus) Adapt(_ Spec, image digest.Digest) []stages.Spec {
 }
 
 // Boot implements Kind.
-func (Eucalyptus) Boot(sp Spec) (*Boot, error) {
-	spec, err := specAs[*EucalyptusSpec](sp, "eucalyptus")
-	if err != nil {
-		return nil, err
-	}
-	return spec.boot(MediaTypeRawDisk, "raw")
-}
+func (Eucalyptus) Boot(sp Spec) (*Boot, error) { return bootRaw[*EucalyptusSpec](sp, "eucalyptus") }
 
 // Write implements Kind.
 func (Eucalyptus) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
-	spec, err := specAs[*EucalyptusSpec](sp, "eucalyptus")
+	spec, w, err := writeRaw[*EucalyptusSpec](ctx, in, sp, dir, "eucalyptus")
 	if err != nil {
 		return nil, err
-	}
-	w, err := writeCloud(ctx, in, &spec.CloudSpec, dir, false)
-	if err != nil {
-		return nil, fmt.Errorf("eucalyptus target: %w", err)
 	}
 	s := s3Step(w, &spec.CloudSpec, spec.Bucket, spec.Prefix)
 	s.Options[regec2.OptArchitecture] = amiArch(in.Image.Arch)
@@ -284,6 +275,38 @@ func stagingSchema(s *lang.TargetSchema) *lang.TargetSchema {
 		return out
 	}
 	return s
+}
+
+// rawSpec is the spec of a kind that writes a raw disk through
+// writeCloud (ec2, eucalyptus, nimbus).
+type rawSpec interface {
+	Spec
+	cloud() *CloudSpec
+}
+
+func (s *CloudSpec) cloud() *CloudSpec { return s }
+
+// bootRaw is the Boot of a rawSpec kind.
+func bootRaw[T rawSpec](sp Spec, kind string) (*Boot, error) {
+	spec, err := specAs[T](sp, kind)
+	if err != nil {
+		return nil, err
+	}
+	return spec.cloud().boot(MediaTypeRawDisk, "raw")
+}
+
+// writeRaw starts the Write of a rawSpec kind: its spec, and its disk
+// written into dir.
+func writeRaw[T rawSpec](ctx context.Context, in *Input, sp Spec, dir, kind string) (T, *cloudWrite, error) {
+	spec, err := specAs[T](sp, kind)
+	if err != nil {
+		return spec, nil, err
+	}
+	w, err := writeCloud(ctx, in, spec.cloud(), dir, false)
+	if err != nil {
+		return spec, nil, fmt.Errorf("%s target: %w", kind, err)
+	}
+	return spec, w, nil
 }
 
 // setAttr changes the schema's attribute name.

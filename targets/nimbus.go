@@ -82,23 +82,13 @@ func (Nimbus) Adapt(_ Spec, image digest.Digest) []stages.Spec {
 }
 
 // Boot implements Kind.
-func (Nimbus) Boot(sp Spec) (*Boot, error) {
-	spec, err := specAs[*NimbusSpec](sp, "nimbus")
-	if err != nil {
-		return nil, err
-	}
-	return spec.boot(MediaTypeRawDisk, "raw")
-}
+func (Nimbus) Boot(sp Spec) (*Boot, error) { return bootRaw[*NimbusSpec](sp, "nimbus") }
 
 // Write implements Kind.
 func (Nimbus) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
-	spec, err := specAs[*NimbusSpec](sp, "nimbus")
+	spec, w, err := writeRaw[*NimbusSpec](ctx, in, sp, dir, "nimbus")
 	if err != nil {
 		return nil, err
-	}
-	w, err := writeCloud(ctx, in, &spec.CloudSpec, dir, false)
-	if err != nil {
-		return nil, fmt.Errorf("nimbus target: %w", err)
 	}
 	s := s3Step(w, &spec.CloudSpec, spec.Bucket, "")
 	s.Options = map[string]string{nimbus.OptBucket: spec.Bucket, nimbus.OptBaseKey: spec.BaseKey}
