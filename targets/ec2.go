@@ -226,7 +226,7 @@ func (Eucalyptus) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]
 	if spec.StorageEndpoint != "" {
 		s3URL = shquote.Quote(spec.StorageEndpoint)
 	}
-	region := `--region "${AWS_REGION:-eucalyptus}"`
+	region := `--region "${AWS_REGION:-us-east-1}"`
 	script := ec2Script("into Eucalyptus with the aws CLI (euca2ools has no import-snapshot)", steps,
 		"aws "+region+" --endpoint-url "+ec2URL, "aws "+region+" --endpoint-url "+s3URL)
 	arts, err := writeRegistration(dir, in, "eucalyptus", &spec.CloudSpec, spec.Endpoint, steps, script, []Artifact{w.disk.Artifact})

@@ -118,9 +118,11 @@ func Open(ctx context.Context, f *register.File) (*Cloud, error) {
 		if s3c.Endpoint == "" {
 			return nil, fmt.Errorf("eucalyptus %s: no object storage endpoint: set the target's storage_endpoint, or S3_URL (source the cloud's eucarc)", endpoint)
 		}
+		// Eucalyptus has one region; SigV4 still signs with a name
+		// (us-east-1, as for other S3-compatible servers, unless told).
 		region := firstEnv("AWS_REGION", "AWS_DEFAULT_REGION")
 		if region == "" {
-			region = "eucalyptus"
+			region = "us-east-1"
 		}
 		opts = append(opts, config.WithRegion(region))
 		s3c.Region = region

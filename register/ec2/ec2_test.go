@@ -270,3 +270,36 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// TestEucalyptusFromEucarc registers a eucalyptus target with nothing
+// but a eucarc's variables: EC2_URL, S3_URL, EC2_ACCESS_KEY and
+// EC2_SECRET_KEY.
+func TestEucalyptusFromEucarc(t *testing.T) {
+	w := newWorld(t)
+	ec2URL := os.Getenv("AWS_ENDPOINT_URL_EC2")
+	for k, v := range map[string]string{"AWS_ENDPOINT_URL_EC2": "", "AWS_ENDPOINT_URL_S3": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+		"EC2_URL": ec2URL, "S3_URL": w.s3.Endpoint, "EC2_ACCESS_KEY": w.s3.AccessKey, "EC2_SECRET_KEY": w.s3.SecretKey} {
+		t.Setenv(k, v)
+	}
+	f := w.build(t, 3)
+	f.Kind, f.Cloud = "eucalyptus", ""
+	delete(f.Steps[0].Options, OptBootMode)
+	f.Steps[0].Options[OptENA] = "false"
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	registertest.Random(t, raw, 3<<20, 3)
+	registertest.Write(t, w.out, f, map[string]string{"disk.raw": raw})
+	res, log := w.register(t, register.Options{})
+	if res.Err != nil || !strings.Contains(log, "eucalyptus "+ec2URL) {
+		t.Fatalf("register: %v\n%s", res.Err, log)
+	}
+	if ims := w.fake.Images(); len(ims) != 1 || ims[0].BootMode != "" || ims[0].ENA {
+		t.Errorf("EMI: %+v", ims)
+	}
+	if res, log = w.register(t, register.Options{}); res.Err != nil || !strings.Contains(log, "= skip") {
+		t.Fatalf("second register: %v\n%s", res.Err, log)
+	}
+	t.Setenv("EC2_URL", "")
+	if res, _ = w.register(t, register.Options{DryRun: true}); res.Err == nil || !strings.Contains(res.Err.Error(), "EC2_URL") {
+		t.Errorf("without EC2_URL: %v", res.Err)
+	}
+}
