@@ -113,7 +113,9 @@ func TestRegisterIdempotentAndReplace(t *testing.T) {
 	}
 
 	// A second register does nothing.
+	start := time.Now()
 	res, log = w.register(t, register.Options{})
+	t.Logf("no-op register: %.3fs", time.Since(start).Seconds())
 	if res.Err != nil || !strings.Contains(log, "= skip") || strings.Contains(log, "+ upload") ||
 		w.fake.Calls("ImportSnapshot") != 1 || w.fake.Calls("RegisterImage") != 1 {
 		t.Fatalf("second register: %v\n%s", res.Err, log)
