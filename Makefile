@@ -29,13 +29,14 @@ SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 #   packages' services are not started: see deps);
 #   python3-openstackclient: the client the register benchmark compares with.
 # genisoimage: the config drive and context CD-ROM the cloud targets boot with.
+# awscli: `aws s3 cp`, what the S3 upload benchmark compares s3client with.
 APT_PACKAGES = \
   busybox-static debootstrap mmdebstrap passwd passt uidmap skopeo \
   docker-registry e2fsprogs dosfstools mtools syslinux syslinux-common \
   systemd-boot-efi eatmydata util-linux qemu-system-x86 qemu-utils ovmf \
   cpio zstd pigz ca-certificates coreutils make git gzip tar rpm systemd \
   python3-keystone glance-api glance-common uwsgi-core uwsgi-plugin-python3 \
-  python3-minimal python3-openstackclient genisoimage
+  python3-minimal python3-openstackclient genisoimage awscli
 
 # Test servers Debian does not package, built with go install into Go's
 # bin directory when not on PATH (keep in step with the tests' helpers).

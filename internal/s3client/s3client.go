@@ -1,23 +1,26 @@
 // Package s3client is fgimg's one S3 client: it connects to Amazon S3 or
 // an S3-compatible server (Walrus, Cumulus, versitygw, MinIO, Ceph RGW)
 // with credentials from the AWS SDK's standard chain, and does the few
-// object operations fgimg needs: Stat, Upload (multipart for large
-// files), Open and Delete. The shared repository's S3 back end and the
+// object operations fgimg needs: Stat, Upload (parallel, resumable
+// multipart for large files, skipped when the object carries the same
+// digest), UploadReader (a stream stored only once verified), Open,
+// OpenVerified (checked against a digest while streaming) and Delete. The shared repository's S3 back end and the
 // EC2, Eucalyptus and Nimbus registrations all use it.
 package s3client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -28,7 +31,7 @@ import (
 // config and credentials files, AWS_PROFILE, instance roles).
 type Config struct {
 	// Endpoint is an S3-compatible server's URL (http://host:port); ""
-	// is Amazon S3. A set Endpoint uses path-style addressing, which
+	// is AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL if set, else Amazon S3. A set Endpoint uses path-style addressing, which
 	// every S3-compatible server understands.
 	Endpoint string
 	// Region overrides the chain's region; S3-compatible servers that
@@ -39,6 +42,14 @@ type Config struct {
 	// AccessKey and SecretKey, when set, replace the chain (tests, and
 	// servers such as Cumulus whose keys come from their own files).
 	AccessKey, SecretKey string
+	// PartSize and Concurrency tune multipart uploads: the part size
+	// (DefaultPartSize if 0, at least 5 MiB) and the parts in flight
+	// (DefaultConcurrency if 0).
+	PartSize    int64
+	Concurrency int
+	// HTTPClient, if set, carries the requests (a proxy, or a test
+	// counting them).
+	HTTPClient *http.Client
 }
 
 // Client is a connected S3 client.
@@ -50,6 +61,11 @@ type Client struct {
 // New loads the credential chain and returns a client. It does not
 // contact the server.
 func New(ctx context.Context, c Config) (*Client, error) {
+	if c.Endpoint == "" {
+		// The SDK reads these too; taken here, the endpoint gets
+		// path-style addressing and names the server in messages.
+		c.Endpoint = cmp.Or(os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"))
+	}
 	var opts []func(*config.LoadOptions) error
 	if c.Region != "" {
 		opts = append(opts, config.WithRegion(c.Region))
@@ -80,6 +96,9 @@ func New(ctx context.Context, c Config) (*Client, error) {
 		// checksums they accept; send and check them only when required.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		if c.HTTPClient != nil {
+			o.HTTPClient = c.HTTPClient
+		}
 	})
 	return &Client{s3: cl, cfg: c}, nil
 }
@@ -99,48 +118,39 @@ func (c *Client) String() string {
 type Object struct {
 	Key  string
 	Size int64
+	// ETag is the server's, unquoted: the MD5 of a simple upload's
+	// bytes, or MD5-of-part-MD5s-N of a multipart one.
+	ETag string
 	// Metadata holds the user metadata (x-amz-meta-*), keys in lower case.
 	Metadata map[string]string
 }
 
 // Stat reports an object; found is false when there is none.
 func (c *Client) Stat(ctx context.Context, bucket, key string) (o Object, found bool, err error) {
+	o, found, err = c.stat(ctx, bucket, key)
+	if err != nil {
+		return Object{}, false, fmt.Errorf("s3: %s/%s on %s: %w", bucket, key, c, explain(err))
+	}
+	return o, found, nil
+}
+
+func (c *Client) stat(ctx context.Context, bucket, key string) (o Object, found bool, err error) {
 	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
 		if NotFound(err) {
 			return Object{}, false, nil
 		}
-		return Object{}, false, fmt.Errorf("s3: %s/%s on %s: %w", bucket, key, c, err)
+		return Object{}, false, err
 	}
-	return Object{Key: key, Size: aws.ToInt64(out.ContentLength), Metadata: lower(out.Metadata)}, true, nil
-}
-
-// Upload stores the file at path as bucket/key with the given user
-// metadata; large files go up in parallel parts. progress, if not nil,
-// is called with the bytes sent so far.
-func (c *Client) Upload(ctx context.Context, bucket, key, path string, meta map[string]string, progress func(sent int64)) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var body io.Reader = f
-	if progress != nil {
-		body = &counting{r: f, f: progress}
-	}
-	up := manager.NewUploader(c.s3, func(u *manager.Uploader) { u.PartSize = 64 << 20 })
-	_, err = up.Upload(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: body, Metadata: meta})
-	if err != nil {
-		return fmt.Errorf("s3: uploading %s to %s/%s on %s: %w", path, bucket, key, c, err)
-	}
-	return nil
+	return Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
+		Metadata: lower(out.Metadata)}, true, nil
 }
 
 // Open returns the object's body; the caller closes it.
 func (c *Client) Open(ctx context.Context, bucket, key string) (io.ReadCloser, Object, error) {
 	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
-		return nil, Object{}, fmt.Errorf("s3: %s/%s on %s: %w", bucket, key, c, err)
+		return nil, Object{}, fmt.Errorf("s3: %s/%s on %s: %w", bucket, key, c, explain(err))
 	}
 	return out.Body, Object{Key: key, Size: aws.ToInt64(out.ContentLength), Metadata: lower(out.Metadata)}, nil
 }
@@ -149,7 +159,7 @@ func (c *Client) Open(ctx context.Context, bucket, key string) (io.ReadCloser, O
 func (c *Client) Delete(ctx context.Context, bucket, key string) error {
 	_, err := c.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil && !NotFound(err) {
-		return fmt.Errorf("s3: deleting %s/%s on %s: %w", bucket, key, c, err)
+		return fmt.Errorf("s3: deleting %s/%s on %s: %w", bucket, key, c, explain(err))
 	}
 	return nil
 }
@@ -171,23 +181,35 @@ func NotFound(err error) bool {
 	return false
 }
 
+// Explain wraps an error of an operation done with S3() directly as this
+// package's own: naming the server and marking refused credentials.
+func (c *Client) Explain(what string, err error) error {
+	return fmt.Errorf("s3: %s on %s: %w", what, c, explain(err))
+}
+
+// ErrAuth marks the server refusing the credentials or the access.
+var ErrAuth = errors.New("access refused")
+
+// explain marks the errors of refused credentials with ErrAuth and says
+// what to check; others pass unchanged.
+func explain(err error) error {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.ErrorCode() {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "TokenRefreshRequired":
+		return fmt.Errorf("%w: the server refused the credentials (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the profile, or the keys configured): %w", ErrAuth, err)
+	case "AccessDenied", "Forbidden", "AllAccessDisabled":
+		return fmt.Errorf("%w: the credentials may not do this: %w", ErrAuth, err)
+	}
+	return err
+}
+
 func lower(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
 		out[strings.ToLower(k)] = v
 	}
 	return out
-}
-
-type counting struct {
-	r io.Reader
-	n int64
-	f func(int64)
-}
-
-func (c *counting) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	c.f(c.n)
-	return n, err
 }
