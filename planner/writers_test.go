@@ -226,6 +226,12 @@ func (w *writerBench) plan(t *testing.T, kind string, in inputs) *Target {
 		}
 		return s
 	}
+	attrs := in.attrs
+	for _, r := range requiredAttrs[kind] {
+		if name, _, _ := strings.Cut(r, " "); !strings.Contains("\n"+in.attrs, "\n"+name+" ") {
+			attrs += "\n" + r
+		}
+	}
 	src := fmt.Sprintf(`
 image %[1]q {
   bootstrap "tar" { source = "rootfs.tar" }
@@ -239,12 +245,19 @@ target %[4]q %[5]q {
   image = image.%[2]s
   %[6]s
 }
-`, or(in.parent, "base"), or(in.image, "img"), in.meta, kind, or(in.target, "t"), in.attrs)
+`, or(in.parent, "base"), or(in.image, "img"), in.meta, kind, or(in.target, "t"), attrs)
 	if err := os.WriteFile(filepath.Join(w.dir, "main.fg.hcl"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := mustPlan(t, load(t, []string{w.dir}), Options{})
 	return p.Targets[0]
+}
+
+// requiredAttrs are the attributes a kind cannot do without, with a
+// value the bench uses unless an edit sets the attribute.
+var requiredAttrs = map[string][]string{
+	"ec2":        {`bucket = "stage-1"`},
+	"eucalyptus": {`bucket = "stage-1"`},
 }
 
 // write writes tg's artifacts from the bench's image and returns their

@@ -162,21 +162,12 @@ func (Eucalyptus) Schema() *lang.TargetSchema {
 		a.Doc = "the compute service's EC2 URL; default: EC2_URL from the eucarc"
 	})
 	setAttr(s, "boot", func(a *lang.TargetAttribute) {
-		a.Enum = []string{BootBIOS, BootHybrid, BootNone}
-		a.Doc = "the disk's boot loaders: bios or hybrid (Eucalyptus boots HVM instances from a BIOS)"
+		// Not none: instance-store images (EKI, ERI and EMI bundled in
+		// euca2ools' encrypted manifest format) are not made.
+		a.Enum = []string{BootBIOS, BootHybrid}
+		a.Doc = "the disk's boot loaders: bios or hybrid (Eucalyptus boots HVM instances from a BIOS; instance-store images with boot = \"none\" are not made)"
 	})
 	setAttr(s, "name", func(a *lang.TargetAttribute) { a.Validate = validateAMIName })
-	check := s.Check
-	s.Check = func(v map[string]cty.Value) []lang.TargetProblem {
-		out := check(v)
-		if b := v["boot"]; b.IsKnown() && !b.IsNull() && b.AsString() == BootNone {
-			out = append(out, lang.TargetProblem{Attribute: "boot", Summary: "Instance-store images are not made",
-				Detail: "With boot = \"none\" Eucalyptus would need the kernel and ramdisk as EKI and ERI and the root as an EMI, " +
-					"all bundled in euca2ools' encrypted manifest format, which fgimg does not write. " +
-					"Use boot = \"bios\" or \"hybrid\": fgimg registers an EBS-backed HVM EMI."})
-		}
-		return out
-	}
 	return s
 }
 

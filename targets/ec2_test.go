@@ -223,7 +223,7 @@ func TestS3CloudSchemaDiagnostics(t *testing.T) {
   image  = image.base
   bucket = "b-1"
   boot   = "none"
-}`, "Instance-store images are not made"},
+}`, "bios"},
 		{`target "nimbus" "x" {
   image    = image.base
   endpoint = "ftp://repo"
