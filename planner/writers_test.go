@@ -142,7 +142,14 @@ func otherValues(a lang.TargetAttribute) []string {
 	case a.Type.Equals(cty.Bool):
 		out = append(out, fmt.Sprint(a.Default == cty.NilVal || a.Default.False()))
 	case a.Type.Equals(cty.List(cty.String)):
-		out = append(out, `["console=ttyS0"]`)
+		// A list its validation accepts: kernel arguments, fstab lines,
+		// names.
+		for _, v := range []string{"console=ttyS0", "LABEL=scratch /scratch ext4 defaults,nofail 0 2", "DEFAULT"} {
+			if a.Validate == nil || a.Validate(cty.ListVal([]cty.Value{cty.StringVal(v)})) == nil {
+				out = append(out, fmt.Sprintf("[%q]", v))
+				break
+			}
+		}
 	case a.Type.Equals(cty.String):
 		// A value its validation accepts: a size, or any word.
 		for _, v := range []string{"2GiB", "word"} {
@@ -185,7 +192,9 @@ func newWriterBench(t *testing.T) *writerBench {
 		"usr/sbin/sshd":             "#!/bin/sh\n",
 		"usr/sbin/ifup":             "#!/bin/sh\n",
 		"usr/sbin/update-initramfs": "#!/bin/sh\n",
-		"etc/os-release":            "ID=busybox\nVERSION_ID=1\n",
+		// systemctl enable as the services stage runs it offline: the link.
+		"usr/bin/systemctl": "#!/bin/sh\nmkdir -p /etc/systemd/system/multi-user.target.wants && ln -sf /etc/systemd/system/$2 /etc/systemd/system/multi-user.target.wants/$2\n",
+		"etc/os-release":    "ID=busybox\nVERSION_ID=1\n",
 	} {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(w.root, name)), 0o755); err != nil {
 			t.Fatal(err)
@@ -226,6 +235,12 @@ func (w *writerBench) plan(t *testing.T, kind string, in inputs) *Target {
 		}
 		return s
 	}
+	attrs := in.attrs
+	for _, r := range requiredAttrs[kind] {
+		if name, _, _ := strings.Cut(r, " "); !strings.Contains("\n"+in.attrs, "\n"+name+" ") {
+			attrs += "\n" + r
+		}
+	}
 	src := fmt.Sprintf(`
 image %[1]q {
   bootstrap "tar" { source = "rootfs.tar" }
@@ -239,12 +254,19 @@ target %[4]q %[5]q {
   image = image.%[2]s
   %[6]s
 }
-`, or(in.parent, "base"), or(in.image, "img"), in.meta, kind, or(in.target, "t"), in.attrs)
+`, or(in.parent, "base"), or(in.image, "img"), in.meta, kind, or(in.target, "t"), attrs)
 	if err := os.WriteFile(filepath.Join(w.dir, "main.fg.hcl"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := mustPlan(t, load(t, []string{w.dir}), Options{})
 	return p.Targets[0]
+}
+
+// requiredAttrs are the attributes a kind cannot do without, with a
+// value the bench uses unless an edit sets the attribute.
+var requiredAttrs = map[string][]string{
+	"ec2":        {`bucket = "stage-1"`},
+	"eucalyptus": {`bucket = "stage-1"`},
 }
 
 // write writes tg's artifacts from the bench's image and returns their

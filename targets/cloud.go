@@ -137,12 +137,18 @@ var virtioModules = []string{"virtio_blk", "virtio_net", "virtio_pci", "virtio_s
 // rest of stages.CloudInit (shared by all clouds), then the files that
 // name the cloud (the datasource list, and extra), then the disk's.
 func adaptCloud(image digest.Digest, cloud string, datasources []string, extra ...stages.FileEntry) []stages.Spec {
+	return adaptCloudModules(image, virtioModules, cloud, datasources, extra...)
+}
+
+// adaptCloudModules is adaptCloud with the initrd's drivers modules
+// (ec2 needs more than virtio's).
+func adaptCloudModules(image digest.Digest, modules []string, cloud string, datasources []string, extra ...stages.FileEntry) []stages.Spec {
 	cfg := fmt.Sprintf("# Written by fgimg for %s targets: where cloud-init finds its configuration.\ndatasource_list: [ %s, None ]\n",
 		cloud, strings.Join(datasources, ", "))
 	files := &stages.Files{Entries: append([]stages.FileEntry{
 		fileEntry("/etc/cloud/cloud.cfg.d/90_fgimg_datasource.cfg", 0o644, cfg)}, extra...)}
 	sort.Slice(files.Entries, func(i, j int) bool { return files.Entries[i].Path < files.Entries[j].Path })
-	return append([]stages.Spec{&stages.CloudInit{Virtio: virtioModules}, files}, AdaptDisk(image)...)
+	return append([]stages.Spec{&stages.CloudInit{Virtio: modules}, files}, AdaptDisk(image)...)
 }
 
 // fileEntry is a file of root's that an adaptation writes.

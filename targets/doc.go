@@ -71,7 +71,10 @@
 //     tarball Warewulf imports. Both write register.json and register.sh
 //     (the site's own commands: mkdef, chdef, mschedctl; wwctl).
 //
-// The other infrastructure kinds the language names (eucalyptus, nimbus,
-// ec2) are reserved: a template using one gets a diagnostic until their
-// unit is written.
+//   - ec2, eucalyptus, nimbus: the cloud kinds that register through S3
+//     (ec2.go, nimbus.go): the same adaptation with the Ec2 datasource
+//     (ec2 adds the ENA, NVMe and Xen drivers; eucalyptus and nimbus set
+//     strict_id off, nimbus puts NoCloud first), a raw disk, and one
+//     step whose image name and staged object key carry the disk's
+//     digest (register/ec2, register/nimbus perform it).
 package targets

@@ -12,11 +12,10 @@ var kinds = []Kind{
 	OpenNebula{},
 	XCAT{},
 	Warewulf{},
+	EC2{},
+	Eucalyptus{},
+	Nimbus{},
 }
-
-// reserved are target kinds the language names but fgimg does not build
-// yet: a template using one gets a diagnostic saying so.
-var reserved = []string{"eucalyptus", "nimbus", "ec2"}
 
 // The disk and cloud kinds adapt the image (kinds already checks every Kind).
 var (
@@ -25,4 +24,7 @@ var (
 	_ Adapter = OpenStack{}
 	_ Adapter = OpenNebula{}
 	_ Adapter = XCAT{}
+	_ Adapter = EC2{}
+	_ Adapter = Eucalyptus{}
+	_ Adapter = Nimbus{}
 )

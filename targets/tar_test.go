@@ -127,7 +127,7 @@ func TestFor(t *testing.T) {
 	if _, err := For("qcow2"); err != nil {
 		t.Errorf("For(qcow2): %v", err)
 	}
-	for _, kind := range []string{"ec2", "nosuch", ""} {
+	for _, kind := range []string{"nosuch", ""} {
 		if _, err := For(kind); err == nil {
 			t.Errorf("For(%q) gave a writer", kind)
 		}

@@ -146,17 +146,11 @@ func Kinds() []Kind {
 }
 
 // Schemas returns the schemas lang loads templates with
-// (lang.LoadOptions.TargetKinds): every kind's, and the reserved kinds
-// as unavailable.
+// (lang.LoadOptions.TargetKinds): every kind's.
 func Schemas() map[string]*lang.TargetSchema {
 	m := map[string]*lang.TargetSchema{}
 	for _, k := range kinds {
 		m[k.Name()] = k.Schema()
-	}
-	for _, r := range reserved {
-		m[r] = &lang.TargetSchema{Unavailable: fmt.Sprintf(
-			"The %q target kind is part of the language but fgimg cannot build it yet; build a %s target and register it by hand for now.",
-			r, orList(kindNames()))}
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/ec2fake"
 	"github.com/fgimg/fgimg/internal/hpcfake"
 	"github.com/fgimg/fgimg/internal/openstacktest"
 	"github.com/fgimg/fgimg/internal/qemu"
+	"github.com/fgimg/fgimg/internal/s3test"
 	"github.com/fgimg/fgimg/register/registertest"
 )
 
@@ -184,6 +187,7 @@ func registerCloudTargets(t *testing.T, e *env) {
 			t.Errorf("the Glance image is %v, %v, checksum %q; the artifact's md5 is %s", im["status"], im["disk_format"], checksum, sum)
 		}
 	})
+	t.Run("register base-ec2 and base-eucalyptus", func(t *testing.T) { registerEC2Targets(t, e) })
 	t.Run("register base-opennebula", func(t *testing.T) {
 		registertest.OpenNebula(t, "oneadmin", "onepass")
 		code, stdout, stderr := e.runEnv(nil, "register", "-o", e.out, "-only", "base-opennebula")
@@ -195,4 +199,72 @@ func registerCloudTargets(t *testing.T, e *env) {
 			t.Fatalf("second register: exit %d\n%s\n%s", code, stdout, stderr)
 		}
 	})
+}
+
+// registerEC2Targets registers base-ec2 and base-eucalyptus into the
+// EC2 fake, staging through a real S3 server (versitygw), as a user
+// would with the AWS SDK's environment and a eucarc; a second register
+// must upload nothing. Then it times a register with nothing to do of
+// every cloud target of the example but base-nimbus (whose default
+// bucket, Repo, versitygw refuses: register/nimbus is tested with
+// another).
+func registerEC2Targets(t *testing.T, e *env) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "testbed-images")
+	fake := ec2fake.New(srv.AccessKey, srv.Config())
+	hs := httptest.NewServer(fake)
+	t.Cleanup(hs.Close)
+	home := t.TempDir()
+	awsEnv := []string{"AWS_CONFIG_FILE=" + filepath.Join(home, "none"), "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey,
+		"AWS_ENDPOINT_URL_EC2=" + hs.URL, "AWS_ENDPOINT_URL_S3=" + srv.Endpoint,
+		// eucarc
+		"EC2_URL=" + hs.URL, "S3_URL=" + srv.Endpoint, "EC2_ACCESS_KEY=" + srv.AccessKey, "EC2_SECRET_KEY=" + srv.SecretKey}
+	only := "base-ec2,base-eucalyptus"
+	code, stdout, stderr := e.runEnv(awsEnv, "register", "-o", e.out, "-only", only)
+	if code != 0 || strings.Count(stdout, "+ upload disk.raw") != 2 {
+		t.Fatalf("register: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	ims := fake.Images()
+	if len(ims) != 2 {
+		t.Fatalf("AMIs: %+v", ims)
+	}
+	for _, im := range ims {
+		f := registertest.Read(t, filepath.Join(e.out, im.Tags["fgimg_target"]))
+		s := f.Steps[0]
+		if im.Name != s.Name || !strings.HasPrefix(im.Name, "testbed-base-") || im.Tags["fgimg_digest"] != string(s.Digest) {
+			t.Errorf("AMI %+v for step %+v", im, s)
+		}
+		want := map[string]string{"base-ec2": "uefi-preferred", "base-eucalyptus": ""}[f.Target]
+		if im.BootMode != want || im.ENA != (f.Kind == "ec2") {
+			t.Errorf("%s: boot mode %q, ENA %v", f.Target, im.BootMode, im.ENA)
+		}
+		o, found, err := srv.Client(t).Stat(context.Background(), "testbed-images", s.Options["key"])
+		if err != nil || !found || o.Size != s.Size {
+			t.Errorf("%s: the staged object: %+v %v %v", f.Target, o, found, err)
+		}
+	}
+	code, stdout, stderr = e.runEnv(awsEnv, "register", "-o", e.out, "-only", only)
+	if code != 0 || strings.Contains(stdout, "+ upload") || strings.Count(stdout, "= skip") != 2 || fake.Calls("ImportSnapshot") != 2 {
+		t.Fatalf("second register: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	// Every cloud target at once, with nothing to do.
+	registertest.OpenNebula(t, "oneadmin", "onepass")
+	allEnv := append([]string(nil), awsEnv...)
+	for k, v := range openstacktest.Shared(t).Env() {
+		allEnv = append(allEnv, k+"="+v)
+	}
+	all := "base-ec2,base-eucalyptus,base-openstack,base-opennebula"
+	if code, stdout, stderr := e.runEnv(allEnv, "register", "-o", e.out, "-only", all); code != 0 {
+		t.Fatalf("register %s: exit %d\n%s\n%s", all, code, stdout, stderr)
+	}
+	start := time.Now()
+	code, stdout, stderr = e.runEnv(allEnv, "register", "-o", e.out, "-only", all)
+	took := time.Since(start)
+	if code != 0 || strings.Contains(stdout, "+ upload") || strings.Count(stdout, "= skip") != 4 {
+		t.Fatalf("no-op register: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("no-op register of %s: %.2fs (load %s)", all, took.Seconds(), strings.Fields(string(load))[0])
 }

@@ -23,7 +23,8 @@ import (
 // login prompt on the serial console, and the OpenStack and OpenNebula
 // disks with their cloud's context, which cloud-init must apply. It
 // registers those two as a user would: into a real Glance and into the
-// OpenNebula fake, twice (the second uploads nothing).
+// OpenNebula fake, twice (the second uploads nothing), and the ec2 and
+// eucalyptus targets into the EC2 fake through versitygw.
 func TestDebianExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds Debian images from the mirror (drop -short to run)")

@@ -19,6 +19,8 @@ import (
 	"github.com/fgimg/fgimg/internal/hosttool"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/register"
+	"github.com/fgimg/fgimg/register/ec2"
+	"github.com/fgimg/fgimg/register/nimbus"
 	"github.com/fgimg/fgimg/register/opennebula"
 	"github.com/fgimg/fgimg/register/openstack"
 	"github.com/fgimg/fgimg/register/warewulf"
@@ -40,6 +42,15 @@ var clouds = map[string]register.Opener{
 	},
 	"warewulf": func(_ context.Context, f *register.File) (register.Cloud, error) {
 		return warewulf.Open(f)
+	},
+	"ec2": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return ec2.Open(ctx, f)
+	},
+	"eucalyptus": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return ec2.Open(ctx, f)
+	},
+	"nimbus": func(ctx context.Context, f *register.File) (register.Cloud, error) {
+		return nimbus.Open(ctx, f)
 	},
 }
 
@@ -72,19 +83,23 @@ func cmdRegister(ctx context.Context, args []string, out, errw io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `Usage: fgimg register [flags] [PATH]
 
-Registers the built artifacts of the openstack, opennebula, xcat and
-warewulf targets in PATH into their clouds (xcat and warewulf: on the
-management node fgimg runs on, one bare-metal registration at a time). For each target it checks the artifacts' digests
+Registers the built artifacts of the openstack, opennebula, ec2,
+eucalyptus, nimbus, xcat and warewulf targets in PATH into their clouds
+(xcat and warewulf: on the management node fgimg runs on, one bare-metal
+registration at a time). For each target it checks the artifacts' digests
 against the build, asks the cloud what it already has, prints a plan and
 carries it out: an image with the same content is reused, never uploaded
 twice. register does not build: build the targets first (fgimg build).
 
 Credentials come from the environment, as the clouds' own tools take
 them: OS_CLOUD and clouds.yaml (or OS_*) for OpenStack, ONE_XMLRPC and
-ONE_AUTH for OpenNebula; xCAT's, Moab's (MOABHOMEDIR) and Warewulf's
-commands are found on PATH or where they install. Where the images went
-is written to OUT/<target>/registrations.json and kept in the cache;
-with --remote it is attached to the target in the shared repository too.
+ONE_AUTH for OpenNebula, the AWS SDK's chain (AWS_*, ~/.aws) for EC2,
+the eucarc's EC2_URL, S3_URL and EC2_ACCESS_KEY/EC2_SECRET_KEY for
+Eucalyptus, cloud-client's cloud.properties for Nimbus; xCAT's, Moab's
+(MOABHOMEDIR) and Warewulf's commands are found on PATH or where they
+install. Where the images went is written to
+OUT/<target>/registrations.json and kept in the cache; with --remote it
+is attached to the target in the shared repository too.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -235,7 +250,8 @@ func cloudTargets(plan *planner.Plan, out string) ([]string, error) {
 			kinds = append(kinds, k)
 		}
 		slices.Sort(kinds)
-		return nil, fmt.Errorf("nothing to register: no %s target is selected", strings.Join(kinds, " or "))
+		list := strings.Join(kinds[:len(kinds)-1], ", ") + " or " + kinds[len(kinds)-1]
+		return nil, fmt.Errorf("nothing to register: no %s target is selected", list)
 	}
 	return names, nil
 }

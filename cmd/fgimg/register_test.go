@@ -27,7 +27,7 @@ func TestRegisterWithoutCloudTargets(t *testing.T) {
 	// A process of its own: register isolates itself by running again.
 	e := &env{t: t, dir: dir, cache: t.TempDir()}
 	code, _, errw := e.run("register", "-o", t.TempDir(), dir)
-	if code != exitFailed || !strings.Contains(errw, "nothing to register: no opennebula or openstack") || !strings.Contains(errw, "xcat") {
+	if code != exitFailed || !strings.Contains(errw, "nothing to register: no ec2, eucalyptus, nimbus, opennebula, openstack, warewulf or xcat target is selected") {
 		t.Errorf("register of a configuration without cloud targets: exit %d\n%s", code, errw)
 	}
 	if code, _, errw := fgimg(t, "register", "-j", "0", dir); code != exitUsage {

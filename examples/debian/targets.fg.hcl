@@ -75,3 +75,35 @@ target "warewulf" "hpc-warewulf" {
   name    = "hpc-compute"
   profile = "default"
 }
+
+# The base image as an Amazon EC2 AMI: cloud-init on the Ec2 datasource,
+# the ENA and NVMe drivers in the initrd. `fgimg register` stages
+# disk.raw in the bucket, imports it as an EBS snapshot and registers the
+# AMI, named testbed-base-<digest> (credentials and, without region, the
+# region from the AWS SDK's chain).
+target "ec2" "base-ec2" {
+  image       = image.base
+  name        = "testbed-base"
+  region      = "us-east-1"
+  bucket      = "testbed-images"
+  kernel_args = local.kernel_args
+  tags        = { project = "testbed" }
+}
+
+# The same for Eucalyptus, whose compute API is EC2's: the endpoints come
+# from the cloud's eucarc (EC2_URL, S3_URL) at register time.
+target "eucalyptus" "base-eucalyptus" {
+  image       = image.base
+  name        = "testbed-base"
+  bucket      = "testbed-images"
+  kernel_args = local.kernel_args
+}
+
+# And for Nimbus: the disk goes into the Cumulus repository where
+# cloud-client finds it (cloud-client.sh --run --name testbed-base-<digest>);
+# the repository and the user come from cloud-client's cloud.properties.
+target "nimbus" "base-nimbus" {
+  image       = image.base
+  name        = "testbed-base"
+  kernel_args = local.kernel_args
+}

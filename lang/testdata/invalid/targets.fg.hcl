@@ -2,7 +2,7 @@ image "base" {
   bootstrap "debootstrap" { suite = "bookworm" }
 }
 target "netbot" "a" { image = image.base } # ERROR: Unknown target kind
-target "ec2" "b" { image = image.base } # ERROR: Target kind not available yet
+target "tar" "b" { image = image.base }
 target "qcow2" "c" {
   image = image.base
   size  = "4GB" # ERROR: Invalid value for "size"
