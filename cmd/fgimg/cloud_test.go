@@ -135,11 +135,24 @@ func registerCloudTargets(t *testing.T, e *env) {
 	t.Run("register hpc-xcat hpc-warewulf", func(t *testing.T) {
 		// xCAT, Moab and Warewulf as stateful fakes (internal/hpcfake);
 		// hpc-xcat's install_dir is /install, so it is planned only.
+		// Bare metal takes approved images only: the gate boots hpc-xcat
+		// in isolation (the one boot of the hpc image in this test; its
+		// report is checked in vetExamples), which approves it by tools.
 		site := hpcfake.Install(t)
 		code, stdout, stderr := e.runEnv(nil, "register", "-dry-run", "-o", e.out, "-only", "hpc-xcat")
 		if code != 0 || !strings.Contains(stdout, "+ upload netboot/debian12/x86_64/hpc-compute/rootimg.cpio.gz") ||
 			!strings.Contains(stdout, "mkdef -z <osimage.stanza") || !strings.Contains(stdout, "NODECFG[DEFAULT] OSLIST+=hpc-compute; mschedctl -R") {
 			t.Errorf("register -dry-run hpc-xcat: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		// A warewulf target cannot be booted in isolation: refused until
+		// a person approves it.
+		code, _, stderr = e.runEnv(nil, "register", "-o", e.out, "-only", "hpc-warewulf")
+		i := strings.Index(stderr, "fgimg approve ")
+		if code != 1 || !strings.Contains(stderr, "boot.not-run") || i < 0 {
+			t.Fatalf("register of the unapproved hpc-warewulf: exit %d, want 1 with boot.not-run and how to approve\n%s", code, stderr)
+		}
+		if code, _, errs := e.run("approve", "-by", "ops", "-note", "booted on a test node", strings.Fields(stderr[i:])[2]); code != 0 {
+			t.Fatalf("approve: exit %d\n%s", code, errs)
 		}
 		for i, want := range []string{"+ upload rootfs.tar.gz", "= skip"} {
 			code, stdout, stderr = e.runEnv(nil, "register", "-o", e.out, "-only", "hpc-warewulf")
