@@ -16,6 +16,16 @@
 //   - RegisterImage from a snapshot (InvalidAMIName.Duplicate,
 //     InvalidAMIName.Malformed, InvalidSnapshot.NotFound), the image
 //     pending for one describe and then available;
+//   - RegisterImage from a bundle (ImageLocation BUCKET/KEY of its
+//     manifest, the instance-store path of euca2ools and the EC2 AMI
+//     tools): the manifest must be in the S3 server and parse, its
+//     signature verify with UserCert (the user's certificate, which the
+//     cloud holds), and every part beside it match the manifest's SHA-1
+//     (InvalidManifest otherwise, as EC2 answers); with CloudKey set the
+//     bundle is also decrypted and unbundled, its image's digest and size
+//     checked. The manifest's type makes the image an ami, aki or ari;
+//     KernelId and RamdiskId must name an aki and an ari
+//     (InvalidAMIID.NotFound);
 //   - DeregisterImage, DeleteSnapshot (InvalidSnapshot.InUse while an
 //     image refers to it), CreateTags;
 //
@@ -24,7 +34,12 @@
 // InvalidSnapshot.NotFound, TagLimitExceeded, AuthFailure,
 // InvalidAction) in the <Response><Errors> envelope.
 //
-// What it does not emulate: it checks that a request carries a SigV4
+// What it does not emulate: an unbundled image is not kept (the bundle
+// stays in S3 and nothing reads it again, where EC2 and Eucalyptus
+// decrypt and cache it when an instance first starts); the manifest's
+// <user> is not checked against the account, nor the user's
+// certificate's validity dates or issuer; ImageLocation is read when the
+// image is registered, not when it is launched. It checks that a request carries a SigV4
 // Authorization header with the expected access key, not the
 // signature itself (the S3 server it reads from does check SigV4); one
 // account owns everything (Owner=self and Owner=ID are the same); no
@@ -38,6 +53,8 @@ package ec2fake
 import (
 	"bytes"
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -50,6 +67,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fgimg/fgimg/internal/eucabundle"
 	"github.com/fgimg/fgimg/internal/s3client"
 )
 
@@ -66,6 +84,12 @@ type Fake struct {
 	// to complete (default 2).
 	Steps int
 
+	// UserCert is the certificate bundles' manifests must be signed
+	// with; CloudKey, if set, the cloud's private key the fake unbundles
+	// them with. A bundle is refused while UserCert is nil.
+	UserCert *x509.Certificate
+	CloudKey *rsa.PrivateKey
+
 	s3 s3client.Config
 
 	mu        sync.Mutex
@@ -81,6 +105,7 @@ type Fake struct {
 
 type image struct {
 	id, name, arch, root, bootMode, virt, description string
+	location, imageType, kernel, ramdisk              string // from a bundle
 	snapshot                                          string
 	ena                                               bool
 	describes                                         int
@@ -137,6 +162,8 @@ type Image struct {
 	ID, Name, Snapshot, Architecture, BootMode, RootDevice string
 	ENA                                                    bool
 	Tags                                                   map[string]string
+	// Of a bundle: its ImageLocation, type, kernel and ramdisk.
+	Location, Type, Kernel, Ramdisk string
 }
 
 // Images lists the registered images, by ID.
@@ -146,7 +173,8 @@ func (f *Fake) Images() []Image {
 	var out []Image
 	for _, im := range f.images {
 		out = append(out, Image{ID: im.id, Name: im.name, Snapshot: im.snapshot, Architecture: im.arch,
-			BootMode: im.bootMode, RootDevice: im.root, ENA: im.ena, Tags: clone(im.tags)})
+			BootMode: im.bootMode, RootDevice: im.root, ENA: im.ena, Tags: clone(im.tags),
+			Location: im.location, Type: im.imageType, Kernel: im.kernel, Ramdisk: im.ramdisk})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -229,7 +257,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "DescribeImportSnapshotTasks":
 		body, aerr = f.describeTasks(q)
 	case "RegisterImage":
-		body, aerr = f.registerImage(q)
+		body, aerr = f.registerImage(r.Context(), q)
 	case "DeregisterImage":
 		body, aerr = f.deregisterImage(q)
 	case "DeleteSnapshot":
@@ -382,6 +410,8 @@ type (
 		TagSet             []tagXML `xml:"tagSet>item"`
 		EnaSupport         bool     `xml:"enaSupport"`
 		BootMode           string   `xml:"bootMode,omitempty"`
+		KernelID           string   `xml:"kernelId,omitempty"`
+		RamdiskID          string   `xml:"ramdiskId,omitempty"`
 	}
 	taskDetailXML struct {
 		Description   string  `xml:"description,omitempty"`
@@ -435,7 +465,7 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-var amiID = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+var amiID = regexp.MustCompile(`^a[mkr]i-[0-9a-f]{8,17}$`)
 
 func (f *Fake) describeImages(q map[string][]string) (any, *apiError) {
 	f.mu.Lock()
@@ -503,14 +533,20 @@ func (f *Fake) describeImages(q map[string][]string) (any, *apiError) {
 			continue
 		}
 		im.describes++
-		items = append(items, imageXML{
+		x := imageXML{
 			ImageID: id, ImageLocation: Owner + "/" + im.name, ImageState: state, ImageOwnerID: Owner,
 			CreationDate: im.created.UTC().Format("2006-01-02T15:04:05.000Z"), Architecture: im.arch,
 			ImageType: "machine", Name: im.name, Description: im.description, RootDeviceType: "ebs",
 			RootDeviceName: im.root, VirtualizationType: im.virt, TagSet: tagList(im.tags), EnaSupport: im.ena,
-			BootMode:           im.bootMode,
-			BlockDeviceMapping: []bdmXML{{DeviceName: im.root, Ebs: ebsXML{SnapshotID: im.snapshot, VolumeSize: f.snapshotSize(im.snapshot), DeleteOnTermination: true, VolumeType: "gp3"}}},
-		})
+			BootMode: im.bootMode,
+		}
+		if im.location != "" {
+			x.ImageLocation, x.ImageType, x.RootDeviceType = im.location, im.imageType, "instance-store"
+			x.KernelID, x.RamdiskID = im.kernel, im.ramdisk
+		} else {
+			x.BlockDeviceMapping = []bdmXML{{DeviceName: im.root, Ebs: ebsXML{SnapshotID: im.snapshot, VolumeSize: f.snapshotSize(im.snapshot), DeleteOnTermination: true, VolumeType: "gp3"}}}
+		}
+		items = append(items, x)
 	}
 	return struct {
 		XMLName xml.Name   `xml:"imagesSet"`
@@ -720,7 +756,7 @@ func (f *Fake) advance(t *task) {
 
 var amiName = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$`)
 
-func (f *Fake) registerImage(q map[string][]string) (any, *apiError) {
+func (f *Fake) registerImage(ctx context.Context, q map[string][]string) (any, *apiError) {
 	name := get(q, "Name")
 	switch {
 	case name == "":
@@ -728,7 +764,7 @@ func (f *Fake) registerImage(q map[string][]string) (any, *apiError) {
 	case !amiName.MatchString(name):
 		return nil, errf("InvalidAMIName.Malformed", "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'")
 	case get(q, "ImageLocation") != "":
-		return nil, errf("InvalidParameterValue", "this fake registers EBS-backed images from snapshots only")
+		return f.registerBundle(ctx, q, name)
 	}
 	arch := get(q, "Architecture")
 	if arch == "" {
@@ -844,7 +880,7 @@ func (f *Fake) createTags(q map[string][]string) (any, *apiError) {
 			m = f.images[id].tags
 		case f.snapshots[id] != nil:
 			m = f.snapshots[id].tags
-		case strings.HasPrefix(id, "ami-"):
+		case amiID.MatchString(id):
 			return nil, errf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
 		case strings.HasPrefix(id, "snap-"):
 			return nil, errf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
@@ -859,4 +895,98 @@ func (f *Fake) createTags(q map[string][]string) (any, *apiError) {
 		}
 	}
 	return returnXML{Value: true}, nil
+}
+
+// registerBundle registers an instance-store image from the bundle
+// whose manifest ImageLocation names.
+func (f *Fake) registerBundle(ctx context.Context, q map[string][]string, name string) (any, *apiError) {
+	loc := get(q, "ImageLocation")
+	bucket, key, ok := strings.Cut(loc, "/")
+	if !ok || bucket == "" || !strings.HasSuffix(key, ".manifest.xml") {
+		return nil, errf("InvalidParameterValue", "ImageLocation %q is not BUCKET/KEY.manifest.xml", loc)
+	}
+	if f.UserCert == nil {
+		return nil, errf("InvalidManifest", "the fake has no user certificate to verify manifests with")
+	}
+	c, err := s3client.New(ctx, f.s3)
+	if err != nil {
+		return nil, &apiError{http.StatusInternalServerError, "InternalError", err.Error()}
+	}
+	read := func(k string) (io.ReadCloser, error) {
+		body, _, err := c.Open(ctx, bucket, k)
+		return body, err
+	}
+	body, err := read(key)
+	if err != nil {
+		return nil, errf("InvalidManifest", "HTTP 404 (Not Found) response for URL %s: %v", loc, err)
+	}
+	raw, err := io.ReadAll(body)
+	body.Close()
+	if err != nil {
+		return nil, errf("InvalidManifest", "reading %s: %v", loc, err)
+	}
+	m, err := eucabundle.Read(raw, f.UserCert)
+	if err != nil {
+		return nil, errf("InvalidManifest", "%v", err)
+	}
+	dir := ""
+	if i := strings.LastIndex(key, "/"); i >= 0 {
+		dir = key[:i+1]
+	}
+	part := func(name string) (io.ReadCloser, error) { return read(dir + name) }
+	for _, p := range m.Parts() {
+		rc, err := part(p.Filename)
+		if err != nil {
+			return nil, errf("InvalidManifest", "part %s: %v", p.Filename, err)
+		}
+		err = eucabundle.CheckPart(p, rc)
+		rc.Close()
+		if err != nil {
+			return nil, errf("InvalidManifest", "%v", err)
+		}
+	}
+	if f.CloudKey != nil {
+		if err := m.Unbundle(f.CloudKey, part, io.Discard); err != nil {
+			return nil, errf("InvalidManifest", "unbundling: %v", err)
+		}
+	}
+	prefix := map[string]string{"machine": "ami", "kernel": "aki", "ramdisk": "ari"}[m.Image.Type]
+	if prefix == "" {
+		return nil, errf("InvalidManifest", "image type %q", m.Image.Type)
+	}
+	arch := get(q, "Architecture")
+	if arch == "" {
+		arch = m.Machine.Architecture
+	}
+	specs, aerr := tagSpecs(q, "image")
+	if aerr != nil {
+		return nil, aerr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kernel, ramdisk := get(q, "KernelId"), get(q, "RamdiskId")
+	for _, r := range []struct{ id, want string }{{kernel, "kernel"}, {ramdisk, "ramdisk"}} {
+		if r.id == "" {
+			continue
+		}
+		if im := f.images[r.id]; im == nil || im.imageType != r.want {
+			return nil, errf("InvalidAMIID.NotFound", "The %s image id '[%s]' does not exist", r.want, r.id)
+		}
+	}
+	for _, im := range f.images {
+		if im.name == name {
+			return nil, errf("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s", name, im.id)
+		}
+	}
+	im := &image{id: f.newID(prefix), name: name, arch: arch, virt: "paravirtual", description: get(q, "Description"),
+		location: loc, imageType: m.Image.Type, kernel: kernel, ramdisk: ramdisk, root: "/dev/sda1",
+		created: time.Now(), tags: specs["image"]}
+	if im.tags == nil {
+		im.tags = map[string]string{}
+	}
+	f.images[im.id] = im
+	return struct {
+		XMLName xml.Name `xml:"imageId"`
+		ID      string   `xml:",chardata"`
+	}{ID: im.id}, nil
 }

@@ -22,6 +22,15 @@
 // otherwise, never retried into InvalidAMIName.Duplicate. Retire and
 // Delete deregister the AMI and delete its snapshot (Retire also deletes
 // the staged object).
+//
+// Instance-store images (Eucalyptus's EKI, ERI and EMI, boot = "none"):
+// a step with OptImageType is bundled at register time in euca2ools'
+// format (internal/eucabundle) with the eucarc's certificates and key
+// (EUCALYPTUS_CERT, EC2_CERT, EC2_PRIVATE_KEY, EC2_USER_ID), its parts and
+// manifest uploaded beside OptKey (the manifest's key), and registered
+// with RegisterImage's ImageLocation, a machine image with the KernelId
+// and RamdiskId of the steps it refers to (its kernel_id and ramdisk_id
+// properties). Retire deletes the manifest and the parts it lists.
 package ec2
 
 import (
@@ -57,6 +66,17 @@ const (
 	OptENA             = "ena"              // "true" | "false"
 	OptRootDevice      = "root_device"      // /dev/xvda
 	OptStorageEndpoint = "storage_endpoint" // Eucalyptus: its S3 (Walrus, OSG); "" is S3_URL
+	// OptImageType makes the step an instance-store bundle of this
+	// type (eucabundle.TypeMachine, TypeKernel, TypeRamdisk); OptKey is
+	// then its manifest's key, NAME.manifest.xml, its parts beside it.
+	OptImageType = "image_type"
+)
+
+// The properties of a machine image's step that name its kernel and
+// ramdisk images (register resolves them from the steps' Refs).
+const (
+	PropKernelID  = "kernel_id"
+	PropRamdiskID = "ramdisk_id"
 )
 
 // TagObject is the tag on an AMI naming the object it was imported
@@ -224,6 +244,9 @@ func (c *Cloud) Upload(ctx context.Context, step register.Step, props map[string
 		return register.Image{}, fmt.Errorf("step %q has no S3 bucket and key to stage %s in (rebuild the target)", step.ID, step.Artifact)
 	}
 	object := "s3://" + bucket + "/" + key
+	if step.Options[OptImageType] != "" {
+		return c.uploadBundle(ctx, step, props, path, bucket, key)
+	}
 	if err := c.stage(ctx, step, path, bucket, key); err != nil {
 		return register.Image{}, err
 	}
@@ -388,6 +411,12 @@ func (c *Cloud) register(ctx context.Context, step register.Step, tags map[strin
 	if b := step.Options[OptBootMode]; b != "" {
 		in.BootMode = types.BootModeValues(b)
 	}
+	return c.registerImage(ctx, step, tags, in)
+}
+
+// registerImage calls RegisterImage with in; a name already taken is
+// adopted or reported (see register).
+func (c *Cloud) registerImage(ctx context.Context, step register.Step, tags map[string]string, in *ec2.RegisterImageInput) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	out, err := c.ec2.RegisterImage(cctx, in)
@@ -489,6 +518,9 @@ func (c *Cloud) remove(ctx context.Context, im register.Image, object bool) erro
 	}
 	if o := tags[TagObject]; object && strings.HasPrefix(o, "s3://") {
 		bucket, key, _ := strings.Cut(strings.TrimPrefix(o, "s3://"), "/")
+		if strings.HasSuffix(key, manifestSuffix) {
+			return c.deleteBundle(ctx, bucket, key)
+		}
 		if err := c.s3.Delete(ctx, bucket, key); err != nil {
 			return err
 		}
