@@ -1,6 +1,7 @@
 package ec2fake_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -16,7 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/fgimg/fgimg/internal/ec2fake"
+	"github.com/fgimg/fgimg/internal/eucabundle"
 	"github.com/fgimg/fgimg/internal/s3test"
 )
 
@@ -105,4 +109,88 @@ func writeTemp(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestBundleChecks registers an instance-store image only from a bundle
+// whose manifest is there, is signed by the user and whose parts match.
+func TestBundleChecks(t *testing.T) {
+	s := s3test.Start(t)
+	s.MakeBucket(t, "bundles")
+	dir := t.TempDir()
+	cloud, user, env, err := eucabundle.TestCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	keys, err := eucabundle.LoadKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := ec2fake.New(s.AccessKey, s.Config())
+	fake.UserCert, fake.CloudKey = user, cloud
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	c := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
+	ctx := context.Background()
+	s3c := s.Client(t)
+	put := func(key string, data []byte) {
+		t.Helper()
+		if err := s3c.UploadReader(ctx, "bundles", key, bytes.NewReader(data), int64(len(data)), digest.FromBytes(data), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code := func(err error) string {
+		var ae smithy.APIError
+		if errors.As(err, &ae) {
+			return ae.ErrorCode()
+		}
+		return ""
+	}
+	img := bytes.Repeat([]byte("kernel "), 5000)
+	parts := map[string][]byte{}
+	manifest, err := eucabundle.Write(bytes.NewReader(img), int64(len(img)), eucabundle.Image{Name: "vmlinuz", Arch: "x86_64", Type: eucabundle.TypeKernel}, keys,
+		func(name string, data []byte) error { parts[name] = append([]byte(nil), data...); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := func(name string) (*ec2.RegisterImageOutput, error) {
+		return c.RegisterImage(ctx, &ec2.RegisterImageInput{Name: aws.String(name), ImageLocation: aws.String("bundles/k/vmlinuz.manifest.xml")})
+	}
+	if _, err := reg("no-manifest"); code(err) != "InvalidManifest" {
+		t.Errorf("no manifest: %v", err)
+	}
+	put("k/vmlinuz.manifest.xml", manifest)
+	if _, err := reg("no-parts"); code(err) != "InvalidManifest" {
+		t.Errorf("no parts: %v", err)
+	}
+	for n, p := range parts {
+		bad := append([]byte(nil), p...)
+		bad[0] ^= 1
+		put("k/"+n, bad)
+	}
+	if _, err := reg("bad-part"); code(err) != "InvalidManifest" || !strings.Contains(err.Error(), "SHA-1") {
+		t.Errorf("a corrupt part: %v", err)
+	}
+	for n, p := range parts {
+		put("k/"+n, p)
+	}
+	put("k/vmlinuz.manifest.xml", bytes.Replace(manifest, []byte("<architecture>x86_64"), []byte("<architecture>i386"), 1))
+	if _, err := reg("forged"); code(err) != "InvalidManifest" || !strings.Contains(err.Error(), "signature") {
+		t.Errorf("a forged manifest: %v", err)
+	}
+	put("k/vmlinuz.manifest.xml", manifest)
+	out, err := reg("good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(aws.ToString(out.ImageId), "aki-") {
+		t.Errorf("a kernel bundle registered as %s", aws.ToString(out.ImageId))
+	}
+	if _, err := c.RegisterImage(ctx, &ec2.RegisterImageInput{Name: aws.String("emi"), ImageLocation: aws.String("bundles/k/vmlinuz.manifest.xml"),
+		KernelId: aws.String("aki-00000000000000099")}); code(err) != "InvalidAMIID.NotFound" {
+		t.Errorf("a missing kernel: %v", err)
+	}
 }
