@@ -23,7 +23,10 @@ import (
 // targets), so every disk target of one image shares this stage.
 type DiskAdapt struct {
 	RootUUID string `json:"root_uuid"` // the ext4 root file system's UUID
-	ESPUUID  string `json:"esp_uuid"`  // the ESP's FAT volume serial, as "89AB-CDEF"
+	// ESPUUID is the ESP's FAT volume serial, as "89AB-CDEF"; "" for
+	// a root file system without a disk around it (an instance-store
+	// image's, booted by the cloud's kernel): no /boot/efi, no hook.
+	ESPUUID string `json:"esp_uuid"`
 }
 
 func (*DiskAdapt) Kind() string { return "disk-adapt" }
@@ -33,7 +36,7 @@ func (*DiskAdapt) Kind() string { return "disk-adapt" }
 // adaptation does not move the image's own date (a disk's file system
 // times derive from it).
 func runDiskAdapt(ctx context.Context, s *DiskAdapt, env *Env) error {
-	if s.RootUUID == "" || s.ESPUUID == "" {
+	if s.RootUUID == "" {
 		return errors.New("no file system UUIDs to write into /etc/fstab")
 	}
 	stamp, err := newestTime(ctx, env.Root)
@@ -42,6 +45,10 @@ func runDiskAdapt(ctx context.Context, s *DiskAdapt, env *Env) error {
 	}
 	if err := writeFstab(env.Root, s.RootUUID, s.ESPUUID, stamp); err != nil {
 		return fmt.Errorf("writing /etc/fstab: %w", err)
+	}
+	if s.ESPUUID == "" {
+		fmt.Fprintf(env.Log, "fgimg: wrote /etc/fstab: / on UUID=%s (no ESP: the cloud boots the kernel)\n", s.RootUUID)
+		return nil
 	}
 	fmt.Fprintf(env.Log, "fgimg: wrote /etc/fstab: / on UUID=%s, /boot/efi on UUID=%s\n", s.RootUUID, s.ESPUUID)
 	kernels, err := BootKernels(env.Root)
@@ -139,7 +146,9 @@ func writeFstab(root, rootUUID, espUUID string, t time.Time) error {
 	b.WriteString("# /etc/fstab: static file system information, written by fgimg for the disk.\n")
 	b.WriteString("# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>\n")
 	fmt.Fprintf(&b, "UUID=%s\t/\text4\terrors=remount-ro\t0\t1\n", rootUUID)
-	fmt.Fprintf(&b, "UUID=%s\t/boot/efi\tvfat\tumask=0077\t0\t2\n", espUUID)
+	if espUUID != "" {
+		fmt.Fprintf(&b, "UUID=%s\t/boot/efi\tvfat\tumask=0077\t0\t2\n", espUUID)
+	}
 	fstab := filepath.Join(etc, "fstab")
 	if old, err := os.ReadFile(fstab); err == nil {
 		for _, line := range strings.Split(string(old), "\n") {
@@ -152,6 +161,9 @@ func writeFstab(root, rootUUID, espUUID string, t time.Time) error {
 	}
 	if err := replaceAdapted(etc, "fstab", b.String(), 0o644, t); err != nil {
 		return err
+	}
+	if espUUID == "" {
+		return nil
 	}
 	boot, err := mkdirIn(root, "/boot", t)
 	if err != nil {

@@ -185,33 +185,43 @@ func writeCloud(ctx context.Context, in *Input, spec *CloudSpec, dir string, wit
 		return nil, err
 	}
 	if withKernel && spec.Boot == BootNone {
-		k, err := findBootKernel(in.Root)
-		if err != nil {
+		if w.kernel, w.initrd, err = writeKernel(in, dir, "a disk"); err != nil {
 			return nil, err
-		}
-		if k == nil || k.initrd == "" {
-			return nil, fmt.Errorf("image %q has no kernel and initrd in /boot to register beside a disk with boot = \"none\"", in.Image.Name)
-		}
-		for _, c := range []struct {
-			dst  **cloudArtifact
-			src  string
-			file Artifact
-		}{
-			{&w.kernel, k.vmlinuz, Artifact{Path: "vmlinuz", MediaType: MediaTypeKernel}},
-			{&w.initrd, k.initrd, Artifact{Path: "initrd.img", MediaType: MediaTypeInitramfs}},
-		} {
-			if err := writeFile(filepath.Join(dir, c.file.Path), func(f *os.File) error { return copyFrom(f, c.src) }); err != nil {
-				return nil, err
-			}
-			if *c.dst, err = measure(dir, c.file); err != nil {
-				return nil, err
-			}
 		}
 	}
 	if w.osRelease, err = readOSRelease(in.Root); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// writeKernel copies the image's kernel and initrd into dir as vmlinuz
+// and initrd.img, for the cloud to boot beside what (a disk, a root
+// file system).
+func writeKernel(in *Input, dir, what string) (kernel, initrd *cloudArtifact, err error) {
+	k, err := findBootKernel(in.Root)
+	if err != nil {
+		return nil, nil, err
+	}
+	if k == nil || k.initrd == "" {
+		return nil, nil, fmt.Errorf("image %q has no kernel and initrd in /boot to register beside %s with boot = \"none\"", in.Image.Name, what)
+	}
+	for _, c := range []struct {
+		dst  **cloudArtifact
+		src  string
+		file Artifact
+	}{
+		{&kernel, k.vmlinuz, Artifact{Path: "vmlinuz", MediaType: MediaTypeKernel}},
+		{&initrd, k.initrd, Artifact{Path: "initrd.img", MediaType: MediaTypeInitramfs}},
+	} {
+		if err := writeFile(filepath.Join(dir, c.file.Path), func(f *os.File) error { return copyFrom(f, c.src) }); err != nil {
+			return nil, nil, err
+		}
+		if *c.dst, err = measure(dir, c.file); err != nil {
+			return nil, nil, err
+		}
+	}
+	return kernel, initrd, nil
 }
 
 // measure takes an artifact's digest and size.

@@ -149,6 +149,7 @@ case "$1 $*" in
 create*) echo "ID: 4$n" ;;
 *"-c id"*) echo "img-$n" ;;
 esac
+if [ "$(basename "$0")" = euca-register ]; then printf 'IMAGE\temi-%s\n' "$n"; fi
 `
 	for _, f := range fakes {
 		if err := os.WriteFile(filepath.Join(bin, f), []byte(fake), 0o755); err != nil {

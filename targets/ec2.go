@@ -132,8 +132,11 @@ func amiArch(debArch string) string {
 // registration steps: the EC2 path (register/ec2) against the cloud's
 // endpoint, the disk staged in its object storage (Walrus or OSG),
 // imported as a snapshot and registered as an EBS-backed HVM EMI.
-// Instance-store images (bundles of EKI, ERI and EMI) are not made: see
-// docs/LANGUAGE.md.
+// With boot = "none", the instance-store path instead: the kernel, the
+// initrd and the root file system (a partitionless ext4 image, root.img)
+// each bundled in euca2ools' format at register time and registered as
+// EKI, ERI and an EMI that refers to both (register/ec2,
+// internal/eucabundle).
 type Eucalyptus struct{}
 
 // EucalyptusSpec is a eucalyptus target's hashed spec.
@@ -162,10 +165,9 @@ func (Eucalyptus) Schema() *lang.TargetSchema {
 		a.Doc = "the compute service's EC2 URL; default: EC2_URL from the eucarc"
 	})
 	setAttr(s, "boot", func(a *lang.TargetAttribute) {
-		// Not none: instance-store images (EKI, ERI and EMI bundled in
-		// euca2ools' encrypted manifest format) are not made.
-		a.Enum = []string{BootBIOS, BootHybrid}
-		a.Doc = "the disk's boot loaders: bios or hybrid (Eucalyptus boots HVM instances from a BIOS; instance-store images with boot = \"none\" are not made)"
+		a.Enum = []string{BootBIOS, BootHybrid, BootNone}
+		a.Doc = "bios or hybrid: an EBS-backed HVM EMI from a disk with those boot loaders (Eucalyptus boots HVM instances from a BIOS); " +
+			"none: an instance-store EMI of the root file system with its kernel and initrd as EKI and ERI, bundled as euca-bundle-image does"
 	})
 	setAttr(s, "name", func(a *lang.TargetAttribute) { a.Validate = validateAMIName })
 	return s
@@ -188,9 +190,18 @@ datasource:
 `, cloud))
 }
 
-// Adapt implements Adapter.
-func (Eucalyptus) Adapt(_ Spec, image digest.Digest) []stages.Spec {
-	return adaptCloud(image, "Eucalyptus", []string{"Ec2"}, ec2Anywhere("Eucalyptus"))
+// Adapt implements Adapter. An instance-store image has no ESP: its
+// fstab names the root file system only.
+func (Eucalyptus) Adapt(sp Spec, image digest.Digest) []stages.Spec {
+	out := adaptCloud(image, "Eucalyptus", []string{"Ec2"}, ec2Anywhere("Eucalyptus"))
+	if s, ok := sp.(*EucalyptusSpec); ok && s.Boot == BootNone {
+		for _, st := range out {
+			if d, ok := st.(*stages.DiskAdapt); ok {
+				d.ESPUUID = ""
+			}
+		}
+	}
+	return out
 }
 
 // Boot implements Kind.
@@ -198,6 +209,13 @@ func (Eucalyptus) Boot(sp Spec) (*Boot, error) { return bootRaw[*EucalyptusSpec]
 
 // Write implements Kind.
 func (Eucalyptus) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact, error) {
+	if s, ok := sp.(*EucalyptusSpec); ok && s.Boot == BootNone {
+		arts, err := writeEucaBundles(ctx, in, s, dir)
+		if err != nil {
+			return nil, fmt.Errorf("eucalyptus target: %w", err)
+		}
+		return arts, nil
+	}
 	spec, w, err := writeRaw[*EucalyptusSpec](ctx, in, sp, dir, "eucalyptus")
 	if err != nil {
 		return nil, err
@@ -210,13 +228,7 @@ func (Eucalyptus) Write(ctx context.Context, in *Input, sp Spec, dir string) ([]
 		s.Options[regec2.OptStorageEndpoint] = spec.StorageEndpoint
 	}
 	steps := []register.Step{s}
-	ec2URL, s3URL := `"${EC2_URL:?source the cloud's eucarc}"`, `"${S3_URL:?source the cloud's eucarc}"`
-	if spec.Endpoint != "" {
-		ec2URL = shquote.Quote(spec.Endpoint)
-	}
-	if spec.StorageEndpoint != "" {
-		s3URL = shquote.Quote(spec.StorageEndpoint)
-	}
+	ec2URL, s3URL := eucaURLs(spec)
 	region := `--region "${AWS_REGION:-us-east-1}"`
 	script := ec2Script("into Eucalyptus with the aws CLI (euca2ools has no import-snapshot)", steps,
 		"aws "+region+" --endpoint-url "+ec2URL, "aws "+region+" --endpoint-url "+s3URL)

@@ -219,11 +219,6 @@ func TestS3CloudSchemaDiagnostics(t *testing.T) {
   bucket = "b-1"
   format = "vmdk"
 }`, "raw"},
-		{`target "eucalyptus" "x" {
-  image  = image.base
-  bucket = "b-1"
-  boot   = "none"
-}`, "bios"},
 		{`target "nimbus" "x" {
   image    = image.base
   endpoint = "ftp://repo"

@@ -7,7 +7,8 @@
 //
 //   - the image file goes into a tar stream as one member named after
 //     the image; the SHA-1 of that tar stream is the image's digest;
-//   - the tar stream is gzipped and encrypted with AES-128-CBC (PKCS#7
+//   - the tar stream is gzipped (klauspost/compress's gzip, the standard
+//     format, faster than compress/gzip) and encrypted with AES-128-CBC (PKCS#7
 //     padding, as `openssl enc`) under a random key and IV;
 //   - the ciphertext is cut into parts of 10 MiB, NAME.part.00, .01, ...,
 //     each with its SHA-1 in the manifest;
@@ -25,7 +26,7 @@ package eucabundle
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
+
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
@@ -41,6 +42,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // PartSize is the size of every part but the last, as euca2ools cuts
