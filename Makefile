@@ -36,7 +36,7 @@ APT_PACKAGES = \
   systemd-boot-efi eatmydata util-linux qemu-system-x86 qemu-utils ovmf \
   cpio zstd pigz ca-certificates coreutils make git gzip tar rpm systemd \
   python3-keystone glance-api glance-common uwsgi-core uwsgi-plugin-python3 \
-  python3-minimal python3-openstackclient genisoimage awscli
+  python3-minimal python3-openstackclient genisoimage awscli openssl
 
 # Test servers Debian does not package, built with go install into Go's
 # bin directory when not on PATH (keep in step with the tests' helpers).

@@ -70,6 +70,7 @@ var Packages = map[string]Package{
 	"uwsgi-core":      {Deb: "uwsgi-core"},
 	"python3":         {"python3-minimal", "python3"},
 	"openstack":       {Deb: "python3-openstackclient"},
+	"openssl":         {"openssl", "openssl"}, // tests: unbundling as euca2ools does
 }
 
 // Host files, by the Debian package that installs them.
