@@ -50,7 +50,12 @@ func writeEucaBundles(ctx context.Context, in *Input, spec *EucalyptusSpec, dir 
 	arch := amiArch(in.Image.Arch)
 	step := func(id, typ, format, suffix string, a *cloudArtifact) register.Step {
 		hex := a.digest.Encoded()
-		s := cloudStep(id, a, spec.Name+suffix+"-"+hex[:12], &spec.CloudSpec)
+		// EC2 takes names of up to 128 characters.
+		base := spec.Name
+		if n := 128 - len(suffix) - 13; len(base) > n {
+			base = base[:n]
+		}
+		s := cloudStep(id, a, base+suffix+"-"+hex[:12], &spec.CloudSpec)
 		s.Format = format
 		key := spec.Target + "/" + hex + "/" + a.Path + ".manifest.xml"
 		if spec.Prefix != "" {
