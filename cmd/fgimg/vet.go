@@ -82,7 +82,7 @@ Flags:`)
 	}
 	v.out, v.log, v.consoleLog = *outDir, errw, *consoleLog
 	if *boot && subj.target == nil {
-		return flagResult(usageError{"-boot boots a target: name a netboot target, not the image " + subj.name}, errw)
+		return flagResult(usageError{"-boot boots a target: name a netboot, xcat or warewulf target, not the image " + subj.name}, errw)
 	}
 	r, err := v.vet(ctx, subj)
 	if err != nil {
