@@ -1,9 +1,7 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"io"
 	"os"
@@ -19,21 +17,15 @@ import (
 	"github.com/fgimg/fgimg/internal/hpcfake"
 )
 
-// fgimg register of xcat and warewulf targets built from a small root
-// filesystem with a kernel (and a systemctl that only links), against the stateful fakes. Bare metal takes
-// only approved images: register refuses the image, which does not boot, and says how
-// to approve it; after fgimg approve, -dry-run prints the plan with the
-// commands and changes nothing, the first register defines the osimage,
-// tells Moab and imports the Warewulf image, a second does nothing.
-func TestRegisterBareMetal(t *testing.T) {
-	site := hpcfake.Install(t)
-	install := t.TempDir()
-	e := newEnvWith(t, `image "hpc" {
+// bareMetalImage is a small root filesystem with a kernel (a text
+// file), an init and a systemctl that only links (as the services stage
+// runs it offline).
+const bareMetalImage = `image "hpc" {
   bootstrap "tar" {
     source = "rootfs.tar"
   }
   file "/boot/vmlinuz-6.1.0-13-amd64" {
-    content = "kernel"
+    content = "the image's kernel"
   }
   # systemctl enable as the services stage runs it offline: the link alone
   file "/usr/bin/systemctl" {
@@ -49,7 +41,18 @@ func TestRegisterBareMetal(t *testing.T) {
   }
 }
 
-target "xcat" "hpc-xcat" {
+`
+
+// fgimg register of xcat and warewulf targets built from bareMetalImage,
+// against the stateful fakes. Bare metal takes only approved images:
+// register refuses the image, which does not boot, and says how to
+// approve it; after fgimg approve, -dry-run prints the plan with the
+// commands and changes nothing, the first register defines the osimage,
+// tells Moab and imports the Warewulf image, a second does nothing.
+func TestRegisterBareMetal(t *testing.T) {
+	site := hpcfake.Install(t)
+	install := t.TempDir()
+	e := newEnvWith(t, bareMetalImage+`target "xcat" "hpc-xcat" {
   image       = image.hpc
   name        = "hpc"
   install_dir = "`+install+`"
@@ -150,23 +153,7 @@ target "warewulf" "hpc-ww" {
 // gate by tools, and register goes ahead without a review.
 func TestVetBootWarewulf(t *testing.T) {
 	hpcfake.Install(t)
-	e := newEnvWith(t, `image "hpc" {
-  bootstrap "tar" {
-    source = "rootfs.tar"
-  }
-  file "/boot/vmlinuz-6.1.0-13-amd64" {
-    content = "the image's kernel"
-  }
-  file "/sbin/init" {
-    mode    = "0755"
-    content = "#!/bin/sh\nexec /bin/sh\n"
-  }
-  file "/etc/os-release" {
-    content = "ID=debian\nVERSION_ID=\"12\"\n"
-  }
-}
-
-target "warewulf" "hpc-ww" {
+	e := newEnvWith(t, bareMetalImage+`target "warewulf" "hpc-ww" {
   image   = image.hpc
   name    = "hpc"
   profile = "default"
@@ -229,9 +216,9 @@ exec sleep 600
 	}
 	delete(inRAM, "init")
 	delete(inRAM, ".") // the root, which the tarball does not list
-	imported := tarNames(t, filepath.Join(e.out, "hpc-ww", "rootfs.tar.gz"))
+	imported := readTar(t, gunzipTo(t, filepath.Join(e.out, "hpc-ww", "rootfs.tar.gz")))
 	for name := range inRAM {
-		if !imported[name] {
+		if imported[name] == nil {
 			t.Errorf("the initramfs has %s, which rootfs.tar.gz lacks", name)
 		}
 	}
@@ -240,7 +227,7 @@ exec sleep 600
 			t.Errorf("the initramfs lacks %s from rootfs.tar.gz", name)
 		}
 	}
-	if !imported["boot/vmlinuz-6.1.0-13-amd64"] || !imported["bin/busybox"] {
+	if imported["boot/vmlinuz-6.1.0-13-amd64"] == nil || imported["bin/busybox"] == nil {
 		t.Errorf("rootfs.tar.gz has %d entries, without the kernel or busybox", len(imported))
 	}
 	if !bytes.Contains(initrd, []byte("etc/systemd/system/fgimg-vet-probe.service")) {
@@ -273,34 +260,5 @@ exec sleep 600
 	a, err := cat.FindApproval("hpc-ww")
 	if err != nil || a.Status != catalog.StatusApproved || a.By != catalog.ByTools {
 		t.Errorf("the catalog's approval: %+v, %v; want approved by tools", a, err)
-	}
-}
-
-// tarNames lists the entries of a gzipped tarball as the cpio archive
-// names them: without "./" and trailing slashes.
-func tarNames(t *testing.T, path string) map[string]bool {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return names
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := strings.Trim(strings.TrimPrefix(h.Name, "./"), "/"); n != "" {
-			names[n] = true
-		}
 	}
 }
