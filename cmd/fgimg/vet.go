@@ -297,9 +297,10 @@ func (v *vetter) bootMedia(ctx context.Context, t *planner.Target, root, work st
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return opts, err
 		}
-		// Uncompressed: the guest unpacks the same tree faster, and
-		// packing it costs a copy, not a compression.
-		opts.Kernel, opts.Initrd, err = targets.WriteRootBoot(ctx, in, "none", dir)
+		// Compressed as Warewulf serves it (image.img.gz): uncompressed,
+		// the archive and the tree it unpacks to both sit in the guest's
+		// memory, and the kernel's rootfs may fill only half of it.
+		opts.Kernel, opts.Initrd, err = targets.WriteRootBoot(ctx, in, "gzip", dir)
 		return opts, err
 	}
 	dir := filepath.Join(v.out, t.Target.Name)
