@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"io"
 	"os"
@@ -199,7 +200,12 @@ exec sleep 600
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr := cpio.NewReader(bytes.NewReader(initrd))
+	zr, err := gzip.NewReader(bytes.NewReader(initrd)) // gzip, as Warewulf serves it
+	if err != nil {
+		t.Fatalf("the initramfs: %v", err)
+	}
+	zr.Multistream(false) // the probe's archive follows, uncompressed
+	cr := cpio.NewReader(zr)
 	inRAM := map[string]string{}
 	for {
 		h, err := cr.Next()
