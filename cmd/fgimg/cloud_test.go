@@ -135,15 +135,19 @@ func registerCloudTargets(t *testing.T, e *env) {
 	t.Run("register hpc-xcat hpc-warewulf", func(t *testing.T) {
 		// xCAT, Moab and Warewulf as stateful fakes (internal/hpcfake);
 		// hpc-xcat's install_dir is /install, so it is planned only.
+		// Bare metal takes approved images only: the gate boots hpc-xcat
+		// in isolation (its report is checked in vetExamples), which
+		// approves it by tools.
 		site := hpcfake.Install(t)
 		code, stdout, stderr := e.runEnv(nil, "register", "-dry-run", "-o", e.out, "-only", "hpc-xcat")
 		if code != 0 || !strings.Contains(stdout, "+ upload netboot/debian12/x86_64/hpc-compute/rootimg.cpio.gz") ||
 			!strings.Contains(stdout, "mkdef -z <osimage.stanza") || !strings.Contains(stdout, "NODECFG[DEFAULT] OSLIST+=hpc-compute; mschedctl -R") {
 			t.Errorf("register -dry-run hpc-xcat: exit %d\n%s\n%s", code, stdout, stderr)
 		}
-		// hpc-warewulf passes the bare-metal gate by tools: its first
+		// hpc-warewulf passes the bare-metal gate by tools too: its first
 		// register boots it in isolation as Warewulf boots the node (the
-		// one boot of it here); the second finds the vetting cached.
+		// image's kernel, the image as the initramfs: the second and last
+		// boot of the hpc image here); the second finds the report cached.
 		for i, want := range []string{"+ upload rootfs.tar.gz", "= skip"} {
 			start := time.Now()
 			code, stdout, stderr = e.runEnv(nil, "register", "-o", e.out, "-only", "hpc-warewulf")
