@@ -106,26 +106,9 @@ func writeNetboot(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifa
 	if err := checkKernelArgs(spec.KernelArgs); err != nil {
 		return nil, err
 	}
-	if in.Root == "" {
-		return nil, errors.New("no root filesystem to read (Input.Root is empty)")
-	}
-	kernel, err := imageKernel(in)
+	initrd, err := writeKernelAndRoot(ctx, in, c, dir)
 	if err != nil {
 		return nil, err
-	}
-	extra, err := netbootInit(in)
-	if err != nil {
-		return nil, err
-	}
-
-	if err := writeFile(filepath.Join(dir, netbootKernelFile), func(f *os.File) error {
-		return copyFrom(f, kernel)
-	}); err != nil {
-		return nil, fmt.Errorf("copying the kernel: %w", err)
-	}
-	initrd := "initramfs.cpio" + c.suffix
-	if err := writeRootCpio(ctx, in, c, extra, filepath.Join(dir, initrd)); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", initrd, err)
 	}
 	args := strings.Join(spec.KernelArgs, " ")
 	id := string(in.Image.ID)
@@ -164,6 +147,51 @@ LABEL fgimg
 		{Path: netbootIPXEFile, MediaType: MediaTypeIPXE},
 		{Path: netbootPXELinuxFile, MediaType: MediaTypePXELinux},
 	}, nil
+}
+
+// writeKernelAndRoot writes into dir the image's kernel (vmlinuz) and
+// its whole root filesystem as an initramfs compressed with c, with an
+// /init when the image has none, and returns the initramfs's name.
+func writeKernelAndRoot(ctx context.Context, in *Input, c compression, dir string) (string, error) {
+	if in.Root == "" {
+		return "", errors.New("no root filesystem to read (Input.Root is empty)")
+	}
+	kernel, err := imageKernel(in)
+	if err != nil {
+		return "", err
+	}
+	extra, err := netbootInit(in)
+	if err != nil {
+		return "", err
+	}
+	if err := writeFile(filepath.Join(dir, netbootKernelFile), func(f *os.File) error {
+		return copyFrom(f, kernel)
+	}); err != nil {
+		return "", fmt.Errorf("copying the kernel: %w", err)
+	}
+	initrd := "initramfs.cpio" + c.suffix
+	if err := writeRootCpio(ctx, in, c, extra, filepath.Join(dir, initrd)); err != nil {
+		return "", fmt.Errorf("writing %s: %w", initrd, err)
+	}
+	return initrd, nil
+}
+
+// WriteRootBoot writes into dir what a stateless node boots when its
+// image is the root filesystem at in.Root, exactly as the netboot kind
+// writes it: the image's kernel and its whole root as an initramfs
+// (compression: gzip, zstd or none). It returns their paths. A kind
+// whose Boot says Root boots this way: Warewulf 4.6 boots the image's
+// own kernel with the image packed as a cpio archive.
+func WriteRootBoot(ctx context.Context, in *Input, compression, dir string) (kernel, initrd string, err error) {
+	c, err := initramfsCompression(compression)
+	if err != nil {
+		return "", "", err
+	}
+	name, err := writeKernelAndRoot(ctx, in, c, dir)
+	if err != nil {
+		return "", "", err
+	}
+	return filepath.Join(dir, netbootKernelFile), filepath.Join(dir, name), nil
 }
 
 // writeRootCpio writes the image's whole root filesystem, with extra, to

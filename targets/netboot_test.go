@@ -263,6 +263,35 @@ func TestNetbootDeterministic(t *testing.T) {
 	}
 }
 
+// WriteRootBoot, what a warewulf target boots (Warewulf.Boot says Root),
+// is the netboot kind's kernel and initramfs, byte for byte.
+func TestWriteRootBootIsNetboot(t *testing.T) {
+	b, err := Warewulf{}.Boot(&WarewulfSpec{})
+	if err != nil || !b.Root {
+		t.Fatalf("Warewulf.Boot: %+v, %v; want a boot of the image's root", b, err)
+	}
+	root := netbootTree(t)
+	for _, c := range []string{"none", "gzip"} {
+		nb, arts := writeNetbootTarget(t, netbootInput(root), &NetbootSpec{Compression: c})
+		dir := t.TempDir()
+		kernel, initrd, err := WriteRootBoot(context.Background(), netbootInput(root), c, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, got := range []string{kernel, initrd} {
+			want := filepath.Join(nb, arts[i].Path)
+			b1, _ := os.ReadFile(want)
+			b2, err := os.ReadFile(got)
+			if err != nil || !bytes.Equal(b1, b2) || filepath.Dir(got) != dir {
+				t.Errorf("%s: %s (%v) differs from the netboot kind's %s", c, got, err, arts[i].Path)
+			}
+		}
+	}
+	if _, _, err := WriteRootBoot(context.Background(), netbootInput(t.TempDir()), "none", t.TempDir()); err == nil || !strings.Contains(err.Error(), "has no kernel in /boot") {
+		t.Errorf("an image without a kernel: %v", err)
+	}
+}
+
 func TestNetbootEpochClamps(t *testing.T) {
 	root := netbootTree(t)
 	in := netbootInput(root)

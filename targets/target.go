@@ -119,6 +119,11 @@ type Boot struct {
 	// KernelArgs is the kernel command line: passed to a kernel boot,
 	// shown in hints for a disk.
 	KernelArgs []string
+	// Root says that no artifact boots as it is: the node boots the
+	// image's root filesystem, packed by WriteRootBoot into a kernel
+	// and an initramfs (Warewulf builds its node image from the root
+	// filesystem it imports). Kernel and Initrd are then empty.
+	Root bool
 }
 
 // Firmware a target boots with.

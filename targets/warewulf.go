@@ -77,9 +77,12 @@ func (Warewulf) Spec(t *lang.Target) Spec {
 	return s
 }
 
-// Boot implements Kind: Warewulf builds the node's image at register time.
+// Boot implements Kind: Warewulf builds the node's image at register
+// time, from the root filesystem the artifact holds: the node boots the
+// image's kernel with the whole image as its initramfs, as a netboot of
+// the image would (Root).
 func (Warewulf) Boot(Spec) (*Boot, error) {
-	return nil, fmt.Errorf("a warewulf target is a root filesystem that Warewulf builds into the node's image; boot a netboot or xcat target of the same image to try it")
+	return &Boot{Root: true, Firmware: FirmwareAny}, nil
 }
 
 // Write implements Kind.

@@ -143,6 +143,17 @@ type Git struct {
 	Dirty bool `json:"dirty"`
 }
 
+// Vetted is the digest vetting checks and approvals are kept under: an
+// image's own, a target's root filesystem (its write's input).
+func (e *Entry) Vetted() digest.Digest {
+	if e.Type == "target" && len(e.Stages) > 0 {
+		if in := e.Stages[len(e.Stages)-1].Inputs; len(in) > 0 {
+			return in[0]
+		}
+	}
+	return e.ID
+}
+
 // Key identifies an entry: its digest's hex and its name.
 func (e *Entry) Key() string { return key(e.ID, e.Name) }
 

@@ -103,6 +103,11 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: target %q is a %s target, which does not boot: %s\n", name, target.Kind.Name(), err)
 		return exitFailed
 	}
+	if boot.Root {
+		fmt.Fprintf(errw, "fgimg: target %q is a %s target: its artifact is the root filesystem the node's image is built from, not a boot; fgimg vet -boot %s boots that image as the node would\n",
+			name, target.Kind.Name(), name)
+		return exitFailed
+	}
 	opts, err := bootOptions(target, boot, *uefi)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)

@@ -64,6 +64,10 @@ target "tar" "rootfs" {
 target "raw" "armdisk" {
   image = image.arm
 }
+
+target "warewulf" "compute" {
+  image = image.base
+}
 `
 
 // bootEnv is a configuration with fake built artifacts and a fake QEMU
@@ -286,6 +290,7 @@ func TestBootRefusals(t *testing.T) {
 		{[]string{"metal"}, 1, "target \"metal\" has not been built in " + e.out + " (no " + filepath.Join(e.out, "metal", "manifest.json") + ").\nBuild it first: fgimg build -o " + e.out + " -only metal " + e.dir},
 		{[]string{"bare"}, 1, `has boot = "none": its disk has no boot loader, so it cannot boot by itself`},
 		{[]string{"rootfs"}, 1, `target "rootfs" is a tar target, which does not boot`},
+		{[]string{"compute"}, 1, `target "compute" is a warewulf target: its artifact is the root filesystem the node's image is built from, not a boot; fgimg vet -boot compute boots that image`},
 		{[]string{"armdisk"}, 1, "amd64 images only"},
 		{[]string{"vm"}, 1, "holds a raw target, but \"vm\" is a qcow2 target now"},
 		{[]string{"node"}, 1, "manifest.json lists no initramfs"},

@@ -175,7 +175,7 @@ func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
 	dirFlag := fs.String("cache-dir", "", "the cache `directory`")
 	asJSON := fs.Bool("json", false, "print the entry as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: fgimg show [flags] ID|NAME\n\nShows one catalog entry in full: metadata, pedigree, stages, software\nstack, artifacts, registrations and usage. NAME is an image's or target's\nname (its newest build), ID a digest or a unique prefix of one.\n\nFlags:")
+		fmt.Fprintln(fs.Output(), "Usage: fgimg show [flags] ID|NAME\n\nShows one catalog entry in full: metadata, pedigree, stages, software\nstack, artifacts, registrations, usage and approval. NAME is an image's or target's\nname (its newest build), ID a digest or a unique prefix of one.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args, out, errw)
@@ -197,16 +197,53 @@ func cmdShow(_ context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
+	files, err := catalog.NewFiles(store)
+	var approval *catalog.Approval
+	if err == nil {
+		approval, err = files.Approval(e.Vetted())
+	}
+	if err != nil {
+		fmt.Fprintf(errw, "fgimg: %s\n", err)
+		return exitFailed
+	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(struct {
 			*catalog.Entry
 			Usage []catalog.Event `json:"usage"`
-		}{e, usage}, "", "  ")
+			// Approval is nil (null) when the image was never vetted.
+			Approval *catalog.Approval `json:"approval"`
+		}{e, usage, approval}, "", "  ")
 		fmt.Fprintf(out, "%s\n", b)
 		return exitOK
 	}
 	printEntry(out, e, usage)
+	printApproval(out, e, approval)
 	return exitOK
+}
+
+// printApproval prints the catalog's approval of e's image: whether
+// fgimg register may take it, who or what said so, and what blocks.
+func printApproval(out io.Writer, e *catalog.Entry, a *catalog.Approval) {
+	if a == nil {
+		fmt.Fprintf(out, "\nApproval: none (not vetted; fgimg vet %s vets it)\n", e.Name)
+		return
+	}
+	fmt.Fprintf(out, "\nApproval: %s\n", a.Status)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(out, "  %-8s  %s\n", k, v)
+		}
+	}
+	by := a.By
+	if a.Who != "" {
+		by += " (" + a.Who + ")"
+	}
+	row("by", by)
+	row("when", a.When.Local().Format(time.RFC3339))
+	row("note", a.Note)
+	row("blocking", strings.Join(a.Blocking, ", "))
+	row("image", fmt.Sprintf("%s, vetted as %s", a.Image, a.Name))
+	row("report", a.Report)
 }
 
 func printEntry(out io.Writer, e *catalog.Entry, usage []catalog.Event) {

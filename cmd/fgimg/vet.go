@@ -15,6 +15,7 @@ import (
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
 	"github.com/fgimg/fgimg/engine"
+	"github.com/fgimg/fgimg/internal/qemu"
 	"github.com/fgimg/fgimg/planner"
 	"github.com/fgimg/fgimg/stages/sandbox"
 	"github.com/fgimg/fgimg/targets"
@@ -81,7 +82,7 @@ Flags:`)
 	}
 	v.out, v.log, v.consoleLog = *outDir, errw, *consoleLog
 	if *boot && subj.target == nil {
-		return flagResult(usageError{"-boot boots a target: name a netboot target, not the image " + subj.name}, errw)
+		return flagResult(usageError{"-boot boots a target: name a netboot, xcat or warewulf target, not the image " + subj.name}, errw)
 	}
 	r, err := v.vet(ctx, subj)
 	if err != nil {
@@ -244,6 +245,12 @@ func (v *vetter) check(ctx context.Context, s *vetSubject, boot bool) (*vet.Repo
 		return nil, err
 	}
 	r, err := vet.Check(root, vet.Options{Stack: st, Vulns: v.db})
+	// What boots is found (or packed from the root) while it is mounted.
+	var opts qemu.Options
+	var bootErr error
+	if err == nil && boot {
+		opts, bootErr = v.bootMedia(ctx, s.target, root, work)
+	}
 	if rerr := release(); err == nil {
 		err = rerr
 	}
@@ -255,7 +262,7 @@ func (v *vetter) check(ctx context.Context, s *vetSubject, boot bool) (*vet.Repo
 		// A boot asked for with -boot must run; one the policy asks
 		// for, when it cannot, leaves the report without it (a finding
 		// that blocks, saying why).
-		b, err := v.bootProbe(ctx, s.target)
+		b, err := v.bootProbe(ctx, s.target, opts, bootErr)
 		switch {
 		case err == nil:
 			r.Boot = b
@@ -270,24 +277,46 @@ func (v *vetter) check(ctx context.Context, s *vetSubject, boot bool) (*vet.Repo
 	return r, nil
 }
 
-// bootProbe boots the built artifacts of t without a network and
-// probes what runs.
-func (v *vetter) bootProbe(ctx context.Context, t *planner.Target) (*vet.Boot, error) {
+// bootMedia returns the QEMU options that boot t: its built artifacts
+// in OUT/<target>, or for a kind that boots the image's root (warewulf)
+// a kernel and an initramfs packed from root into work as a netboot of
+// the image is (targets.WriteRootBoot), never into the artifact folder.
+func (v *vetter) bootMedia(ctx context.Context, t *planner.Target, root, work string) (qemu.Options, error) {
 	boot, err := t.Kind.Boot(t.Write.Spec.(targets.Spec))
 	if err != nil {
-		return nil, fmt.Errorf("a %s target does not boot: %w", t.Kind.Name(), err)
+		return qemu.Options{}, fmt.Errorf("a %s target does not boot: %w", t.Kind.Name(), err)
 	}
 	opts, err := bootOptions(t, boot, false)
 	if err != nil {
-		return nil, err
+		return opts, err
+	}
+	if boot.Root {
+		im := t.Image
+		in := &targets.Input{Image: targets.ImageInfo{Name: im.Image.Name, ID: im.ID(), Arch: im.Image.Meta.Arch}, Root: root}
+		dir := filepath.Join(work, "boot")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return opts, err
+		}
+		// Compressed as Warewulf serves it (image.img.gz): uncompressed,
+		// the archive and the tree it unpacks to both sit in the guest's
+		// memory, and the kernel's rootfs may fill only half of it.
+		opts.Kernel, opts.Initrd, err = targets.WriteRootBoot(ctx, in, "gzip", dir)
+		return opts, err
 	}
 	dir := filepath.Join(v.out, t.Target.Name)
 	m, err := readManifest(dir)
 	if err != nil || m.Kind != t.Kind.Name() || stale(plan1(t), m) {
-		return nil, fmt.Errorf("%s does not hold the built target (fgimg build -o %s -only %s builds it)", dir, v.out, t.Target.Name)
+		return opts, fmt.Errorf("%s does not hold the built target (fgimg build -o %s -only %s builds it)", dir, v.out, t.Target.Name)
 	}
-	if err := m.attach(&opts, boot, dir); err != nil {
-		return nil, err
+	err = m.attach(&opts, boot, dir)
+	return opts, err
+}
+
+// bootProbe boots t from opts (bootMedia's, or its error) without a
+// network and probes what runs.
+func (v *vetter) bootProbe(ctx context.Context, t *planner.Target, opts qemu.Options, mediaErr error) (*vet.Boot, error) {
+	if mediaErr != nil {
+		return nil, mediaErr
 	}
 	// The initramfs holds the whole image, unpacked into memory.
 	opts.Log, opts.Memory, opts.Timeout = v.log, 3072, 8*time.Minute

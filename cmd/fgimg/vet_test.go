@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -233,6 +234,26 @@ func TestRegisterGate(t *testing.T) {
 	if a.By != catalog.ByReview || a.Who != "alice" || len(a.History) == 0 || len(a.Blocking) == 0 {
 		t.Errorf("the approval: %+v", a)
 	}
+	// fgimg show tells the target's approval: of the root it is written from.
+	code, out, stderr := e.run("show", "bad-tar")
+	for _, want := range []string{"\nApproval: approved\n", "  by        review (alice)\n", "  note      test image, keys are dummies\n",
+		"  blocking  " + strings.Join(a.Blocking, ", ") + "\n", "accounts.empty-password", "  image     " + bad.top.Digest.String() + ", vetted as bad-tar\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("show bad-tar lacks %q: exit %d\n%s%s", want, code, out, stderr)
+		}
+	}
+	code, out, stderr = e.run("show", "--json", "bad-tar")
+	var shown struct {
+		Approval *catalog.Approval `json:"approval"`
+	}
+	if err := json.Unmarshal([]byte(out), &shown); code != 0 || err != nil || shown.Approval == nil || shown.Approval.Status != catalog.StatusApproved ||
+		shown.Approval.By != catalog.ByReview || shown.Approval.Who != "alice" || shown.Approval.Note != "test image, keys are dummies" ||
+		!shown.Approval.When.Equal(a.When) || !slices.Equal(shown.Approval.Blocking, a.Blocking) || shown.Approval.Image != bad.top.Digest {
+		t.Errorf("show --json bad-tar: exit %d, %v, approval %+v\n%s", code, err, shown.Approval, stderr)
+	}
+	if code, out, _ := e.run("show", "clean-tar"); code != 0 || !strings.Contains(out, "\nApproval: none (not vetted; fgimg vet clean-tar vets it)\n") {
+		t.Errorf("show of an image never vetted: exit %d\n%s", code, out)
+	}
 
 	if code, _, _ := e.run("approve", "-reject", "-by", "bob", "-note", "no", "bad-tar"); code != 0 {
 		t.Fatal("approve -reject by name failed")
@@ -247,5 +268,8 @@ func TestRegisterGate(t *testing.T) {
 	}
 	if a, _ := files.Approval(clean.top.Digest); a == nil || a.Status != catalog.StatusApproved || a.By != catalog.ByTools || a.Report == "" {
 		t.Errorf("a clean image's approval: %+v", a)
+	}
+	if code, out, _ := e.run("show", "clean-tar"); code != 0 || !strings.Contains(out, "\nApproval: approved\n  by        tools\n") || strings.Contains(out, "blocking") {
+		t.Errorf("show of an image approved by tools: exit %d\n%s", code, out)
 	}
 }
