@@ -89,14 +89,7 @@ target "eucalyptus" "euca" {
 	}
 
 	// The root image as the cloud gets it back from its bundle.
-	credDir := t.TempDir()
-	cloudKey, user, env, err := eucabundle.TestCredentials(credDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	cloudKey, user, _ := eucabundle.UseTestCredentials(t)
 	t.Setenv("S3_URL", "https://osg.euca.example:8773/")
 	keys, err := eucabundle.LoadKeys()
 	if err != nil {

@@ -116,14 +116,7 @@ func writeTemp(t *testing.T, content string) string {
 func TestBundleChecks(t *testing.T) {
 	s := s3test.Start(t)
 	s.MakeBucket(t, "bundles")
-	dir := t.TempDir()
-	cloud, user, env, err := eucabundle.TestCredentials(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	cloud, user, _ := eucabundle.UseTestCredentials(t)
 	keys, err := eucabundle.LoadKeys()
 	if err != nil {
 		t.Fatal(err)

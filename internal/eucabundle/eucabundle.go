@@ -509,11 +509,14 @@ func (m *Manifest) Unbundle(cloud *rsa.PrivateKey, open func(filename string) (i
 				pw.CloseWithError(err)
 				return
 			}
-			h := sha1.New()
-			_, err = io.Copy(io.MultiWriter(h, dec), rc)
+			// A part is checked whole before any of it is decrypted.
+			b, err := io.ReadAll(rc)
 			rc.Close()
-			if err == nil && hex.EncodeToString(h.Sum(nil)) != p.SHA1 {
-				err = fmt.Errorf("part %s: SHA-1 does not match the manifest's", p.Filename)
+			if err == nil {
+				err = CheckPart(p, bytes.NewReader(b))
+			}
+			if err == nil {
+				_, err = dec.Write(b)
 			}
 			if err != nil {
 				pw.CloseWithError(err)

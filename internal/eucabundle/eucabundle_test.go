@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,19 +17,15 @@ import (
 	"github.com/fgimg/fgimg/internal/testkit"
 )
 
-func setup(t *testing.T) (dir string, k *eucabundle.Keys, cloudKey string) {
-	dir = t.TempDir()
-	_, _, env, err := eucabundle.TestCredentials(dir)
+// setup writes and loads the keys; it returns their folder, the keys,
+// the cloud's private key and the user's certificate.
+func setup(t *testing.T) (string, *eucabundle.Keys, *rsa.PrivateKey, *x509.Certificate) {
+	cloud, user, dir := eucabundle.UseTestCredentials(t)
+	k, err := eucabundle.LoadKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	if k, err = eucabundle.LoadKeys(); err != nil {
-		t.Fatal(err)
-	}
-	return dir, k, filepath.Join(dir, "cloud-pk.pem")
+	return dir, k, cloud, user
 }
 
 // image is compressible but not trivially: text with random words.
@@ -62,8 +57,7 @@ func bundle(t *testing.T, dir string, k *eucabundle.Keys, img []byte, im eucabun
 // parts' digests match, and the cloud's private key gives the original
 // bytes back.
 func TestRoundTrip(t *testing.T) {
-	dir, k, _ := setup(t)
-	cloudKey, user := mustKeys(t, dir)
+	dir, k, cloudKey, user := setup(t)
 	img := image(2*eucabundle.PartSize + 12345)
 	raw := bundle(t, dir, k, img, eucabundle.Image{Name: "root.img", Arch: "x86_64", Type: eucabundle.TypeMachine,
 		KernelID: "eki-12345678", RamdiskID: "eri-87654321"})
@@ -121,7 +115,7 @@ func TestRoundTrip(t *testing.T) {
 // this package reads back.
 func TestOpenSSL(t *testing.T) {
 	testkit.Need(t, "openssl", "gzip", "tar")
-	dir, k, cloudPK := setup(t)
+	dir, k, _, _ := setup(t)
 	img := image(300000)
 	raw := bundle(t, dir, k, img, eucabundle.Image{Name: "vmlinuz", Arch: "x86_64", Type: eucabundle.TypeKernel})
 	m, err := eucabundle.Parse(raw)
@@ -149,7 +143,6 @@ iv=$(openssl pkeyutl -decrypt -pkeyopt rsa_padding_mode:pkcs1 -inkey cloud-pk.pe
 mkdir out
 cat ` + strings.Join(names, " ") + ` | openssl enc -d -aes-128-cbc -K "$key" -iv "$iv" | gzip -dc | tar -x -C out
 `
-	_ = cloudPK
 	cmd := exec.Command("sh", "-c", script)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -173,8 +166,7 @@ func writeHex(t *testing.T, path, h string) {
 }
 
 func TestLoadKeysNamesMissingVariable(t *testing.T) {
-	dir, _, _ := setup(t)
-	_ = dir
+	setup(t)
 	for _, v := range []string{"EUCALYPTUS_CERT", "EC2_CERT", "EC2_PRIVATE_KEY", "EC2_USER_ID"} {
 		old := os.Getenv(v)
 		t.Setenv(v, "")
@@ -183,20 +175,4 @@ func TestLoadKeysNamesMissingVariable(t *testing.T) {
 		}
 		t.Setenv(v, old)
 	}
-}
-
-func mustKeys(t *testing.T, dir string) (*rsa.PrivateKey, *x509.Certificate) {
-	b, _ := os.ReadFile(filepath.Join(dir, "cloud-pk.pem"))
-	blk, _ := pem.Decode(b)
-	k, err := x509.ParsePKCS1PrivateKey(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ = os.ReadFile(filepath.Join(dir, "cert.pem"))
-	blk, _ = pem.Decode(b)
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k, c
 }

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 )
 
@@ -54,4 +55,19 @@ func TestCredentials(dir string) (cloud *rsa.PrivateKey, user *x509.Certificate,
 		"EC2_USER_ID":     "123456789012",
 	}
 	return cloud, user, env, nil
+}
+
+// UseTestCredentials writes TestCredentials into a temporary folder of
+// tb's, which it returns, and sets their eucarc variables for tb.
+func UseTestCredentials(tb testing.TB) (cloud *rsa.PrivateKey, user *x509.Certificate, dir string) {
+	tb.Helper()
+	dir = tb.TempDir()
+	cloud, user, env, err := TestCredentials(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for k, v := range env {
+		tb.Setenv(k, v)
+	}
+	return cloud, user, dir
 }

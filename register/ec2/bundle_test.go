@@ -39,24 +39,16 @@ func (w *world) buildBundles(t *testing.T, seeds [3]uint64) register.File {
 	return registertest.Write(t, w.out, f, files)
 }
 
-func eucalyptusEnv(t *testing.T, w *world) (cloudKeyDir string) {
+func eucalyptusEnv(t *testing.T, w *world) {
 	ec2URL := os.Getenv("AWS_ENDPOINT_URL_EC2")
 	for k, v := range map[string]string{"AWS_ENDPOINT_URL_EC2": "", "AWS_ENDPOINT_URL_S3": "", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
 		"EC2_URL": ec2URL, "S3_URL": w.s3.Endpoint, "EC2_ACCESS_KEY": w.s3.AccessKey, "EC2_SECRET_KEY": w.s3.SecretKey} {
 		t.Setenv(k, v)
 	}
-	dir := t.TempDir()
-	cloud, user, env, err := eucabundle.TestCredentials(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	cloud, user, _ := eucabundle.UseTestCredentials(t)
 	// The cloud verifies with the user's certificate and unbundles with
 	// its own key.
 	w.fake.UserCert, w.fake.CloudKey = user, cloud
-	return dir
 }
 
 // TestInstanceStore registers EKI, ERI and EMI from bundles the cloud
