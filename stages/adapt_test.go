@@ -67,3 +67,25 @@ func TestDiskAdaptWritesFstabAndHook(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskAdaptWithoutESP: a root file system with no disk around it
+// (an instance-store image's) gets an fstab with / only, no /boot/efi
+// to wait for, and no ESP hook.
+func TestDiskAdaptWithoutESP(t *testing.T) {
+	root := t.TempDir()
+	testkit.WriteFile(t, root, "etc/fstab", "UUID=89AB-CDEF /boot/efi vfat umask=0077 0 2\n")
+	testkit.WriteFile(t, root, "boot/vmlinuz-6.1.0-18-amd64", "kernel")
+	spec := &DiskAdapt{RootUUID: "0a1b2c3d-0000-4000-8000-000000000001"}
+	if _, err := Run(context.Background(), spec, &Env{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	fstab, _ := os.ReadFile(filepath.Join(root, "etc/fstab"))
+	if !strings.Contains(string(fstab), "UUID=0a1b2c3d-0000-4000-8000-000000000001\t/\text4") || strings.Contains(string(fstab), "/boot/efi") {
+		t.Errorf("fstab:\n%s", fstab)
+	}
+	for _, p := range append([]string{"boot/efi"}, espHookPaths...) {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s is there without an ESP", p)
+		}
+	}
+}
