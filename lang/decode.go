@@ -130,13 +130,9 @@ func (l *loader) decodeVariable(b *hcl.Block) {
 func (l *loader) decodeTarget(b *hcl.Block, dir string) {
 	kind, name := b.Labels[0], b.Labels[1]
 	ks, known := l.opts.TargetKinds[kind]
-	switch {
-	case !known:
+	if !known {
 		l.errorf(b.LabelRanges[0].Ptr(), "Unknown target kind",
 			"There is no target kind %q.%s", kind, didYouMean(kind, l.targetKinds()))
-		return
-	case ks.Unavailable != "":
-		l.errorf(b.LabelRanges[0].Ptr(), "Target kind not available yet", "%s", ks.Unavailable)
 		return
 	}
 	schema := &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "image", Required: true}}, Blocks: []hcl.BlockHeaderSchema{{Type: "vet"}}}

@@ -12,9 +12,6 @@ type TargetSchema struct {
 	// on its own; values holds every attribute (see Target.Attrs), an
 	// attribute already diagnosed as an unknown value, which Check skips.
 	Check func(values map[string]cty.Value) []TargetProblem
-	// Unavailable reserves the kind's name: a target of this kind is an
-	// error whose detail is this text.
-	Unavailable string
 	// Refused maps attribute names the kind will not take to the
 	// diagnostic's detail, for names users write by habit that must not
 	// be in a template (credentials): clearer than "Unsupported argument".

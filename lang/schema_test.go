@@ -35,7 +35,6 @@ var testKinds = map[string]*TargetSchema{
 			return nil
 		},
 	},
-	"crate": {Unavailable: "Crates come later."},
 }
 
 func loadKinds(t *testing.T, src string) (*Config, hcl.Diagnostics) {
@@ -81,7 +80,6 @@ target "box" "b" {
 func TestTargetSchemaDiagnostics(t *testing.T) {
 	for _, c := range []struct{ src, summary, detail string }{
 		{`target "bag" "x" { image = image.i }`, "Unknown target kind", `Did you mean "box"?`},
-		{`target "crate" "x" { image = image.i }`, "Target kind not available yet", "Crates come later."},
 		{"target \"box\" \"x\" {\n  image = image.i\n  colour = \"green\"\n}", `Invalid value for "colour"`, `"green" is not one of "red", "blue".`},
 		{"target \"box\" \"x\" {\n  image = image.i\n  count = 0\n}", `Invalid value for "count"`, "count must be at least 1."},
 		{"target \"box\" \"x\" {\n  image = image.i\n  count = 11\n}", "Too many", "Set big = true for more than 10."},

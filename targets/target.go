@@ -160,21 +160,6 @@ func Schemas() map[string]*lang.TargetSchema {
 	return m
 }
 
-func kindNames() []string {
-	var names []string
-	for _, k := range Kinds() {
-		names = append(names, k.Name())
-	}
-	return names
-}
-
-func orList(names []string) string {
-	if len(names) < 2 {
-		return strings.Join(names, "")
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-}
-
 // specAs returns spec as the kind's own spec type.
 func specAs[T Spec](spec Spec, kind string) (T, error) {
 	s, ok := spec.(T)
