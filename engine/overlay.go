@@ -93,14 +93,14 @@ func (o *Overlay) runStage(ctx context.Context, s *planner.Stage, work string, l
 		if err := os.Mkdir(root, 0o755); err != nil {
 			return stages.Result{}, "", err
 		}
-		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory, MaxCPUs: o.StageCPUs})
+		res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: root, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory, MaxCPUs: o.StageCPUs, Epoch: o.Epoch})
 		return res, root, err
 	}
 	merged, unmount, err := o.Mount(ctx, s.Input, work)
 	if err != nil {
 		return stages.Result{}, "", err
 	}
-	res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: merged, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory, MaxCPUs: o.StageCPUs})
+	res, err := stages.Run(ctx, s.Spec, &stages.Env{Root: merged, Log: log, Arch: arch, Timeout: o.StageTimeout, MaxMemory: o.StageMemory, MaxCPUs: o.StageCPUs, Epoch: o.Epoch})
 	if uerr := unmount(); uerr != nil && err == nil {
 		err = fmt.Errorf("unmounting the stage's root filesystem: %w", uerr)
 	}

@@ -186,7 +186,7 @@ func cleanDebianRoot(env *Env) error {
 		}
 	}
 	fmt.Fprintln(env.Log, "fgimg: removed downloaded packages, package lists and the build host's /etc/resolv.conf and /etc/hostname")
-	return nil
+	return scrubBuildTraces(r, env)
 }
 
 // bootstrapTar extracts a root filesystem tarball (plain, gzip or zstd)

@@ -31,14 +31,19 @@ func runPackages(ctx context.Context, s *Packages, env *Env) error {
 	pm, pmPath := findPackageManager(r)
 	switch pm {
 	case "apt-get":
-		return installApt(ctx, r, env, pmPath, s.Names)
+		err = installApt(ctx, r, env, pmPath, s.Names)
 	case "dnf", "yum":
-		return installDnf(ctx, env, pm, pmPath, s.Names)
+		err = installDnf(ctx, env, pm, pmPath, s.Names)
 	case "apk":
-		return installApk(ctx, env, pmPath, s.Names)
+		err = installApk(ctx, env, pmPath, s.Names)
+	default:
+		return fmt.Errorf("the image has no package manager to install %s with (looked for %s in %s)",
+			strings.Join(s.Names, ", "), strings.Join(packageManagers, ", "), standardPath)
 	}
-	return fmt.Errorf("the image has no package manager to install %s with (looked for %s in %s)",
-		strings.Join(s.Names, ", "), strings.Join(packageManagers, ", "), standardPath)
+	if err != nil {
+		return err
+	}
+	return scrubBuildTraces(r, env)
 }
 
 // findPackageManager returns the first of packageManagers the image has,

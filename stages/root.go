@@ -163,13 +163,19 @@ func (r *root) readFile(p string) ([]byte, error) {
 }
 
 // stat describes the image path p, following symlinks.
-func (r *root) stat(p string) (unix.Stat_t, error) {
+func (r *root) stat(p string) (unix.Stat_t, error) { return r.statAt(p, true) }
+
+// lstat describes the image path p itself, not following a final
+// symlink.
+func (r *root) lstat(p string) (unix.Stat_t, error) { return r.statAt(p, false) }
+
+func (r *root) statAt(p string, followFinal bool) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	rel, err := relPath(p)
 	if err != nil {
 		return st, err
 	}
-	dirfd, name, err := r.resolve(rel, false, true)
+	dirfd, name, err := r.resolve(rel, false, followFinal)
 	if err != nil {
 		return st, err
 	}

@@ -31,6 +31,9 @@ type Env struct {
 	// MaxCPUs bounds the CPU time of each command run in the image to
 	// that many CPUs' worth: zero means no bound.
 	MaxCPUs float64
+	// Epoch is the build's SOURCE_DATE_EPOCH, nil without one: the time
+	// stages write where a file format wants one (the Java keystore).
+	Epoch *time.Time
 
 	roots []*root // the stage's open roots (openRoot)
 }

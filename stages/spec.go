@@ -18,15 +18,24 @@ type Spec interface {
 // a spec changes so that old cache entries stop matching.
 const formatVersion = 1
 
+// kindVersions is hashed into the digests of one kind of stage; bump a
+// kind's entry when what its code writes changes for the same spec, so
+// that its old cache entries stop matching and no other kind's do.
+//
+// 2: bootstrap and packages remove the logs and caches that record the
+// build's time, and set the Java keystore's times (scrubBuildTraces).
+var kindVersions = map[string]int{"bootstrap": 2, "packages": 2}
+
 // Digest identifies a stage: its kind, canonical spec and the digest of
 // the stage below it ("" for an origin).
 func Digest(s Spec, input digest.Digest) digest.Digest {
 	b, err := json.Marshal(struct {
 		Format int           `json:"fgimg"`
 		Kind   string        `json:"kind"`
+		Code   int           `json:"code,omitempty"`
 		Input  digest.Digest `json:"input,omitempty"`
 		Spec   Spec          `json:"spec"`
-	}{formatVersion, s.Kind(), input, s})
+	}{formatVersion, s.Kind(), kindVersions[s.Kind()], input, s})
 	if err != nil {
 		panic("stages: spec does not marshal: " + err.Error()) // specs are plain data
 	}
