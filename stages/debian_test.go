@@ -185,6 +185,12 @@ func TestDebootstrap(t *testing.T) {
 	if exists(root, "debootstrap") {
 		t.Error("/debootstrap kept")
 	}
+	// Nothing that records the build's time is kept (scrubBuildTraces).
+	for _, p := range buildTraces {
+		if exists(root, p[1:]) {
+			t.Errorf("%s kept: %q", p, tail(readRootFile(t, root, p[1:]), 3))
+		}
+	}
 	// Ids are the image's own on disk, not the sandbox's shifted ones.
 	for p, want := range map[string][2]uint32{"etc/passwd": {0, 0}, "etc/shadow": {0, 42}, "usr/bin/su": {0, 0}} {
 		var st unix.Stat_t

@@ -130,7 +130,7 @@ Flags:`)
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed
 	}
-	names, refused, err := vetBeforeRegister(ctx, store, plan, names, outDir, errw)
+	names, refused, err := vetBeforeRegister(ctx, store, plan, names, outDir, jobs, errw)
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed

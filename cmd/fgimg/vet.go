@@ -10,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/fgimg/fgimg/cache"
 	"github.com/fgimg/fgimg/cache/catalog"
@@ -478,15 +481,17 @@ Flags:`)
 // vetGate vets each target before it is registered and returns those
 // that may be: an image whose vetting passes its policy is approved by
 // tools; one with findings that block goes only when a review approved
-// it (fgimg approve); a rejected one never. For each refused target it
+// it (fgimg approve); a rejected one never. Up to jobs images are vetted
+// at once. For each refused target it
 // says on w what blocks and how to approve.
-func vetGate(subjects []*vetSubject, vetOne func(*vetSubject) (*vet.Report, error), files *catalog.Files, w io.Writer) (allowed []string, refused int) {
-	for _, s := range subjects {
+func vetGate(subjects []*vetSubject, jobs int, vetOne func(*vetSubject) (*vet.Report, error), files *catalog.Files, w io.Writer) (allowed []string, refused int) {
+	reports, errs := vetAll(subjects, jobs, vetOne)
+	for i, s := range subjects {
 		refuse := func(format string, args ...any) {
 			refused++
 			fmt.Fprintf(w, "fgimg: register refuses %s (image %s): %s\n", s.name, shortDigest(s.top.Digest.String()), fmt.Sprintf(format, args...))
 		}
-		r, err := vetOne(s)
+		r, err := reports[i], errs[i]
 		if err != nil {
 			refuse("vetting failed: %s", err)
 			continue
@@ -520,6 +525,39 @@ func vetGate(subjects []*vetSubject, vetOne func(*vetSubject) (*vet.Report, erro
 	return allowed, refused
 }
 
+// vetAll vets the subjects, up to jobs images at once (a boot in
+// isolation takes minutes, and bare-metal kinds each boot). Targets of
+// one image are vetted in turn, so that the first one's report, cached,
+// serves the next instead of a second boot of the same image.
+func vetAll(subjects []*vetSubject, jobs int, vetOne func(*vetSubject) (*vet.Report, error)) ([]*vet.Report, []error) {
+	reports, errs := make([]*vet.Report, len(subjects)), make([]error, len(subjects))
+	var groups [][]int
+	byImage := map[digest.Digest]int{}
+	for i, s := range subjects {
+		g, ok := byImage[s.top.Digest]
+		if !ok {
+			g = len(groups)
+			byImage[s.top.Digest] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	sem := make(chan struct{}, max(jobs, 1))
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, i := range g {
+				reports[i], errs[i] = vetOne(subjects[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return reports, errs
+}
+
 func policyKind(kind string) string {
 	if vet.IsBareMetal(kind) {
 		return kind + ", bare metal"
@@ -528,7 +566,7 @@ func policyKind(kind string) string {
 }
 
 // vetBeforeRegister is register's gate over the selected targets names.
-func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Plan, names []string, out string, errw io.Writer) (allowed []string, refused int, err error) {
+func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Plan, names []string, out string, jobs int, errw io.Writer) (allowed []string, refused int, err error) {
 	v, err := newVetter(store, "", false)
 	if err != nil {
 		return nil, 0, err
@@ -546,6 +584,6 @@ func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Pl
 		}
 		subjects = append(subjects, s)
 	}
-	allowed, refused = vetGate(subjects, func(s *vetSubject) (*vet.Report, error) { return v.vet(ctx, s) }, files, errw)
+	allowed, refused = vetGate(subjects, jobs, func(s *vetSubject) (*vet.Report, error) { return v.vet(ctx, s) }, files, errw)
 	return allowed, refused, nil
 }

@@ -202,7 +202,7 @@ func TestRegisterGate(t *testing.T) {
 	}
 	gate := func(env []string, s *vetSubject) ([]string, string) {
 		var w bytes.Buffer
-		allowed, _ := vetGate([]*vetSubject{s}, func(s *vetSubject) (*vet.Report, error) {
+		allowed, _ := vetGate([]*vetSubject{s}, 1, func(s *vetSubject) (*vet.Report, error) {
 			_, r, _ := e.vetJSON(env, s.name)
 			return r, nil
 		}, files, &w)
