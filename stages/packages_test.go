@@ -38,7 +38,7 @@ install)
 			exit 100
 		fi
 	done
-	echo "Setting up $7 ..." ;;
+	echo "Setting up $9 ..." ;;
 esac
 `
 
@@ -51,10 +51,10 @@ func aptRoot(t *testing.T) string {
 func TestPackagesApt(t *testing.T) {
 	root := aptRoot(t)
 	log := mustRunStage(t, &Packages{Names: []string{"hello", "jq"}}, root)
-	want := `apt-get update -o Acquire::Retries=3
+	want := `apt-get update -o Acquire::Retries=3 -o Acquire::Languages=none
   DEBIAN_FRONTEND=noninteractive
   policy-rc.d exits 101
-apt-get install -y -o Acquire::Retries=3 -o Dpkg::Options::=--force-confold hello jq
+apt-get install -y -o Acquire::Retries=3 -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io hello jq
   DEBIAN_FRONTEND=noninteractive
   policy-rc.d exits 101
 apt-get clean
