@@ -98,6 +98,29 @@ func (e *Engine) Hold(p *planner.Plan) (release func(), err error) {
 	return func() { e.held = false; rel() }, nil
 }
 
+// Mounts says whether building p may mount an image's root filesystem,
+// which needs a private mount namespace (sandbox.Isolate): a stage or
+// target is not in the store, or an image's software stack is not
+// recorded. When none may, the build is a no-op: it reads the store and
+// exports the targets. MountOverlay refuses outside such a namespace,
+// so a wrong answer fails a build and never leaks a mount.
+func (e *Engine) Mounts(p *planner.Plan) bool {
+	for _, s := range p.Stages {
+		if !e.Store.Has(s.Digest) {
+			return true
+		}
+	}
+	for _, im := range p.Images {
+		if len(im.Stages) == 0 {
+			continue
+		}
+		if _, ok, err := CachedStack(e.Store, im.Stages[len(im.Stages)-1].Digest); !ok || err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Shared is a shared repository as the engine uses it (engine/shared
 // puts one on cache/remote). Its failures never fail a build: the
 // engine builds what it could not pull and reports what it could not

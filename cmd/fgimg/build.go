@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -89,13 +90,16 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	if bf.stageCPUs < 0 || bf.stageCPUs > 0 && bf.stageCPUs < 0.01 {
 		return flagResult(usageError{"--stage-cpus must be 0 (no bound) or at least 0.01"}, errw), nil, nil
 	}
-	// Building mounts overlays: do it in a private mount namespace, so
-	// that no mount outlives fgimg however it ends. In the calling
-	// process Isolate runs fgimg again inside one and does not return.
-	if err := sandbox.Isolate(); err != nil {
+	// Until it is known whether this process builds or runs itself again
+	// in a private mount namespace (below), what it would say is held
+	// back: the run inside says it all.
+	if err := sandbox.Resume(); err != nil {
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed, nil, nil
 	}
+	held := &heldWriter{w: errw}
+	defer held.flush()
+	errw = held
 	epoch, err := layer.EpochFromEnv()
 	if err != nil {
 		fmt.Fprintf(errw, "fgimg: SOURCE_DATE_EPOCH: %s\n", err)
@@ -121,7 +125,7 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		fmt.Fprintf(errw, "fgimg: %s\n", err)
 		return exitFailed, nil, nil
 	}
-	prog := newProgress(errw, bf.json, out, len(plan.Stages))
+	var prog *progress
 	fetched := map[digest.Digest]bool{} // written by Report, one event at a time
 	eng := &engine.Engine{
 		Store:  store,
@@ -147,6 +151,22 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 		return exitFailed, nil, nil
 	}
 	defer release()
+	// Building mounts overlays: that is done in a private mount
+	// namespace, so that no mount outlives fgimg however it ends; Isolate
+	// runs fgimg again inside one and does not return. A build with
+	// nothing to mount (everything cached: a no-op) goes on here, which
+	// saves starting fgimg twice.
+	if !sandbox.Isolated() && eng.Mounts(plan) {
+		held.discard()
+		release()
+		store.Close()
+		if err := sandbox.Isolate(); err != nil {
+			fmt.Fprintf(errw, "fgimg: %s\n", err)
+			return exitFailed, nil, nil
+		}
+	}
+	held.flush()
+	prog = newProgress(errw, bf.json, out, len(plan.Stages))
 	err = eng.Build(ctx, plan)
 	prog.finish(err)
 	if err != nil {
@@ -173,3 +193,28 @@ func (bf buildFlags) build(ctx context.Context, paths []string, out, errw io.Wri
 	}
 	return exitOK, cfg, plan
 }
+
+// heldWriter holds back what is written to it until flush, which writes
+// it and everything after through to w, or discard, which drops it.
+type heldWriter struct {
+	w       io.Writer
+	buf     bytes.Buffer
+	through bool
+}
+
+func (h *heldWriter) Write(p []byte) (int, error) {
+	if h.through {
+		return h.w.Write(p)
+	}
+	return h.buf.Write(p)
+}
+
+func (h *heldWriter) flush() {
+	if !h.through {
+		h.through = true
+		h.w.Write(h.buf.Bytes())
+		h.buf.Reset()
+	}
+}
+
+func (h *heldWriter) discard() { h.buf.Reset() }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -548,5 +549,44 @@ target "tar" "top-rootfs" {
 	entries := readTar(t, filepath.Join(e.out, "top-rootfs", "rootfs.tar"))
 	if entries["etc/top"] == nil || entries["etc/motd"] == nil {
 		t.Error("the top image lacks its own file or its base's")
+	}
+}
+
+// TestBuildSaysEverythingOnce: a build with stages to run starts fgimg
+// again in a private mount namespace, and a no-op build does not; either
+// way a template's warning and the summary are said once, and the no-op
+// leaves no mount behind.
+func TestBuildSaysEverythingOnce(t *testing.T) {
+	e := newEnvWith(t, `image "base" {
+  bootstrap "tar" {
+    source = "rootfs.tar"
+  }
+  file "/etc/odd" {
+    content = "x"
+    mode    = "1644"
+  }
+}
+target "tar" "base-rootfs" {
+  image       = image.base
+  compression = "none"
+}
+`)
+	for i, want := range []string{"built", "cached"} {
+		code, stdout, stderr := e.run("build", "-o", e.out)
+		if code != 0 {
+			t.Fatalf("build %d: exit %d\n%s", i+1, code, stderr)
+		}
+		if n := strings.Count(stderr, "Unsafe file mode"); n != 1 {
+			t.Errorf("build %d: the warning said %d times:\n%s", i+1, n, stderr)
+		}
+		if n := strings.Count(stderr, "Build: "); n != 1 {
+			t.Errorf("build %d: the summary said %d times:\n%s%s", i+1, n, stdout, stderr)
+		}
+		if !regexp.MustCompile(want + `\s+base: files`).MatchString(stderr) {
+			t.Errorf("build %d: base's files stage not %s:\n%s", i+1, want, stderr)
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), e.cache) {
+		t.Errorf("a mount of the cache is left:\n%s", b)
 	}
 }

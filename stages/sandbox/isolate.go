@@ -31,6 +31,39 @@ var ErrNotIsolated = errors.New("sandbox: the process is not isolated in a priva
 // mount namespace.
 func Isolated() bool { return isolated }
 
+// Resume finishes, in the process Isolate started, what Isolate does
+// there, and does nothing elsewhere. A command that decides late whether
+// it needs isolating calls it first, so that when it runs again inside
+// the namespace it knows it is isolated.
+func Resume() error {
+	if isolated {
+		return nil
+	}
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return fmt.Errorf("sandbox: reading mount namespace: %w", err)
+	}
+	return resume(own)
+}
+
+// resume marks the process isolated when Isolate started it in a mount
+// namespace other than its starter's, own.
+func resume(own string) error {
+	v, ok := os.LookupEnv(isolatedEnv)
+	if !ok {
+		return nil
+	}
+	os.Unsetenv(isolatedEnv)
+	if v == own {
+		return nil // inherited by a process that is not Isolate's
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("sandbox: making mounts private: %w", err)
+	}
+	isolated = true
+	return nil
+}
+
 // Isolate runs the program in a private mount namespace, so that mounts it
 // makes (MountOverlay) disappear with it however it ends, and, when not
 // run as root, in a user namespace in which the caller is root, so that
@@ -56,15 +89,8 @@ func Isolate() error {
 	if err != nil {
 		return fmt.Errorf("sandbox: reading mount namespace: %w", err)
 	}
-	if v, ok := os.LookupEnv(isolatedEnv); ok {
-		os.Unsetenv(isolatedEnv)
-		if v != own {
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return fmt.Errorf("sandbox: making mounts private: %w", err)
-			}
-			isolated = true
-			return nil
-		}
+	if err := resume(own); err != nil || isolated {
+		return err
 	}
 
 	attr := &syscall.SysProcAttr{
