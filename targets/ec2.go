@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/zclconf/go-cty/cty"
@@ -416,10 +417,10 @@ func jsonTags(props, extra map[string]string) string {
 
 // amiNameRE is what EC2 takes as an AMI's name; 13 bytes of the 128 are
 // the "-DIGEST" s3Step adds.
-var amiNameRE = regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,115}$`)
+var amiNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9()\[\] ./\-'@_]{3,115}$`) })
 
 func validateAMIName(v cty.Value) error {
-	if !amiNameRE.MatchString(v.AsString()) {
+	if !amiNameRE().MatchString(v.AsString()) {
 		return fmt.Errorf("%q is not an AMI name: 3 to 115 letters, digits, spaces and ( ) [ ] . / - ' @ _ (fgimg adds -DIGEST, up to EC2's 128)", v.AsString())
 	}
 	return nil
@@ -434,10 +435,10 @@ func validateRegion(v cty.Value) error {
 	return nil
 }
 
-var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+var bucketRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`) })
 
 func validateBucket(v cty.Value) error {
-	if !bucketRE.MatchString(v.AsString()) {
+	if !bucketRE().MatchString(v.AsString()) {
 		return fmt.Errorf("%q is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens", v.AsString())
 	}
 	return nil

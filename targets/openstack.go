@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/zclconf/go-cty/cty"
@@ -190,10 +191,10 @@ func openStackScript(spec *OpenStackSpec, steps []register.Step) string {
 }
 
 // glanceProperty is what Glance takes as a property's name.
-var glanceProperty = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:.-]{0,254}$`)
+var glanceProperty = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_:.-]{0,254}$`) })
 
 func checkGlanceProperty(k, v string) error {
-	if !glanceProperty.MatchString(k) {
+	if !glanceProperty().MatchString(k) {
 		return fmt.Errorf("%q is not a Glance property name: use letters, digits, _, :, . and -, starting with a letter or _", k)
 	}
 	if len(v) > 255 {

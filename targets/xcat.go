@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/zclconf/go-cty/cty"
@@ -76,10 +77,10 @@ func (XCAT) Name() string { return "xcat" }
 
 // bareMetalName is what xCAT object names and Warewulf image names share
 // that also survives shell words, Moab's comma lists and a file name.
-var bareMetalName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var bareMetalName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`) })
 
 func validateBareMetalName(v cty.Value) error {
-	if !bareMetalName.MatchString(v.AsString()) {
+	if !bareMetalName().MatchString(v.AsString()) {
 		return fmt.Errorf("%q is not a usable name: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128", v.AsString())
 	}
 	return nil
@@ -348,7 +349,7 @@ func writeXCAT(ctx context.Context, in *Input, sp Spec, dir string) ([]Artifact,
 			return nil, err
 		}
 		osvers = strings.ToLower(rel["ID"] + rel["VERSION_ID"])
-		if !bareMetalName.MatchString(osvers) {
+		if !bareMetalName().MatchString(osvers) {
 			return nil, fmt.Errorf("image %q has no usable ID and VERSION_ID in its os-release for the osimage's osvers (%q): set osvers", in.Image.Name, osvers)
 		}
 	}

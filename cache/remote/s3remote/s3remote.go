@@ -36,6 +36,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -288,10 +289,10 @@ func (r *Repository) Delete(ctx context.Context, target ocispec.Descriptor) erro
 }
 
 // tagRE is a tag as the OCI distribution spec allows it.
-var tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+var tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`) })
 
 func (r *Repository) checkTag(tag string) error {
-	if !tagRE.MatchString(tag) {
+	if !tagRE().MatchString(tag) {
 		return fmt.Errorf("%s: %w: tag %q (letters, digits, . _ -, at most 128)", r, errdef.ErrInvalidReference, tag)
 	}
 	return nil
