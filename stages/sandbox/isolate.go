@@ -36,32 +36,33 @@ func Isolated() bool { return isolated }
 // it needs isolating calls it first, so that when it runs again inside
 // the namespace it knows it is isolated.
 func Resume() error {
-	if isolated {
-		return nil
-	}
-	own, err := os.Readlink("/proc/self/ns/mnt")
-	if err != nil {
-		return fmt.Errorf("sandbox: reading mount namespace: %w", err)
-	}
-	return resume(own)
+	_, err := resume()
+	return err
 }
 
 // resume marks the process isolated when Isolate started it in a mount
-// namespace other than its starter's, own.
-func resume(own string) error {
+// namespace other than its starter's, and returns the process's own
+// mount namespace.
+func resume() (own string, err error) {
+	if isolated {
+		return "", nil
+	}
+	if own, err = os.Readlink("/proc/self/ns/mnt"); err != nil {
+		return "", fmt.Errorf("sandbox: reading mount namespace: %w", err)
+	}
 	v, ok := os.LookupEnv(isolatedEnv)
 	if !ok {
-		return nil
+		return own, nil
 	}
 	os.Unsetenv(isolatedEnv)
 	if v == own {
-		return nil // inherited by a process that is not Isolate's
+		return own, nil // inherited by a process that is not Isolate's
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("sandbox: making mounts private: %w", err)
+		return "", fmt.Errorf("sandbox: making mounts private: %w", err)
 	}
 	isolated = true
-	return nil
+	return own, nil
 }
 
 // Isolate runs the program in a private mount namespace, so that mounts it
@@ -82,14 +83,8 @@ func resume(own string) error {
 // SIGINT only when the program is not in the terminal's foreground; other
 // SIGINTs and all SIGTERMs are forwarded.
 func Isolate() error {
-	if isolated {
-		return nil
-	}
-	own, err := os.Readlink("/proc/self/ns/mnt")
-	if err != nil {
-		return fmt.Errorf("sandbox: reading mount namespace: %w", err)
-	}
-	if err := resume(own); err != nil || isolated {
+	own, err := resume()
+	if err != nil || isolated {
 		return err
 	}
 
