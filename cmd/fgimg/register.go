@@ -76,7 +76,7 @@ func cmdRegister(ctx context.Context, args []string, out, errw io.Writer) int {
 	cf.register(fs, true)
 	rf.register(fs)
 	fs.StringVar(&outDir, "o", "out", "the targets' artifacts are in `DIR`/<target>/, as fgimg build wrote them")
-	fs.IntVar(&jobs, "j", min(runtime.NumCPU(), 4), "register at most `N` targets at once")
+	fs.IntVar(&jobs, "j", min(runtime.NumCPU(), 4), "vet and register at most `N` targets at once")
 	fs.BoolVar(&asJSON, "json", false, "print the plans and registrations as one JSON document")
 	fs.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	fs.BoolVar(&replace, "replace", false, "retire the older images fgimg registered for each target once the new ones are ready (as the target's replace attribute)")
