@@ -571,6 +571,7 @@ func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Pl
 	if err != nil {
 		return nil, 0, err
 	}
+	errw = &lockedWriter{w: errw} // the vets run at once
 	v.out, v.log = out, errw
 	files, err := catalog.NewFiles(store)
 	if err != nil {
@@ -586,4 +587,16 @@ func vetBeforeRegister(ctx context.Context, store *cache.Store, plan *planner.Pl
 	}
 	allowed, refused = vetGate(subjects, jobs, func(s *vetSubject) (*vet.Report, error) { return v.vet(ctx, s) }, files, errw)
 	return allowed, refused, nil
+}
+
+// lockedWriter serialises writes to w from goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
