@@ -67,16 +67,20 @@ func (c *Catalog) Run(ctx context.Context, q *Query) ([]Row, error) {
 	}
 	defer rows.Close()
 	var out []Row
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
 	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
-		r := Row{Key: fmt.Sprint(vals[0]), Values: map[string]any{}}
+		key, ok := vals[0].(string)
+		if !ok {
+			key = fmt.Sprint(vals[0])
+		}
+		r := Row{Key: key, Values: make(map[string]any, len(q.Fields))}
 		for i, f := range q.Fields {
 			v := vals[i+1]
 			switch fields[f].kind {

@@ -21,6 +21,17 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// fgimgBinary builds fgimg as users run it, for the benchmarks of whole
+// processes: the test binary acting as main starts slower (the testing
+// packages and every test's dependencies are initialised too).
+func fgimgBinary(b *testing.B) string {
+	bin := filepath.Join(b.TempDir(), "fgimg")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // benchEnv is a build environment for benchmarks (newEnv needs a *testing.T).
 func benchEnv(b *testing.B, config string, rootfs func(dir string)) *env {
 	if os.Geteuid() != 0 {
@@ -51,6 +62,7 @@ func (e *env) mustBuild(b *testing.B, args ...string) {
 // build's 11 entries and its export, as the build does.
 func BenchmarkNoopBuild(b *testing.B) {
 	e := benchEnv(b, noopConfig(), nil)
+	e.bin = fgimgBinary(b)
 	e.mustBuild(b)
 	b.Run("build", func(b *testing.B) {
 		for range b.N {
@@ -281,7 +293,7 @@ func cacheBytes(b *testing.B, dir string) (layers, blobs, all int64) {
 // BenchmarkImagesQuery is a whole `fgimg images QUERY` process over a
 // catalog of 10,000 entries: the bar is 100 ms.
 func BenchmarkImagesQuery(b *testing.B) {
-	e := &env{dir: b.TempDir(), cache: b.TempDir()}
+	e := &env{dir: b.TempDir(), cache: b.TempDir(), bin: fgimgBinary(b)}
 	store, err := cache.Open(e.cache)
 	if err != nil {
 		b.Fatal(err)

@@ -62,6 +62,10 @@ type env struct {
 	t          *testing.T
 	dir, cache string
 	out        string
+	// bin, when set, is an fgimg binary to run instead of the test
+	// binary acting as main (benchmarks of whole processes: see
+	// fgimgBinary).
+	bin string
 }
 
 // newEnv writes the busybox configuration into a fresh directory.
@@ -90,6 +94,10 @@ func (e *env) write(config string) {
 func (e *env) command(ctx context.Context, extraEnv []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "FGIMG_TEST_AS_MAIN=1", "FGIMG_CACHE="+e.cache)
+	if e.bin != "" {
+		cmd = exec.CommandContext(ctx, e.bin, args...)
+		cmd.Env = append(os.Environ(), "FGIMG_CACHE="+e.cache)
+	}
 	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Dir = e.dir
 	return cmd
