@@ -102,7 +102,7 @@ func runCloudInit(ctx context.Context, s *CloudInit, env *Env) error {
 			return fmt.Errorf("the image lacks %s for a cloud; fgimg installs them with apt-get only (Debian, Ubuntu), and the image has %s: add them to the image's packages",
 				strings.Join(need, " and "), pm)
 		}
-		if err := installApt(ctx, r, env, path, need); err != nil {
+		if err := install(ctx, r, env, pm, path, need); err != nil {
 			return err
 		}
 	}

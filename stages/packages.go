@@ -29,16 +29,27 @@ func runPackages(ctx context.Context, s *Packages, env *Env) error {
 	}
 	defer r.close()
 	pm, pmPath := findPackageManager(r)
-	switch pm {
-	case "apt-get":
-		err = installApt(ctx, r, env, pmPath, s.Names)
-	case "dnf", "yum":
-		err = installDnf(ctx, env, pm, pmPath, s.Names)
-	case "apk":
-		err = installApk(ctx, env, pmPath, s.Names)
-	default:
+	if pm == "" {
 		return fmt.Errorf("the image has no package manager to install %s with (looked for %s in %s)",
 			strings.Join(s.Names, ", "), strings.Join(packageManagers, ", "), standardPath)
+	}
+	return install(ctx, r, env, pm, pmPath, s.Names)
+}
+
+// install installs names with the image's package manager pm (at path),
+// then removes what records the build's time (scrubBuildTraces): every
+// stage that installs packages goes through here.
+func install(ctx context.Context, r *root, env *Env, pm, path string, names []string) error {
+	var err error
+	switch pm {
+	case "apt-get":
+		err = installApt(ctx, r, env, path, names)
+	case "dnf", "yum":
+		err = installDnf(ctx, env, pm, path, names)
+	case "apk":
+		err = installApk(ctx, env, path, names)
+	default:
+		return fmt.Errorf("fgimg does not install packages with %s", pm)
 	}
 	if err != nil {
 		return err

@@ -37,7 +37,7 @@ const dbusMachineID = "/var/lib/dbus/machine-id"
 // entries carry the time they were added.
 const javaCacerts = "/etc/ssl/certs/java/cacerts"
 
-// scrubBuildTraces makes a package manager's stage reproducible: it
+// scrubBuildTraces makes a stage that installed packages reproducible: it
 // removes buildTraces, empties a machine identity written during the
 // build (systemd makes one on first boot, as an image should have it),
 // and, when the build has a SOURCE_DATE_EPOCH, sets the Java keystore's

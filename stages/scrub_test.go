@@ -128,3 +128,21 @@ func diffTrees(t *testing.T, a, b string) string {
 	}
 	return diff
 }
+
+// TestCloudInitInstallIsScrubbed: the cloud-init stage installs what an
+// image lacks through the same path as the packages stage, so apt's
+// logs and ldconfig's cache do not stay in its layer either.
+func TestCloudInitInstallIsScrubbed(t *testing.T) {
+	root := cloudReadyRoot(t)
+	os.Remove(filepath.Join(root, "usr/bin/cloud-init"))
+	writeRootFile(t, root, "usr/bin/apt-get", timeApt, 0o755)
+	log := mustRunStage(t, &CloudInit{Virtio: []string{"virtio_blk"}}, root)
+	if !strings.Contains(log, "apt-get install") {
+		t.Fatalf("cloud-init was not installed:\n%s", log)
+	}
+	for _, p := range buildTraces {
+		if exists(root, p[1:]) {
+			t.Errorf("%s is still in the image", p)
+		}
+	}
+}

@@ -22,9 +22,10 @@ const formatVersion = 1
 // kind's entry when what its code writes changes for the same spec, so
 // that its old cache entries stop matching and no other kind's do.
 //
-// 2: bootstrap and packages remove the logs and caches that record the
-// build's time, and set the Java keystore's times (scrubBuildTraces).
-var kindVersions = map[string]int{"bootstrap": 2, "packages": 2}
+// 2: the stages that install packages (bootstrap, packages, cloud-init)
+// remove the logs and caches that record the build's time, and set the
+// Java keystore's times (scrubBuildTraces).
+var kindVersions = map[string]int{"bootstrap": 2, "packages": 2, "cloud-init": 2}
 
 // Digest identifies a stage: its kind, canonical spec and the digest of
 // the stage below it ("" for an origin).
